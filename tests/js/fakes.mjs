@@ -1,0 +1,375 @@
+// Test doubles for the browser client: a fake clock and a tiny scripted server that speaks
+// wire protocol v1 over fake WebSocket / EventSource / fetch constructors, injected through
+// connect() options. Not a test file itself (node --test only runs *.test.mjs).
+
+import { connect, decodeFrame, encodeFrame } from "../../transports/static/client.js";
+
+export const BASE = "http://app.test/rt";
+
+/** Let every pending promise, microtask and immediate run. */
+export async function settle() {
+  for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Deterministic time: timers run only inside advance(). */
+export class FakeClock {
+  constructor() {
+    this.t = 1_700_000_000_000;
+    this.timers = new Map();
+    this.nextId = 1;
+    this.setTimeout = (fn, ms = 0) => {
+      const id = this.nextId++;
+      this.timers.set(id, { at: this.t + Math.max(0, ms || 0), fn, id });
+      return id;
+    };
+    this.clearTimeout = (id) => { this.timers.delete(id); };
+    this.now = () => this.t;
+  }
+
+  /** Move time forward by ms, running due timers in order and settling in between. */
+  async advance(ms) {
+    const end = this.t + ms;
+    await settle();
+    for (;;) {
+      let next = null;
+      for (const timer of this.timers.values()) {
+        if (timer.at <= end && (!next || timer.at < next.at || (timer.at === next.at && timer.id < next.id))) next = timer;
+      }
+      if (!next) break;
+      this.timers.delete(next.id);
+      this.t = next.at;
+      next.fn();
+      await settle();
+    }
+    this.t = end;
+    await settle();
+  }
+}
+
+export class MemoryStorage {
+  constructor() { this.map = new Map(); }
+  getItem(key) { return this.map.has(key) ? this.map.get(key) : null; }
+  setItem(key, value) { this.map.set(key, String(value)); }
+  removeItem(key) { this.map.delete(key); }
+}
+
+function response(status, body, headers = {}) {
+  return {
+    status,
+    ok: status >= 200 && status < 300,
+    headers: new Headers(headers),
+    json: async () => {
+      if (body === undefined) throw new SyntaxError("no body");
+      return body;
+    },
+  };
+}
+
+/** One server-side session. */
+class ServerSession {
+  constructor(world, n, body) {
+    this.world = world;
+    this.n = n;
+    this.id = `pub${n}`;
+    this.token = `secret${n}`;
+    this.ticket = `ticket${n}`;
+    this.clientKey = body.client;
+    this.transport = null; // "websocket" | "sse" | "longpoll" once attached
+    this.socket = null;
+    this.eventSource = null;
+    this.received = []; // client frames, decoded
+    this.posts = []; // raw POST bodies (arrays of frames)
+    this.subs = new Set();
+    this.seq = 0;
+    this.outbox = []; // [seq, frame] for long-poll
+    this.helloSent = false;
+    this.waiters = [];
+    this.gone = false; // no more frames pushed
+    this.expired = false; // polls and POSTs get 404
+  }
+
+  /** A frame from the client. The default behaviour mimics a healthy server. */
+  receive(frame) {
+    this.received.push(frame);
+    const world = this.world;
+    const [type, ref] = frame;
+    if (type === 5) {
+      const [, , topic, since] = frame;
+      if (world.refuse.has(topic)) return this.push([4, ref, "forbidden", { message: "no" }]);
+      this.subs.add(topic);
+      const top = world.top(topic);
+      const recovered = since ? world.recovered(topic, since) : false;
+      this.push([4, ref, "ok", { recovered, epoch: world.epoch, offset: top }]);
+      if (recovered) {
+        for (const pub of world.history.get(topic) || []) if (pub[4] > since[1]) this.push(pub);
+      }
+    } else if (type === 6) {
+      this.subs.delete(frame[2]);
+      this.push([4, ref, "ok", null]);
+    } else if (type === 3 || type === 10) {
+      const reply = world.onEvent(frame, this);
+      if (reply) this.push([4, ref, ...reply]);
+    } else if (type === 7) {
+      this.push([8]);
+    }
+  }
+
+  /** Send a frame to the client over whatever transport is attached. */
+  push(frame) {
+    if (this.gone) return;
+    if (this.transport === "websocket" && this.socket) this.socket.deliver(frame);
+    else if (this.transport === "sse" && this.eventSource) {
+      const seq = frame[0] === 7 ? null : ++this.seq;
+      this.eventSource.deliver(frame, seq);
+    } else {
+      this.outbox.push([++this.seq, frame]);
+      this.wake();
+    }
+  }
+
+  wake() {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const fn of waiters) fn();
+  }
+
+  /** End the session from the server side with a close code. */
+  kill(code = 1011, reason = "") {
+    if (this.transport === "websocket" && this.socket) this.socket.serverClose(code, reason);
+    else if (this.transport === "sse" && this.eventSource) this.eventSource.deliver([9, code, reason], null);
+    else this.outbox.push([++this.seq, [9, code, reason]]), this.wake();
+    this.gone = true;
+  }
+
+  /** Forget the session: its polls and POSTs now get 404, its stream fails. */
+  expire() {
+    this.gone = this.expired = true;
+    if (this.eventSource) this.eventSource.fail();
+    this.wake();
+  }
+}
+
+/**
+ * A fake network + server. `world.mode` says how each transport behaves through the "proxy":
+ *   websocket: "ok" | "blocked" (closes before open) | "silent" (opens, then nothing)
+ *   sse: "ok" | "buffered" (nothing ever arrives)
+ *   longpoll: "ok" | "down" (network errors)
+ */
+export function createWorld() {
+  const clock = new FakeClock();
+  const world = {
+    clock,
+    mode: { websocket: "ok", sse: "ok", longpoll: "ok" },
+    offered: ["websocket", "sse", "longpoll"],
+    heartbeat: 25000,
+    retry: 1000,
+    limits: { message: 65536, body: 1048576, batch: 100, subscriptions: 128, topic: 200, depth: 32 },
+    epoch: "E1",
+    offsets: new Map(),
+    history: new Map(),
+    refuse: new Set(),
+    negotiations: [],
+    negotiateHook: null, // (request) => response | undefined
+    sessions: [],
+    sockets: [],
+    eventSources: [],
+    polls: [],
+    postLog: [],
+    /** What SUB with since replies: recovered when the epoch matches (override per test). */
+    recovered: (topic, since) => since[0] === world.epoch,
+    /** Reply to EVENT/PUBLISH: [status, data] or null for no reply. */
+    onEvent: (frame) => ["ok", { echo: frame[0] === 3 ? frame[3] : frame[4] }],
+    top: (topic) => world.offsets.get(topic) || 0,
+    window: new EventTarget(),
+    document: Object.assign(new EventTarget(), { visibilityState: "visible" }),
+    navigator: { onLine: true },
+    storage: new MemoryStorage(),
+  };
+
+  world.session = (n) => world.sessions[n];
+  world.last = () => world.sessions[world.sessions.length - 1];
+  world.bySecret = (token) => world.sessions.find((s) => s.token === token);
+  world.byTicket = (url) => world.sessions.find((s) => s.ticket === new URL(url).searchParams.get("ticket"));
+
+  /** Publish on a topic to every subscribed live session; returns the PUB frame. */
+  world.publish = (topic, event, data) => {
+    const offset = world.top(topic) + 1;
+    world.offsets.set(topic, offset);
+    const pub = [1, topic, event, data, offset, world.epoch];
+    if (!world.history.has(topic)) world.history.set(topic, []);
+    world.history.get(topic).push(pub);
+    for (const s of world.sessions) if (s.subs.has(topic) && !s.gone && s.transport) s.push(pub);
+    return pub;
+  };
+
+  world.fetch = async (url, init = {}) => {
+    const u = new URL(url);
+    const headers = init.headers || {};
+    if (u.pathname === "/rt/negotiate") {
+      const request = { url, headers, body: JSON.parse(init.body), at: clock.now() };
+      world.negotiations.push(request);
+      const hooked = world.negotiateHook && world.negotiateHook(request);
+      if (hooked) return hooked;
+      const s = new ServerSession(world, world.sessions.length, request.body);
+      world.sessions.push(s);
+      return response(200, {
+        v: 1, id: s.id, token: s.token, ticket: s.ticket,
+        transports: world.offered.filter((t) => request.body.transports.includes(t)),
+        urls: { websocket: "/rt/ws", sse: "/rt/sse", longpoll: "/rt/poll", send: "/rt/send" },
+        heartbeat: world.heartbeat, pollWindow: 25000, retry: world.retry, ticketTtl: 30000,
+        limits: world.limits, history: { size: 1000, ttl: 300000 },
+      });
+    }
+    const s = world.bySecret(headers["X-Realtime-Session"]);
+    if (u.pathname === "/rt/send") {
+      world.postLog.push({ session: s, body: init.body, headers });
+      if (world.sendHook) {
+        const hooked = await world.sendHook(init, s);
+        if (hooked) return hooked;
+      }
+      if (!s || s.expired) return response(404, { error: "unknown_session", message: "gone" });
+      const frames = JSON.parse(init.body);
+      s.posts.push(frames);
+      for (const raw of frames) s.receive(decodeFrame(raw));
+      return response(204);
+    }
+    if (u.pathname === "/rt/poll") {
+      if (world.mode.longpoll === "down") throw new TypeError("Failed to fetch");
+      const cursor = Number(u.searchParams.get("cursor"));
+      world.polls.push({ session: s, cursor });
+      if (!s || s.expired) return response(404, { error: "unknown_session", message: "gone" });
+      if (!s.transport) s.transport = "longpoll";
+      s.outbox = s.outbox.filter(([seq]) => seq > cursor);
+      for (;;) {
+        if (s.expired) return response(404, { error: "unknown_session", message: "gone" });
+        const frames = [];
+        if (cursor === 0 && !s.helloSent) {
+          s.helloSent = true;
+          frames.push([0, { v: 1, id: s.id, transport: "longpoll", heartbeat: world.heartbeat }]);
+        }
+        for (const [, frame] of s.outbox) frames.push(JSON.parse(encodeFrame(frame, false)));
+        if (frames.length) return response(200, { cursor: s.seq, frames });
+        await new Promise((resolve, reject) => {
+          s.waiters.push(resolve);
+          if (init.signal) init.signal.addEventListener("abort", () => reject(new DOMException("aborted", "AbortError")));
+        });
+      }
+    }
+    return response(404, { error: "not_found", message: "no" });
+  };
+
+  world.WebSocket = class FakeWebSocket {
+    constructor(url) {
+      this.url = url;
+      this.readyState = 0;
+      this.sent = [];
+      this.closedWith = null;
+      this.session = world.byTicket(url);
+      world.sockets.push(this);
+      const mode = world.mode.websocket;
+      queueMicrotask(() => {
+        if (this.readyState === 3) return;
+        if (mode === "blocked") {
+          this.readyState = 3;
+          if (this.onclose) this.onclose({ code: 1006, reason: "" });
+          return;
+        }
+        this.readyState = 1;
+        if (mode === "ok" && this.session) {
+          this.session.transport = "websocket";
+          this.session.socket = this;
+          this.deliver([0, { v: 1, id: this.session.id, transport: "websocket", heartbeat: world.heartbeat }]);
+        }
+        if (this.onopen) this.onopen();
+      });
+    }
+    send(data) {
+      this.sent.push(data);
+      if (world.mode.websocket === "ok" && this.session && this.readyState === 1) this.session.receive(decodeFrame(data));
+    }
+    deliver(frame) {
+      const data = encodeFrame(frame, true);
+      queueMicrotask(() => {
+        if (this.readyState === 1 && this.onmessage) {
+          this.onmessage({ data: typeof data === "string" ? data : data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) });
+        }
+      });
+    }
+    close(code, reason) {
+      this.closedWith = { code, reason };
+      this.readyState = 3;
+    }
+    serverClose(code, reason = "") {
+      this.readyState = 3;
+      if (this.onclose) this.onclose({ code, reason });
+    }
+  };
+
+  world.EventSource = class FakeEventSource {
+    constructor(url) {
+      this.url = url;
+      this.readyState = 0;
+      this.closed = false;
+      this.lastId = "";
+      this.session = world.byTicket(url);
+      world.eventSources.push(this);
+      const mode = world.mode.sse;
+      queueMicrotask(() => {
+        if (mode !== "ok" || this.closed || !this.session) return;
+        this.readyState = 1;
+        if (this.onopen) this.onopen();
+        this.session.transport = "sse";
+        this.session.eventSource = this;
+        this.deliver([0, { v: 1, id: this.session.id, transport: "sse", heartbeat: world.heartbeat }], null);
+      });
+    }
+    deliver(frame, seq) {
+      const data = encodeFrame(frame, false);
+      queueMicrotask(() => {
+        if (this.closed || this.readyState !== 1) return;
+        if (seq != null) this.lastId = String(seq);
+        if (this.onmessage) this.onmessage({ data, lastEventId: this.lastId });
+      });
+    }
+    close() {
+      this.closed = true;
+      this.readyState = 2;
+    }
+    /** The stream failed for good (e.g. 404 on reattach). */
+    fail() {
+      this.readyState = 2;
+      if (this.onerror) this.onerror({});
+    }
+  };
+
+  /** connect() with this world's fakes; extra options override. */
+  world.connect = (options = {}) =>
+    connect(BASE, {
+      WebSocket: world.WebSocket,
+      EventSource: world.EventSource,
+      fetch: world.fetch,
+      clock,
+      random: () => 0.5,
+      storage: world.storage,
+      window: world.window,
+      document: world.document,
+      navigator: world.navigator,
+      ...options,
+    });
+
+  return world;
+}
+
+/** Record every event of a client, in order, as [name, payload]. */
+export function record(client) {
+  const log = [];
+  for (const name of ["state", "transport", "error", "recovered", "message"]) {
+    client.on(name, (payload) => log.push([name, payload]));
+  }
+  return log;
+}
+
+/** Client frames a session received, of one type. */
+export function framesOf(session, type) {
+  return session.received.filter((f) => f[0] === type);
+}
