@@ -65,6 +65,31 @@ test("a websocket that opens but stays silent falls back to SSE after its deadli
   client.close();
 });
 
+test("a websocket that delivers HELLO but loses what the client sends (no PONG) is not accepted", async () => {
+  const world = createWorld();
+  world.mode.websocket = "oneway";
+  const client = world.connect();
+  await world.clock.advance(2499);
+  assert.equal(client.state, "connecting");
+  await world.clock.advance(1);
+  assert.equal(client.transport, "sse");
+  assert.equal(client.fallbackReason, "websocket: no round trip within 2500 ms");
+  client.close();
+});
+
+test("a long-poll whose first poll does not answer within 10 s is aborted and the next transport tried", async () => {
+  const world = createWorld();
+  world.mode.longpoll = "hang";
+  const client = world.connect({ transports: ["longpoll", "sse"] });
+  await world.clock.advance(9999);
+  assert.equal(client.state, "connecting");
+  await world.clock.advance(1);
+  assert.equal(client.transport, "sse");
+  assert.equal(client.fallbackReason, "longpoll: no poll response within 10000 ms");
+  assert.equal(world.abortedPolls, 1);
+  client.close();
+});
+
 test("a blocked websocket (closed before open) falls back at once, without waiting for the deadline", async () => {
   const world = createWorld();
   world.mode.websocket = "blocked";

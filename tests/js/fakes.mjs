@@ -152,8 +152,9 @@ class ServerSession {
 /**
  * A fake network + server. `world.mode` says how each transport behaves through the "proxy":
  *   websocket: "ok" | "blocked" (closes before open) | "silent" (opens, then nothing)
+ *              | "oneway" (HELLO and server frames arrive, client frames are lost)
  *   sse: "ok" | "buffered" (nothing ever arrives)
- *   longpoll: "ok" | "down" (network errors)
+ *   longpoll: "ok" | "down" (network errors) | "hang" (polls never answer)
  */
 export function createWorld() {
   const clock = new FakeClock();
@@ -235,6 +236,13 @@ export function createWorld() {
     }
     if (u.pathname === "/rt/poll") {
       if (world.mode.longpoll === "down") throw new TypeError("Failed to fetch");
+      if (world.mode.longpoll === "hang") {
+        world.hungPolls = (world.hungPolls || 0) + 1;
+        return new Promise((_, reject) => init.signal.addEventListener("abort", () => {
+          world.abortedPolls = (world.abortedPolls || 0) + 1;
+          reject(new DOMException("aborted", "AbortError"));
+        }));
+      }
       const cursor = Number(u.searchParams.get("cursor"));
       world.polls.push({ session: s, cursor });
       if (!s || s.expired) return response(404, { error: "unknown_session", message: "gone" });
@@ -275,7 +283,7 @@ export function createWorld() {
           return;
         }
         this.readyState = 1;
-        if (mode === "ok" && this.session) {
+        if ((mode === "ok" || mode === "oneway") && this.session) {
           this.session.transport = "websocket";
           this.session.socket = this;
           this.deliver([0, { v: 1, id: this.session.id, transport: "websocket", heartbeat: world.heartbeat }]);

@@ -67,6 +67,8 @@ const STABLE_AFTER_MS = 5000;
 const HISTORY = 20;
 /** Event and topic names (§2.1); `$` topics are reserved and never match. */
 const NAME_RE = /^[A-Za-z0-9_\-.:/@=+]+$/;
+/** @param {unknown} name @param {number} max @returns {boolean} */
+const validName = (name, max) => typeof name === "string" && name.length <= max && NAME_RE.test(name);
 
 // ---------------------------------------------------------------------------------------------
 // Codec (§2): frames are JSON arrays; binary data travels as base64 (text) or after a NUL (WS)
@@ -187,18 +189,7 @@ export function decodeFrame(input) {
  * @returns {number}
  */
 function byteLength(value) {
-  if (typeof value !== "string") return value.length;
-  let n = 0;
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (c < 0x80) n += 1;
-    else if (c < 0x800) n += 2;
-    else if (c >= 0xd800 && c <= 0xdbff && (value.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
-      n += 4;
-      i++;
-    } else n += 3;
-  }
-  return n;
+  return typeof value === "string" ? utf8Encoder.encode(value).length : value.length;
 }
 
 /**
@@ -740,6 +731,19 @@ export class LongPollTransport extends BaseTransport {
  * @property {boolean} sent
  */
 
+/**
+ * Counters for debugging, demos and browser tests.
+ * @typedef {Object} Stats
+ * @property {number} attempts connection cycles started (each negotiates at least once)
+ * @property {number} reconnects successful reconnects after a lost connection
+ * @property {{from: string, to: string | null, reason: string, at: number}[]} fallbacks last 20
+ * @property {{from: string, to: string, at: number}[]} switches failback switches, last 20
+ * @property {number} probes background probes of a better transport
+ * @property {string | null} lastProbe outcome of the last probe
+ * @property {number | null} lastNegotiateMs duration of the last negotiate request
+ * @property {CloseInfo | null} lastClose how the last connection ended
+ */
+
 /** One session on one transport, from negotiate to close. */
 class Conn {
   /** @param {TransportName} name @param {any} neg negotiate response */
@@ -785,30 +789,12 @@ export class Client {
     this.id = null;
     /** @type {string | null} why the client is not on the first transport, human-readable */
     this.fallbackReason = null;
-    this.stats = {
-      attempts: 0,
-      reconnects: 0,
-      /** @type {{from: string, to: string | null, reason: string, at: number}[]} */
-      fallbacks: [],
-      /** @type {{from: string, to: string, at: number}[]} */
-      switches: [],
-      probes: 0,
-      /** @type {string | null} */
-      lastProbe: null,
-      /** @type {number | null} */
-      lastNegotiateMs: null,
-      /** @type {{code: number, reason: string} | null} */
-      lastClose: null,
-    };
+    /** @type {Stats} */
+    this.stats = { attempts: 0, reconnects: 0, fallbacks: [], switches: [], probes: 0, lastProbe: null,
+      lastNegotiateMs: null, lastClose: null };
     this.clientKey = randomKey(o.random);
-    this._ref = 0;
-    this._gen = 0;
-    this._attempt = 0;
-    this._probeAttempt = 0;
-    this._retryHint = 0;
-    this._connecting = false;
-    this._waitOnline = false;
-    this._everOpen = false;
+    this._ref = this._gen = this._attempt = this._probeAttempt = this._retryHint = 0;
+    this._connecting = this._waitOnline = this._everOpen = false;
     /** @type {TransportName | null} */
     this._lastTransport = null;
     /** @type {Map<string, Set<Function>>} */
@@ -821,10 +807,8 @@ export class Client {
     this._inflight = new Map();
     /** @type {SendEntry[]} not sent yet */
     this._queue = [];
-    /** @type {Conn | null} */
-    this._conn = null;
-    /** @type {Conn | null} */
-    this._probe = null;
+    /** @type {Conn | null} current connection, and the background probe of a better transport */
+    this._conn = this._probe = null;
     /** @type {Record<string, any>} */
     this._timers = {};
     /** @type {TransportName | null} */
@@ -847,9 +831,7 @@ export class Client {
    *   call it to unsubscribe; `ready` settles with the first SUB reply (rejects with `.code`)
    */
   subscribe(topic, handler) {
-    if (typeof topic !== "string" || topic.length > 200 || !NAME_RE.test(topic)) {
-      throw new TypeError(`invalid topic ${JSON.stringify(topic)}`);
-    }
+    if (!validName(topic, 200)) throw new TypeError(`invalid topic ${JSON.stringify(topic)}`);
     if (typeof handler !== "function") throw new TypeError("handler must be a function");
     if (this.state === "closed") throw codeError("closed", "client is closed");
     let entry = this._topics.get(topic);
@@ -889,9 +871,7 @@ export class Client {
    *   "payload_too_large", "bad_event" or "closed"
    */
   send(event, data) {
-    if (typeof event !== "string" || event.length > 100 || !NAME_RE.test(event)) {
-      return Promise.reject(codeError("bad_event", `invalid event name ${JSON.stringify(event)}`));
-    }
+    if (!validName(event, 100)) return Promise.reject(codeError("bad_event", `invalid event ${JSON.stringify(event)}`));
     return this._request((ref) => [FRAME.EVENT, ref, event, normalizeData(data)]);
   }
 
@@ -903,12 +883,8 @@ export class Client {
    * @returns {Promise<any>} like {@link Client.send}
    */
   publish(topic, event, data) {
-    if (typeof topic !== "string" || topic.length > 200 || !NAME_RE.test(topic)) {
-      return Promise.reject(codeError("bad_topic", `invalid topic ${JSON.stringify(topic)}`));
-    }
-    if (typeof event !== "string" || event.length > 100 || !NAME_RE.test(event)) {
-      return Promise.reject(codeError("bad_event", `invalid event name ${JSON.stringify(event)}`));
-    }
+    if (!validName(topic, 200)) return Promise.reject(codeError("bad_topic", `invalid topic ${JSON.stringify(topic)}`));
+    if (!validName(event, 100)) return Promise.reject(codeError("bad_event", `invalid event ${JSON.stringify(event)}`));
     return this._request((ref) => [FRAME.PUBLISH, ref, topic, event, normalizeData(data)]);
   }
 
@@ -1340,10 +1316,7 @@ export class Client {
     conn.transport.send([FRAME.SUB, ref, topic, since]);
   }
 
-  /**
-   * @param {(ref: number) => Frame} build
-   * @returns {Promise<any>}
-   */
+  /** @param {(ref: number) => Frame} build @returns {Promise<any>} */
   _request(build) {
     if (this.state === "closed") return Promise.reject(codeError("closed", "client is closed"));
     const ref = ++this._ref;

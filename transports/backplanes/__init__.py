@@ -1,0 +1,138 @@
+"""Backplanes carry publications between processes and keep each topic's history.
+
+A backplane does three jobs:
+
+1. **Fan-out across processes**: :meth:`Backplane.publish` on any process reaches
+   :meth:`Backplane.receive` on every process that :meth:`Backplane.subscribe`\\ d the topic.
+2. **Order and history**: it gives every publication its topic's next offset and the topic's
+   epoch, and keeps a bounded history so a client can resume (:meth:`Backplane.history`).
+3. **A small shared key-value store with expiry** (:meth:`claim`, :meth:`store`, :meth:`load`):
+   spent tickets and remembered replies must be visible to every process.
+
+Choose one by URL with :func:`create_backplane`: ``memory://`` (one process, the default) or
+``redis://`` (several processes and machines). Implementations are imported lazily, so the
+memory backplane needs no extra package.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..protocol.frames import Position
+
+__all__ = ["Backplane", "History", "Published", "create_backplane"]
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """One publication as the backplane stores and delivers it.
+
+    ``data`` is already encoded once, at publish time: JSON text, or base64 when ``binary``.
+    """
+
+    topic: str
+    event: str
+    data: str
+    binary: bool
+    offset: int
+    epoch: str
+    time: float = field(default=0.0, compare=False)
+    """When it was published (the backplane's clock), for age-based history trimming."""
+
+    @property
+    def id(self) -> str:
+        """A message id unique across topics and epochs: ``epoch:topic:offset``."""
+        return f"{self.epoch}:{self.topic}:{self.offset}"
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """The answer to :meth:`Backplane.history`.
+
+    ``epoch``/``offset`` is the topic's newest position. When ``recovered``, ``messages`` holds
+    every publication after the requested position, in order; otherwise it is empty: the gap
+    could not be filled completely, and a partial replay is never offered.
+    """
+
+    epoch: str
+    offset: int
+    recovered: bool
+    messages: list[Published]
+
+
+class Backplane(abc.ABC):
+    """Cross-process fan-out, per-topic history and a small key-value store.
+
+    Unless a method says otherwise it may be called concurrently from several tasks, and it
+    raises :class:`~transports.exceptions.BackplaneError` when the backplane is unreachable.
+    """
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Open connections; called once before anything else (``before_serving``)."""
+
+    @abc.abstractmethod
+    async def disconnect(self) -> None:
+        """Close connections; after this, :meth:`receive` raises or never returns."""
+
+    @abc.abstractmethod
+    async def subscribe(self, topic: str) -> None:
+        """Start receiving ``topic``'s publications here. Effective when this returns, so a
+        :meth:`history` read after it misses nothing. Idempotent."""
+
+    @abc.abstractmethod
+    async def unsubscribe(self, topic: str) -> None:
+        """Stop receiving ``topic``'s publications here. Idempotent."""
+
+    @abc.abstractmethod
+    async def publish(self, topic: str, event: str, data: str, binary: bool) -> Published:
+        """Append a publication to ``topic``: give it the next offset, keep it in history, and
+        deliver it to every subscribed process. Returns the stored record."""
+
+    @abc.abstractmethod
+    async def receive(self) -> Published:
+        """The next publication on a subscribed topic, in offset order per topic.
+
+        Only one task should call this (the hub's listener)."""
+
+    @abc.abstractmethod
+    async def history(self, topic: str, since: Position | None) -> History:
+        """The topic's position and, when ``since`` is given, every publication after it.
+
+        With ``since=None`` the answer is the current position, ``recovered=True`` and no
+        messages. Recovery fails (``recovered=False``, no messages) when ``since`` is from
+        another epoch, ahead of the topic, or older than the history kept."""
+
+    @abc.abstractmethod
+    async def claim(self, key: str, ttl: float) -> bool:
+        """Set ``key`` for ``ttl`` seconds if it is not set; True if this call set it."""
+
+    @abc.abstractmethod
+    async def store(self, key: str, value: str, ttl: float) -> None:
+        """Set ``key`` to ``value`` for ``ttl`` seconds, replacing what was there."""
+
+    @abc.abstractmethod
+    async def load(self, key: str) -> str | None:
+        """The value of ``key``, or None when unset or expired."""
+
+
+def create_backplane(url: str, **options: Any) -> Backplane:
+    """Build the backplane named by ``url``'s scheme.
+
+    ``options`` (``history_size``, ``history_ttl``...) go to the implementation.
+
+    Raises:
+        ValueError: unknown scheme.
+    """
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme == "memory":
+        from .memory import MemoryBackplane
+
+        return MemoryBackplane(**options)
+    if scheme in ("redis", "rediss"):
+        from .redis import RedisBackplane  # type: ignore[import-not-found,unused-ignore]
+
+        return RedisBackplane(url, **options)  # type: ignore[no-any-return,unused-ignore]
+    raise ValueError(f"unknown backplane URL scheme {scheme!r}: use memory:// or redis://")

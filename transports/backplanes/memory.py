@@ -1,0 +1,176 @@
+"""The in-process backplane: the embedded default, for one server process."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+
+from ..exceptions import BackplaneError
+from ..protocol.frames import Position
+from . import Backplane, History, Published
+
+__all__ = ["MemoryBackplane"]
+
+
+class _Log:
+    __slots__ = ("epoch", "last", "entries", "touched")
+
+    def __init__(self, size: int, now: float) -> None:
+        self.epoch = secrets.token_urlsafe(6)
+        self.last = 0
+        self.entries: deque[Published] = deque(maxlen=size)
+        self.touched = now
+
+
+class MemoryBackplane(Backplane):
+    """Fan-out, history and key-value store inside one process.
+
+    A topic's epoch is chosen when its history is created, so a restarted process starts new
+    epochs and clients with positions from before get ``recovered: false``. A topic with no
+    local subscriber, no history left and no publication for ``history_ttl`` is forgotten (and
+    will start a new epoch), so an unbounded number of short-lived topics does not leak memory.
+
+    Args:
+        history_size: publications kept per topic.
+        history_ttl: seconds a publication is kept.
+        queue_size: publications buffered for :meth:`receive` before :meth:`publish` waits.
+        clock: the time source (tests pass a fake one).
+    """
+
+    def __init__(
+        self,
+        *,
+        history_size: int = 1000,
+        history_ttl: float = 300.0,
+        queue_size: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.history_size = history_size
+        self.history_ttl = history_ttl
+        self._clock = clock
+        self._logs: dict[str, _Log] = {}
+        self._wanted: set[str] = set()
+        self._queue: asyncio.Queue[Published] = asyncio.Queue(maxsize=queue_size)
+        self._kv: dict[str, tuple[str, float]] = {}
+        self._expiry: list[tuple[float, str]] = []
+        self._connected = False
+        self._last_sweep = 0.0
+
+    async def connect(self) -> None:
+        self._connected = True
+
+    async def disconnect(self) -> None:
+        self._connected = False
+
+    async def subscribe(self, topic: str) -> None:
+        self._wanted.add(topic)
+
+    async def unsubscribe(self, topic: str) -> None:
+        self._wanted.discard(topic)
+
+    def _log(self, topic: str, now: float) -> _Log:
+        log = self._logs.get(topic)
+        if log is None:
+            log = self._logs[topic] = _Log(self.history_size, now)
+        self._trim(log, now)
+        return log
+
+    def _trim(self, log: _Log, now: float) -> None:
+        horizon = now - self.history_ttl
+        entries = log.entries
+        while entries and entries[0].time < horizon:
+            entries.popleft()
+
+    def _sweep(self, now: float) -> None:
+        # At most once per second: forget idle topics, expire keys.
+        if now - self._last_sweep < 1.0:
+            return
+        self._last_sweep = now
+        horizon = now - self.history_ttl
+        for topic in [t for t, log in self._logs.items() if log.touched < horizon]:
+            log = self._logs[topic]
+            self._trim(log, now)
+            if not log.entries and topic not in self._wanted:
+                del self._logs[topic]
+        while self._expiry and self._expiry[0][0] <= now:
+            _, key = heapq.heappop(self._expiry)
+            item = self._kv.get(key)
+            if item is not None and item[1] <= now:
+                del self._kv[key]
+
+    async def publish(self, topic: str, event: str, data: str, binary: bool) -> Published:
+        if not self._connected:
+            raise BackplaneError("backplane is not connected")
+        now = self._clock()
+        self._sweep(now)
+        log = self._log(topic, now)
+        log.last += 1
+        log.touched = now
+        record = Published(topic, event, data, binary, log.last, log.epoch, now)
+        log.entries.append(record)
+        if topic in self._wanted:
+            await self._queue.put(record)
+        return record
+
+    async def receive(self) -> Published:
+        return await self._queue.get()
+
+    async def history(self, topic: str, since: Position | None) -> History:
+        now = self._clock()
+        log = self._log(topic, now)
+        log.touched = now
+        if since is None:
+            return History(log.epoch, log.last, True, [])
+        if since.epoch != log.epoch or since.offset > log.last:
+            return History(log.epoch, log.last, False, [])
+        if since.offset == log.last:
+            return History(log.epoch, log.last, True, [])
+        entries = log.entries
+        oldest = entries[0].offset if entries else log.last + 1
+        if since.offset + 1 < oldest:
+            return History(log.epoch, log.last, False, [])
+        skip = since.offset + 1 - oldest
+        return History(log.epoch, log.last, True, [entries[i] for i in range(skip, len(entries))])
+
+    def _get(self, key: str, now: float) -> str | None:
+        item = self._kv.get(key)
+        if item is None:
+            return None
+        if item[1] <= now:
+            del self._kv[key]
+            return None
+        return item[0]
+
+    async def claim(self, key: str, ttl: float) -> bool:
+        now = self._clock()
+        if self._get(key, now) is not None:
+            return False
+        self._set(key, "1", ttl, now)
+        return True
+
+    def _set(self, key: str, value: str, ttl: float, now: float) -> None:
+        expires = now + ttl
+        self._kv[key] = (value, expires)
+        heapq.heappush(self._expiry, (expires, key))
+        self._sweep(now)
+
+    async def store(self, key: str, value: str, ttl: float) -> None:
+        self._set(key, value, ttl, self._clock())
+
+    async def load(self, key: str) -> str | None:
+        return self._get(key, self._clock())
+
+    # For tests and metrics.
+    @property
+    def topic_count(self) -> int:
+        """Topics with a history log."""
+        return len(self._logs)
+
+    @property
+    def key_count(self) -> int:
+        """Keys in the key-value store (some may have expired and not been swept yet)."""
+        return len(self._kv)

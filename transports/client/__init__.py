@@ -1,0 +1,858 @@
+"""The Python client: talks to a ``transports`` server the way the browser client does.
+
+.. code-block:: python
+
+    from transports.client import connect
+
+    client = await connect("http://127.0.0.1:8000/realtime", transports=["sse", "longpoll"])
+    await client.subscribe("news", lambda message: print(message.data))
+    reply = await client.send("chat.send", {"text": "hi"})   # the server's acknowledgement
+    await client.close()
+
+It negotiates, tries the transports in order (accepting WebSocket only after a round trip and
+SSE only when the server's HELLO arrives within a deadline), reconnects with full-jitter
+backoff, resumes every subscription from its last position (``recovered`` events say when that
+was impossible), drops duplicates by offset, and re-sends unacknowledged messages with the same
+ref so the server applies them once. It speaks only docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..exceptions import ChannelClosed, NegotiationError, ReplyError, channel_closed
+from ..protocol.backoff import backoff_delay
+from ..protocol.codes import CloseCode, is_reconnect_code
+from ..protocol.frames import (
+    ClientFrame,
+    Close,
+    Event,
+    Hello,
+    Msg,
+    Ping,
+    Pong,
+    Position,
+    Pub,
+    Reply,
+    ServerFrame,
+    Subscribe,
+    Unsubscribe,
+    decode_server_frame,
+    encode_client_frame,
+)
+from ..protocol.longpoll import decode_poll, encode_batch
+from ..protocol.sse import SSEParser
+from ..typing import TRANSPORT_NAMES, Data, TransportName
+from .connector import Connector, WebSocketRefused
+
+__all__ = ["Client", "Incoming", "connect"]
+
+log = logging.getLogger("transports.client")
+
+_DEADLINES: dict[str, float] = {"websocket": 2.5, "sse": 2.5, "longpoll": 10.0}
+_SILENCE_SLACK = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A message from the server: a topic publication (``topic`` set) or a direct message."""
+
+    event: str
+    data: Data
+    topic: str | None = None
+    offset: int | None = None
+    epoch: str | None = None
+
+
+class _Closed(Exception):
+    """A transport connection ended (internal)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass
+class _Topic:
+    position: Position | None = None
+    handlers: list[Callable[[Incoming], Any]] = field(default_factory=list)
+
+
+class _Connection:
+    """One transport connection to one session."""
+
+    name: TransportName
+
+    def __init__(self, client: Client, info: dict[str, Any]) -> None:
+        self.client = client
+        self.info = info
+        self.token: str = info["token"]
+        self.closed: asyncio.Future[_Closed] = asyncio.get_running_loop().create_future()
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.heartbeat = info.get("heartbeat", 25000) / 1000
+
+    def url(self, name: str) -> str:
+        return self.client._absolute(self.info["urls"][name])
+
+    def end(self, code: int, reason: str) -> None:
+        if not self.closed.done():
+            self.closed.set_result(_Closed(code, reason))
+
+    async def open(self, deadline: float) -> None:
+        raise NotImplementedError
+
+    async def send(self, frames: list[str | bytes]) -> None:
+        raise NotImplementedError
+
+    async def shutdown(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(BaseException):
+                await task
+
+    def received(self, frame: ServerFrame) -> None:
+        self.client._on_frame(self, frame)
+
+    async def watchdog(self) -> None:
+        """End the connection when the server stays silent past heartbeat + slack."""
+        client = self.client
+        while not self.closed.done():
+            silence = client._loop.time() - client._last_heard
+            limit = self.heartbeat + _SILENCE_SLACK
+            if silence > limit:
+                self.end(CloseCode.ABNORMAL, "server silent")
+                return
+            await asyncio.sleep(max(0.05, limit - silence))
+
+
+class _WebSocket(_Connection):
+    name: TransportName = "websocket"
+
+    async def open(self, deadline: float) -> None:
+        client = self.client
+        url = self.url("websocket").replace("http", "ws", 1) + "?ticket=" + self.info["ticket"]
+        async with asyncio.timeout(deadline):
+            self.socket = await client.connector.websocket(url, timeout=deadline)
+            first = await self.socket.receive()
+            if first is None:
+                raise OSError(f"websocket closed with {self.socket.close_code} before HELLO")
+            if not isinstance(decode_server_frame(first), Hello):
+                raise OSError("websocket: the first frame was not HELLO")
+            # An application-level round trip: a proxy may accept the upgrade, then go silent.
+            await self.socket.send("[7]")
+            while True:
+                message = await self.socket.receive()
+                if message is None:
+                    raise OSError("websocket closed during the round trip")
+                frame = decode_server_frame(message)
+                if isinstance(frame, Pong):
+                    break
+                client._early.append(frame)
+        client._heard()
+        self.tasks.append(asyncio.create_task(self._read()))
+        self.tasks.append(asyncio.create_task(self.watchdog()))
+
+    async def _read(self) -> None:
+        socket = self.socket
+        try:
+            while True:
+                message = await socket.receive()
+                if message is None:
+                    self.end(socket.close_code or 1006, socket.close_reason)
+                    return
+                self.client._heard()
+                frame = decode_server_frame(message)
+                if isinstance(frame, Ping):
+                    await socket.send("[8]")
+                    continue
+                self.received(frame)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.end(CloseCode.ABNORMAL, f"websocket read failed: {exc}")
+
+    async def send(self, frames: list[str | bytes]) -> None:
+        for frame in frames:
+            await self.socket.send(frame)
+
+    async def shutdown(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.socket.close(1000, "")
+        await super().shutdown()
+
+
+class _HTTPUpstream(_Connection):
+    """SSE and long-poll send client frames by POST, one request in flight at a time."""
+
+    def __init__(self, client: Client, info: dict[str, Any]) -> None:
+        super().__init__(client, info)
+        self._outgoing: asyncio.Queue[str] = asyncio.Queue()
+        self.batch = int(info.get("limits", {}).get("batch", 100))
+
+    def start_upstream(self) -> None:
+        self.tasks.append(asyncio.create_task(self._post_loop()))
+
+    async def send(self, frames: list[str | bytes]) -> None:
+        for frame in frames:
+            text = frame if isinstance(frame, str) else frame.decode("utf-8")
+            self._outgoing.put_nowait(text)
+
+    async def _post_loop(self) -> None:
+        client = self.client
+        headers = {"Content-Type": "application/json", "X-Realtime-Session": self.token}
+        url = self.url("send")
+        try:
+            while True:
+                batch = [await self._outgoing.get()]
+                while len(batch) < self.batch and not self._outgoing.empty():
+                    batch.append(self._outgoing.get_nowait())
+                for attempt in range(5):
+                    response = await client.connector.request(
+                        "POST", url, headers=headers, body=encode_batch(batch), timeout=30
+                    )
+                    if response.status == 409:  # another POST still finishing; try again
+                        await asyncio.sleep(0.05 * (attempt + 1))
+                        continue
+                    break
+                if response.status == 404:
+                    self.end(CloseCode.SESSION_EXPIRED, "session expired")
+                    return
+                if response.status >= 400:
+                    self.end(CloseCode.ABNORMAL, f"POST /send answered {response.status}")
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.end(CloseCode.ABNORMAL, f"POST /send failed: {exc}")
+
+
+class _SSE(_HTTPUpstream):
+    name: TransportName = "sse"
+
+    async def open(self, deadline: float) -> None:
+        client = self.client
+        url = self.url("sse") + "?ticket=" + self.info["ticket"]
+        self.parser = SSEParser()
+        self.last_seq = 0
+        async with asyncio.timeout(deadline):
+            self.response = await client.connector.stream(
+                url, headers={"Accept": "text/event-stream"}, timeout=deadline
+            )
+            if self.response.status != 200:
+                body = await self.response.read_all()
+                raise OSError(f"sse answered {self.response.status}: {body[:200]!r}")
+            self.chunks = self.response.chunks()
+            # Accept SSE only once the HELLO event arrives: a buffering proxy holds it back.
+            pending: list[ServerFrame] = []
+            hello = False
+            while not hello:
+                chunk = await self.chunks.__anext__()
+                for frame in self._frames(chunk):
+                    if isinstance(frame, Hello):
+                        hello = True
+                    else:
+                        pending.append(frame)
+        client._heard()
+        client._early.extend(pending)
+        self.start_upstream()
+        self.tasks.append(asyncio.create_task(self._read()))
+        self.tasks.append(asyncio.create_task(self.watchdog()))
+
+    def _frames(self, chunk: bytes) -> list[ServerFrame]:
+        frames = []
+        for event in self.parser.feed(chunk):
+            if event.last_event_id.isdigit():
+                self.last_seq = int(event.last_event_id)
+            frames.append(decode_server_frame(event.data))
+        return frames
+
+    async def _read(self) -> None:
+        try:
+            async for chunk in self.chunks:
+                self.client._heard()
+                for frame in self._frames(chunk):
+                    if isinstance(frame, Ping):
+                        await self.send([f"[8,{self.last_seq}]"])
+                        continue
+                    self.received(frame)
+            self.end(CloseCode.ABNORMAL, "stream ended")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.end(CloseCode.ABNORMAL, f"stream failed: {exc}")
+
+    async def shutdown(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.response.close()
+        await super().shutdown()
+
+
+class _LongPoll(_HTTPUpstream):
+    name: TransportName = "longpoll"
+
+    async def open(self, deadline: float) -> None:
+        self.cursor = 0
+        self.window = self.info.get("pollWindow", 25000) / 1000
+        frames = await self._poll(deadline)
+        if not frames or not isinstance(frames[0], Hello):
+            raise OSError("the first poll did not start with HELLO")
+        self.client._heard()
+        self.client._early.extend(frames[1:])
+        self.start_upstream()
+        self.tasks.append(asyncio.create_task(self._loop()))
+
+    async def _poll(self, timeout: float) -> list[ServerFrame]:
+        response = await self.client.connector.request(
+            "GET",
+            f"{self.url('longpoll')}?cursor={self.cursor}",
+            headers={"X-Realtime-Session": self.token},
+            timeout=timeout,
+        )
+        if response.status == 404:
+            raise _Closed(CloseCode.SESSION_EXPIRED, "session expired")
+        if response.status != 200:
+            raise OSError(f"poll answered {response.status}")
+        result = decode_poll(response.body)
+        self.cursor = result.cursor
+        return result.frames
+
+    async def _loop(self) -> None:
+        try:
+            while True:
+                frames = await self._poll(self.window + _SILENCE_SLACK)
+                self.client._heard()
+                for frame in frames:
+                    self.received(frame)
+                    if isinstance(frame, Close):
+                        return
+        except asyncio.CancelledError:
+            raise
+        except _Closed as exc:
+            self.end(exc.code, exc.reason)
+        except Exception as exc:
+            self.end(CloseCode.ABNORMAL, f"poll failed: {exc}")
+
+
+_CONNECTIONS: dict[str, type[_Connection]] = {
+    "websocket": _WebSocket,
+    "sse": _SSE,
+    "longpoll": _LongPoll,
+}
+
+
+class Client:
+    """A connection to a ``transports`` server that survives reconnects and transport changes.
+
+    Build it with :func:`connect`. Listeners (:meth:`on`): ``"transport"`` (name),
+    ``"state"`` (``connecting``/``open``/``reconnecting``/``closed``), ``"error"`` (an
+    exception), ``"recovered"`` (``(topic, bool)``), ``"message"`` (:class:`Incoming`).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        connector: Connector,
+        *,
+        transports: Sequence[TransportName] = TRANSPORT_NAMES,
+        token: str | Callable[[], Any] | None = None,
+        deadlines: Mapping[str, float] | None = None,
+        backoff: tuple[float, float] = (0.5, 20.0),
+        send_timeout: float = 10.0,
+        max_queue: int = 1000,
+        queue_messages: bool = True,
+        own_connector: bool = False,
+    ) -> None:
+        self.url = url.rstrip("/")
+        parts = urlsplit(self.url)
+        self._origin = f"{parts.scheme}://{parts.netloc}"
+        self.connector = connector
+        self.transports = list(transports)
+        self.token = token
+        self.deadlines = {**_DEADLINES, **(deadlines or {})}
+        self.backoff = backoff
+        self.send_timeout = send_timeout
+        self.max_queue = max_queue
+        self.client_key = secrets.token_urlsafe(16)
+        self.state = "connecting"
+        self.transport: TransportName | None = None
+        self.public_id: str | None = None
+        self.stats: dict[str, Any] = {"reconnects": 0, "fallbacks": [], "duplicates": 0, "gaps": 0}
+        self.fallback_reason = ""
+        self._own_connector = own_connector
+        self._loop = asyncio.get_running_loop()
+        self._last_heard = self._loop.time()
+        self._topics: dict[str, _Topic] = {}
+        self._pending: dict[int, tuple[str | bytes, str | bytes, asyncio.Future[Any]]] = {}
+        self._control: dict[int, tuple[str, asyncio.Future[Any]]] = {}
+        self._next_ref = 1
+        self._listeners: dict[str, list[Callable[..., Any]]] = {}
+        self._messages: asyncio.Queue[Incoming] | None = asyncio.Queue() if queue_messages else None
+        self._connection: _Connection | None = None
+        self._early: list[ServerFrame] = []
+        self._opened = asyncio.Event()
+        self._closed: ChannelClosed | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._ended = asyncio.Event()
+
+    # --- public API --------------------------------------------------------------------
+
+    def on(self, name: str, listener: Callable[..., Any]) -> Callable[[], None]:
+        """Call ``listener`` on ``name``; returns a function that removes it."""
+        self._listeners.setdefault(name, []).append(listener)
+        return lambda: self._listeners.get(name, []).remove(listener)
+
+    async def wait_open(self, timeout: float | None = None) -> None:
+        """Wait until a transport is open. Raises the terminal error if the client closed."""
+        async with asyncio.timeout(timeout):
+            while not self._opened.is_set():
+                if self._closed is not None:
+                    raise self._closed
+                waiter = asyncio.ensure_future(self._opened.wait())
+                ended = asyncio.ensure_future(self._ended.wait())
+                try:
+                    await asyncio.wait({waiter, ended}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+                    ended.cancel()
+        if self._closed is not None:
+            raise self._closed
+
+    async def subscribe(
+        self, topic: str, handler: Callable[[Incoming], Any] | None = None
+    ) -> Callable[[], Any]:
+        """Subscribe to ``topic``; ``handler`` (sync or async) gets each :class:`Incoming`.
+
+        Waits for the server's reply when connected. Returns an async function that
+        unsubscribes. Raises :class:`ReplyError` when the server refuses.
+        """
+        entry = self._topics.get(topic)
+        new = entry is None
+        if entry is None:
+            entry = self._topics[topic] = _Topic()
+        if handler is not None:
+            entry.handlers.append(handler)
+        if new and self._connection is not None:
+            try:
+                await self._request_sub(topic, None)
+            except ReplyError:
+                del self._topics[topic]
+                raise
+
+        async def unsubscribe() -> None:
+            await self.unsubscribe(topic)
+
+        return unsubscribe
+
+    async def unsubscribe(self, topic: str) -> None:
+        """Leave ``topic``."""
+        if self._topics.pop(topic, None) is not None and self._connection is not None:
+            ref = self._ref()
+            future = self._control_future(ref, "unsub")
+            await self._transmit([encode_client_frame(Unsubscribe(ref, topic))])
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(future, self.send_timeout)
+
+    def position(self, topic: str) -> Position | None:
+        """The last position processed on ``topic``."""
+        entry = self._topics.get(topic)
+        return entry.position if entry else None
+
+    async def send(self, event: str, data: Data = None, *, timeout: float | None = None) -> Any:
+        """Send a message; return the data of the server's acknowledgement.
+
+        While disconnected it is queued (up to ``max_queue``) and sent once reconnected; an
+        unacknowledged message is sent again after a reconnect with the same ref, and the
+        server applies it once.
+
+        Raises:
+            ReplyError: the server answered with an error status, or ``timeout``/``queue_full``.
+            ChannelClosed: the client is closed.
+        """
+        if self._closed is not None:
+            raise self._closed
+        if len(self._pending) >= self.max_queue:
+            raise ReplyError("queue_full", "too many messages waiting")
+        ref = self._ref()
+        frame = Event(ref, event, data)
+        text = encode_client_frame(frame)
+        native = encode_client_frame(frame, binary_native=True)
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._pending[ref] = (text, native, future)
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await self._transmit([self._wire(text, native)])
+        try:
+            return await asyncio.wait_for(
+                asyncio.shield(future), timeout if timeout is not None else self.send_timeout
+            )
+        except TimeoutError:
+            self._pending.pop(ref, None)
+            raise ReplyError("timeout", "no acknowledgement in time") from None
+
+    async def messages(self) -> AsyncIterator[Incoming]:
+        """Every publication and direct message, in arrival order."""
+        if self._messages is None:
+            raise RuntimeError("created with queue_messages=False")
+        while True:
+            yield await self._messages.get()
+
+    async def next_message(self, timeout: float | None = None) -> Incoming:
+        """The next publication or direct message."""
+        if self._messages is None:
+            raise RuntimeError("created with queue_messages=False")
+        return await asyncio.wait_for(self._messages.get(), timeout)
+
+    async def close(self) -> None:
+        """Close the connection for good."""
+        if self._closed is None:
+            self._closed = channel_closed(CloseCode.NORMAL, "closed by the client")
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        await self._drop_connection()
+        self._set_state("closed")
+        self._fail_pending(self._closed)
+        if self._own_connector:
+            await self.connector.close()
+
+    async def force_reconnect(self, code: int = CloseCode.ABNORMAL, reason: str = "forced") -> None:
+        """End the current connection as if the network dropped it (for tests and switches)."""
+        if self._connection is not None:
+            self._connection.end(code, reason)
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _absolute(self, path: str) -> str:
+        return path if "://" in path else self._origin + path
+
+    def _ref(self) -> int:
+        ref = self._next_ref
+        self._next_ref += 1
+        return ref
+
+    def _wire(self, text: str | bytes, native: str | bytes) -> str | bytes:
+        return native if self.transport == "websocket" else text
+
+    def _control_future(self, ref: int, kind: str) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._control[ref] = (kind, future)
+        return future
+
+    async def _request_sub(self, topic: str, since: Position | None) -> Any:
+        ref = self._ref()
+        future = self._control_future(ref, topic)
+        await self._transmit([encode_client_frame(Subscribe(ref, topic, since))])
+        return await asyncio.wait_for(future, self.send_timeout)
+
+    async def _transmit(self, frames: list[str | bytes]) -> None:
+        connection = self._connection
+        if connection is None:
+            return
+        try:
+            await connection.send(frames)
+        except Exception as exc:
+            connection.end(CloseCode.ABNORMAL, f"send failed: {exc}")
+
+    def _heard(self) -> None:
+        self._last_heard = self._loop.time()
+
+    def _emit(self, name: str, *args: Any) -> None:
+        for listener in list(self._listeners.get(name, ())):
+            try:
+                result = listener(*args)
+                if inspect.isawaitable(result):
+                    asyncio.ensure_future(result)
+            except Exception:
+                log.exception("listener for %r failed", name)
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self._emit("state", state)
+
+    def _fail_pending(self, error: BaseException) -> None:
+        for _, _, future in self._pending.values():
+            if not future.done():
+                future.set_exception(error)
+        self._pending.clear()
+        for _, future in self._control.values():
+            if not future.done():
+                future.set_exception(error)
+        self._control.clear()
+
+    def _on_frame(self, connection: _Connection, frame: ServerFrame) -> None:
+        if connection is not self._connection:
+            return  # a frame from a connection we already left
+        if isinstance(frame, Pub):
+            self._on_pub(frame)
+        elif isinstance(frame, Reply):
+            self._on_reply(frame)
+        elif isinstance(frame, Msg):
+            self._deliver(Incoming(frame.event, frame.data))
+        elif isinstance(frame, Close):
+            connection.end(frame.code, frame.reason)
+
+    def _on_pub(self, pub: Pub) -> None:
+        entry = self._topics.get(pub.topic)
+        if entry is None:
+            return
+        position = entry.position
+        if position is not None and position.epoch == pub.epoch:
+            if pub.offset <= position.offset:
+                self.stats["duplicates"] += 1
+                return
+            if pub.offset > position.offset + 1:
+                # The server never skips; if it did, resume from what we have.
+                self.stats["gaps"] += 1
+                if self._connection is not None:
+                    self._connection.end(CloseCode.RESYNC, "gap seen by the client")
+                return
+        entry.position = Position(pub.epoch, pub.offset)
+        incoming = Incoming(pub.event, pub.data, pub.topic, pub.offset, pub.epoch)
+        for handler in list(entry.handlers):
+            try:
+                result = handler(incoming)
+                if inspect.isawaitable(result):
+                    asyncio.ensure_future(result)
+            except Exception:
+                log.exception("subscription handler failed")
+        self._deliver(incoming)
+
+    def _deliver(self, incoming: Incoming) -> None:
+        if self._messages is not None:
+            self._messages.put_nowait(incoming)
+        self._emit("message", incoming)
+
+    def _on_reply(self, reply: Reply) -> None:
+        ref = reply.ref
+        if isinstance(ref, int) and ref in self._pending:
+            _, _, future = self._pending.pop(ref)
+            if not future.done():
+                if reply.status == "ok":
+                    future.set_result(reply.data)
+                else:
+                    message = reply.data.get("message", "") if isinstance(reply.data, dict) else ""
+                    future.set_exception(ReplyError(reply.status, message))
+            return
+        control = self._control.pop(ref, None) if isinstance(ref, int) else None
+        if control is None:
+            return
+        topic, future = control
+        if reply.status == "ok" and isinstance(reply.data, dict) and "epoch" in reply.data:
+            entry = self._topics.get(topic)
+            if entry is not None:
+                data = reply.data
+                start = Position(str(data["epoch"]), int(data["offset"]))
+                if (
+                    not data.get("recovered", True)
+                    or entry.position is None
+                    or entry.position.epoch != start.epoch
+                ):
+                    entry.position = start
+        if future.done():
+            return
+        if reply.status == "ok":
+            future.set_result(reply.data)
+        else:
+            message = reply.data.get("message", "") if isinstance(reply.data, dict) else ""
+            future.set_exception(ReplyError(reply.status, message))
+
+    # --- connecting --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start connecting in the background (``connect()`` does this)."""
+        if self._runner is None:
+            self._runner = asyncio.create_task(self._run(), name="transports-client")
+
+    async def _negotiate(self, transports: Sequence[str]) -> dict[str, Any]:
+        headers = {"Content-Type": "application/json"}
+        token = self.token
+        if callable(token):
+            token = token()
+            if inspect.isawaitable(token):
+                token = await token
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        body = json.dumps({"v": 1, "client": self.client_key, "transports": list(transports)})
+        response = await self.connector.request(
+            "POST", self.url + "/negotiate", headers=headers, body=body.encode(), timeout=10
+        )
+        if response.status != 200:
+            try:
+                error = json.loads(response.body).get("error", "")
+            except (ValueError, AttributeError):
+                error = ""
+            if response.status in (400, 401, 403):
+                raise NegotiationError(f"negotiate refused: {response.status} {error}")
+            raise OSError(f"negotiate answered {response.status}")
+        info: dict[str, Any] = json.loads(response.body)
+        return info
+
+    async def _open_one(self) -> _Connection:
+        """Negotiate and open the first transport that works, in order."""
+        errors = []
+        for index, name in enumerate(self.transports):
+            info = await self._negotiate(self.transports[index:])
+            if name not in info.get("transports", []):
+                errors.append(f"{name}: not enabled by the server")
+                continue
+            connection = _CONNECTIONS[name](self, info)
+            self._early = []
+            try:
+                await connection.open(self.deadlines[name])
+            except (OSError, TimeoutError, WebSocketRefused, _Closed, StopAsyncIteration) as exc:
+                reason = f"{name}: {type(exc).__name__} {exc}".strip()
+                errors.append(reason)
+                await connection.shutdown()
+                if index + 1 < len(self.transports):
+                    self.fallback_reason = reason
+                    self.stats["fallbacks"].append(
+                        {"from": name, "to": self.transports[index + 1], "reason": reason}
+                    )
+                continue
+            return connection
+        raise OSError("no transport could be opened: " + "; ".join(errors))
+
+    async def _run(self) -> None:
+        attempt = 0
+        floor = 0.0
+        while self._closed is None:
+            try:
+                connection = await self._open_one()
+            except NegotiationError as exc:
+                self._terminal(CloseCode.UNAUTHORIZED, str(exc), exc)
+                return
+            except (OSError, TimeoutError, ValueError) as exc:
+                self._emit("error", exc)
+                self._set_state("reconnecting")
+                delay = backoff_delay(attempt, base=self.backoff[0], cap=self.backoff[1])
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            ended, stable = await self._adopt(connection)
+            self._opened.clear()
+            self.transport = None
+            await self._drop_connection()
+            if self._closed is not None:
+                return
+            if not is_reconnect_code(ended.code):
+                self._terminal(ended.code, ended.reason, None)
+                return
+            self.stats["reconnects"] += 1
+            self._set_state("reconnecting")
+            attempt = 0 if stable else attempt + 1
+            # The server's retry hint applies when it asked us to back off.
+            asked = ended.code in (CloseCode.SERVICE_RESTART, CloseCode.TRY_AGAIN_LATER,
+                                   CloseCode.RATE_LIMITED)
+            floor = connection.info.get("retry", 1000) / 1000 if asked else 0.0
+            await asyncio.sleep(
+                backoff_delay(attempt, base=self.backoff[0], cap=self.backoff[1], floor=floor)
+            )
+
+    def _terminal(self, code: int, reason: str, error: Exception | None) -> None:
+        self._closed = channel_closed(code, reason)
+        self._set_state("closed")
+        self._emit("error", error or self._closed)
+        self._fail_pending(self._closed)
+        self._ended.set()
+
+    async def _adopt(self, connection: _Connection) -> tuple[_Closed, bool]:
+        """Make ``connection`` current: resubscribe, resend, then wait for its end.
+
+        Returns how it ended and whether it was up long enough to reset the backoff.
+        """
+        self._connection = connection
+        self.transport = connection.name
+        self.public_id = connection.info.get("id")
+        early, self._early = self._early, []
+        for frame in early:
+            self._on_frame(connection, frame)
+        started = self._loop.time()
+        resubscribe = [
+            (topic, entry.position) for topic, entry in self._topics.items()
+        ]
+        frames: list[str | bytes] = []
+        waits: list[tuple[str, Position | None, asyncio.Future[Any]]] = []
+        for topic, since in resubscribe:
+            ref = self._ref()
+            waits.append((topic, since, self._control_future(ref, topic)))
+            frames.append(encode_client_frame(Subscribe(ref, topic, since)))
+        for text, native, _ in list(self._pending.values()):
+            frames.append(self._wire(text, native))
+        if frames:
+            await self._transmit(frames)
+        self._emit("transport", connection.name)
+        self._set_state("open")
+        self._opened.set()
+        reporter = asyncio.ensure_future(self._report_recovery(waits)) if waits else None
+        try:
+            ended = await connection.closed
+        finally:
+            if reporter is not None:
+                reporter.cancel()
+        return ended, self._loop.time() - started > 5
+
+    async def _report_recovery(
+        self, waits: list[tuple[str, Position | None, asyncio.Future[Any]]]
+    ) -> None:
+        for topic, since, future in waits:
+            try:
+                data = await asyncio.wait_for(future, self.send_timeout)
+            except Exception:
+                continue
+            if since is not None and isinstance(data, dict):
+                self._emit("recovered", topic, bool(data.get("recovered")))
+
+    async def _drop_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.shutdown()
+
+
+async def connect(
+    url: str,
+    *,
+    transports: Sequence[TransportName] = TRANSPORT_NAMES,
+    connector: Connector | None = None,
+    wait: bool = True,
+    timeout: float = 30.0,
+    **options: Any,
+) -> Client:
+    """Connect to the ``transports`` server mounted at ``url`` (``http://host:port/realtime``).
+
+    ``connector`` defaults to a fresh :class:`~transports.client.aiohttp_connector.AiohttpConnector`.
+    With ``wait`` (the default), returns once a transport is open (or raises the terminal
+    error); otherwise connects in the background. ``options`` go to :class:`Client`.
+    """
+    own = connector is None
+    if connector is None:
+        from .aiohttp_connector import AiohttpConnector
+
+        connector = AiohttpConnector(origin=None)
+    client = Client(url, connector, transports=transports, own_connector=own, **options)
+    client.start()
+    if wait:
+        try:
+            await client.wait_open(timeout)
+        except BaseException:
+            await client.close()
+            raise
+    return client

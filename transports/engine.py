@@ -1,0 +1,796 @@
+"""The engine: sessions, the application's hooks, and what every transport shares.
+
+Nothing here imports Quart. The server layer (``transports.server``) turns HTTP and WebSocket
+requests into calls on :class:`Engine` and on the channels it creates; the engine turns client
+frames into calls of the application's handlers, and the application's calls into frames.
+
+Per connection the engine keeps one :class:`~transports.protocol.session.Session` (pure state)
+and one :class:`SessionChannel` (the application's handle). One sweeper task for the whole
+process sends heartbeats and expires sessions, instead of a timer task per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import secrets
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeAlias
+
+from .backplanes import Backplane, Published, create_backplane
+from .channel import Channel, Message
+from .exceptions import (
+    BackplaneError,
+    ChannelClosed,
+    InvalidState,
+    ProtocolError,
+    Refused,
+    Reject,
+    TicketError,
+    channel_closed,
+)
+from .hub import Hub
+from .protocol.codes import CloseCode
+from .protocol.frames import (
+    PING,
+    PONG,
+    ClientFrame,
+    Event,
+    OutFrame,
+    Ping,
+    Pong,
+    Position,
+    Publish,
+    Subscribe,
+    Unsubscribe,
+    encode_data,
+    encode_json,
+    hello_frame,
+    msg_frame,
+    valid_topic,
+)
+from .protocol.negotiation import NegotiateRequest, choose, negotiate_response
+from .protocol.session import OutboxLimits, Session, State
+from .protocol.tokens import TokenSigner, identity_fingerprint, new_public_id, new_session_id
+from .settings import Settings
+from .typing import Data, Identity, TransportName
+
+__all__ = [
+    "ChannelHandler",
+    "DisconnectHandler",
+    "Engine",
+    "EventHandler",
+    "SessionChannel",
+    "TopicAuthorizer",
+]
+
+log = logging.getLogger("transports")
+
+EventHandler: TypeAlias = Callable[[Channel, Any], Awaitable[Any]]
+"""``async def handler(channel, data) -> reply data``, registered with ``on(event)``."""
+ChannelHandler: TypeAlias = Callable[[Channel], Awaitable[None]]
+"""``async def handler(channel)``, run once per connection when it opens."""
+DisconnectHandler: TypeAlias = Callable[[Channel, int, str], Awaitable[None]]
+"""``async def handler(channel, code, reason)``, run once when a connection ends."""
+TopicAuthorizer: TypeAlias = Callable[[Channel, str], Awaitable[bool]]
+"""``async def allowed(channel, topic) -> bool``; may also raise :class:`Reject`."""
+
+_INBOX_SIZE = 100
+_INBOUND_SIZE = 32
+
+
+def _reply_text(ref: int | str, status: str, data_text: str, binary: bool) -> str:
+    kind = "20" if binary else "4"
+    body = '"' + data_text + '"' if binary else data_text
+    return "[" + kind + "," + encode_json(ref) + "," + encode_json(status) + "," + body + "]"
+
+
+def _reply_frame(ref: int | str, status: str, data_text: str, binary: bool) -> OutFrame:
+    """A REPLY from an already-encoded payload (the form kept for retries)."""
+    text = _reply_text(ref, status, data_text, binary)
+    if not binary:
+        return OutFrame(text)
+    import base64
+
+    header = "[20," + encode_json(ref) + "," + encode_json(status) + ",null]"
+    return OutFrame(text, payload=base64.b64decode(data_text), binary_header=header)
+
+
+def _error(ref: int | str, status: str, message: str) -> tuple[str, str, bool]:
+    return status, encode_json({"message": message}), False
+
+
+class SessionChannel(Channel):
+    """What every transport's channel shares: a :class:`Session` driven by the engine.
+
+    Transport subclasses (in ``transports.server``) add the loop that writes due frames to
+    their connection; they wait on :meth:`wait_due`.
+    """
+
+    bidirectional = False
+
+    def __init__(self, engine: Engine, session: Session) -> None:
+        self.engine = engine
+        self.session = session
+        self._due = asyncio.Event()
+        self._inbox: asyncio.Queue[Message | None] = asyncio.Queue(_INBOX_SIZE)
+        self._closed: ChannelClosed | None = None
+        self._handler_task: asyncio.Task[None] | None = None
+        self._inbound: asyncio.Queue[tuple[ClientFrame, asyncio.Future[None] | None] | None] = (
+            asyncio.Queue(_INBOUND_SIZE)
+        )
+        self._worker: asyncio.Task[None] | None = None
+        session.waker = self._due.set
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.session.public_id!r}, {self.session.state.name})"
+
+    # --- the Channel API ---------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self.session.public_id
+
+    @property
+    def identity(self) -> Identity:
+        return self.session.identity
+
+    @property
+    def state(self) -> State:
+        return self.session.state
+
+    @property
+    def topics(self) -> frozenset[str]:
+        return frozenset(self.session.topics)
+
+    def _check_open(self) -> None:
+        if self.session.state >= State.CLOSING:
+            session = self.session
+            raise self._closed or channel_closed(
+                session.close_code or CloseCode.NORMAL, session.close_reason
+            )
+
+    async def send(self, event: str, data: Data = None) -> None:
+        self._check_open()
+        self.session.push(msg_frame(event, data))
+
+    async def receive(self) -> Message:
+        if self._closed is not None and self._inbox.empty():
+            raise self._closed
+        message = await self._inbox.get()
+        if message is None:
+            self._inbox.put_nowait(None)  # wake any other receiver too
+            assert self._closed is not None
+            raise self._closed
+        return message
+
+    async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        await self.engine.close(self, code, reason)
+
+    async def subscribe(self, topic: str, since: Position | None = None) -> bool:
+        self._check_open()
+        if not valid_topic(topic, self.engine.limits):
+            raise ProtocolError("bad_topic", "invalid topic name")
+        history = await self.engine.hub.join(self.session, topic, since, None)
+        return history.recovered if since is not None else True
+
+    async def unsubscribe(self, topic: str) -> None:
+        await self.engine.hub.leave(self.session, [topic])
+
+    # --- for transports ----------------------------------------------------------------
+
+    async def submit(self, frame: ClientFrame) -> None:
+        """Hand a client frame to this channel's dispatcher (waits while it is busy).
+
+        Frames are applied in order by one task per channel, which a dropped connection does
+        not cancel: a handler that started always finishes, so its reply can be remembered and
+        a retried message is never applied twice.
+        """
+        if self._closed is not None:
+            raise self._closed
+        await self._inbound.put((frame, None))
+
+    async def submit_all(self, frames: list[ClientFrame]) -> None:
+        """Hand over a batch (a POST body) and wait until all of it has been applied."""
+        if self._closed is not None:
+            raise self._closed
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for frame in frames[:-1]:
+            await self._inbound.put((frame, None))
+        await self._inbound.put((frames[-1], done))
+        await asyncio.shield(done)
+
+    async def _work(self) -> None:
+        inbound, engine = self._inbound, self.engine
+        while True:
+            item = await inbound.get()
+            if item is None:
+                return
+            frame, done = item
+            try:
+                if self._closed is None:
+                    await engine.dispatch(self, frame)
+            except Exception:
+                log.exception("dispatch failed")
+            finally:
+                if done is not None and not done.done():
+                    done.set_result(None)
+
+    async def wait_due(self, timeout: float | None = None) -> bool:
+        """Wait until frames are due (True) or ``timeout`` passes (False)."""
+        if self.session.pending:
+            return True
+        self._due.clear()
+        if self.session.pending:
+            return True
+        if timeout is None:
+            await self._due.wait()
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                await self._due.wait()
+        except TimeoutError:
+            return bool(self.session.pending)
+        return True
+
+    def wake(self) -> None:
+        """Make :meth:`wait_due` return (for example to end a superseded poll)."""
+        self._due.set()
+
+    def hello(self) -> OutFrame:
+        """The HELLO frame for this channel."""
+        return hello_frame(
+            {
+                "v": 1,
+                "id": self.session.public_id,
+                "transport": self.transport,
+                "heartbeat": int(self.engine.settings.heartbeat * 1000),
+            }
+        )
+
+    def _shutdown(self, code: int, reason: str) -> None:
+        if self._closed is None:
+            self._closed = channel_closed(code, reason)
+            with contextlib.suppress(asyncio.QueueFull):
+                self._inbox.put_nowait(None)
+            # Let the dispatcher finish what it is applying, then stop; frames still queued
+            # were never acknowledged, so the client sends them again.
+            while True:
+                try:
+                    item = self._inbound.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                if item is not None and item[1] is not None and not item[1].done():
+                    item[1].set_result(None)
+            self._inbound.put_nowait(None)
+        self._due.set()
+
+
+class Engine:
+    """Sessions, hooks and dispatch, shared by the three transports.
+
+    Args:
+        settings: every tunable.
+        backplane: an instance to use instead of the one ``settings.backplane`` names.
+        clock: monotonic time source; ``wallclock`` for ticket expiry (tests fake both).
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        backplane: Backplane | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wallclock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings = settings or Settings()
+        self.limits = settings.limits
+        self.clock = clock
+        self.wallclock = wallclock
+        self.node = settings.node_id or secrets.token_hex(4)
+        self.signer = TokenSigner(settings.secret_key or secrets.token_bytes(32))
+        self.backplane = backplane or create_backplane(
+            settings.backplane,
+            history_size=settings.history_size,
+            history_ttl=settings.history_ttl,
+        )
+        self.hub = Hub(self.backplane, limits=self.limits)
+        self.outbox_limits = OutboxLimits(
+            max_frames=settings.outbox_max_frames,
+            max_bytes=settings.outbox_max_bytes,
+            retain_frames=settings.retain_frames,
+            retain_bytes=settings.retain_bytes,
+        )
+        self.handlers: dict[str, EventHandler] = {}
+        self.channel_handler: ChannelHandler | None = None
+        self.disconnect_handlers: list[DisconnectHandler] = []
+        self.authorize_subscribe: TopicAuthorizer | None = None
+        self.authorize_publish: TopicAuthorizer | None = None
+        self._sessions: dict[str, Session] = {}
+        self._channels: dict[str, SessionChannel] = {}
+        self._public: dict[str, SessionChannel] = {}
+        self._inflight: dict[str, asyncio.Future[tuple[str, str, bool]]] = {}
+        self._closing_since: dict[str, float] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.stats: Counter[str] = Counter()
+        """Counters: ``negotiated``, ``opened``, ``closed:<code>``, ``slow_consumers``,
+        ``frames_dropped``, ``handler_errors``, ``retries_answered``..."""
+        self.running = False
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect the backplane and start the hub and the sweeper."""
+        await self.hub.start()
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="transports-sweeper")
+        self.running = True
+
+    async def stop(self) -> None:
+        """Close every channel with 1001 (going away), then stop everything."""
+        self.running = False
+        for channel in list(self._channels.values()):
+            await self.close(channel, CloseCode.GOING_AWAY, "server shutting down")
+        # Give transports a moment to write the CLOSE frames.
+        for _ in range(20):
+            if not any(s.attached for s in self._sessions.values()):
+                break
+            await asyncio.sleep(0.05)
+        for session in list(self._sessions.values()):
+            self._finish(session, CloseCode.GOING_AWAY, "server shutting down")
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.hub.stop()
+
+    def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task the engine tracks and cancels at :meth:`stop`."""
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # --- introspection -----------------------------------------------------------------
+
+    @property
+    def session_count(self) -> int:
+        """Sessions alive (negotiated and not yet expired or closed)."""
+        return len(self._sessions)
+
+    @property
+    def channels(self) -> list[SessionChannel]:
+        """Open channels."""
+        return list(self._channels.values())
+
+    def channel_of(self, session: Session) -> SessionChannel | None:
+        """The channel of ``session`` (None before a transport first attached)."""
+        return self._channels.get(session.sid)
+
+    def channel(self, public_id: str) -> SessionChannel | None:
+        """The open channel with public id ``public_id``, if any."""
+        return self._public.get(public_id)
+
+    # --- negotiate and attach ----------------------------------------------------------
+
+    def negotiate(self, identity: Identity, request: NegotiateRequest) -> dict[str, Any]:
+        """Create a session for ``identity`` and return the negotiate response body.
+
+        Raises:
+            ProtocolError: ``no_transport``.
+        """
+        settings = self.settings
+        transports = choose(request.transports, settings.transports)
+        sid = new_session_id()
+        session = Session(
+            sid, new_public_id(), identity, request.client_key, self.outbox_limits, self.clock()
+        )
+        self._sessions[sid] = session
+        self.stats["negotiated"] += 1
+        return negotiate_response(
+            public_id=session.public_id,
+            token=self.signer.session_token(self.node, sid, identity),
+            ticket=self.signer.ticket(self.node, sid, self.wallclock(), settings.ticket_ttl),
+            transports=transports,
+            prefix=settings.url_prefix,
+            heartbeat=settings.heartbeat,
+            poll_window=settings.poll_window,
+            retry=settings.retry,
+            ticket_ttl=settings.ticket_ttl,
+            limits=self.limits,
+            max_subscriptions=settings.max_subscriptions,
+            history_size=settings.history_size,
+            history_ttl=settings.history_ttl,
+        )
+
+    def _local_session(self, node: str, sid: str) -> Session:
+        session = self._sessions.get(sid) if node == self.node else None
+        if session is None or session.state is State.CLOSED:
+            raise Refused("unknown_session", "unknown or expired session")
+        return session
+
+    async def session_for_ticket(
+        self, ticket: str | None, transport: TransportName, *, reattach: bool = False
+    ) -> Session:
+        """The session a WebSocket or SSE request may attach to with ``ticket``.
+
+        A ticket is spent on first use. With ``reattach`` (an SSE reconnect that carries
+        ``Last-Event-ID``) a spent ticket may reattach a stream to its own live SSE session.
+
+        Raises:
+            TicketError: ``ticket_invalid``, ``ticket_expired`` or ``ticket_used``.
+            Refused: ``unknown_session``, ``wrong_transport`` or ``conflict``.
+        """
+        verified = self.signer.verify_ticket(ticket, self.wallclock(), allow_expired=True)
+        session = self._local_session(verified.node, verified.sid)
+        fresh = await self.backplane.claim("ticket:" + verified.nonce, self.settings.ticket_ttl * 2)
+        if fresh:
+            if self.wallclock() > verified.expires:
+                raise TicketError("ticket_expired", "ticket expired")
+        elif not (reattach and transport == "sse" and session.transport == "sse"):
+            raise TicketError("ticket_used", "ticket already used")
+        self._check_attachable(session, transport)
+        return session
+
+    def session_for_token(self, token: str | None, transport: TransportName | None) -> Session:
+        """The session a long-poll or POST request names with its ``X-Realtime-Session`` token.
+
+        ``transport`` is the transport the request is for (None for ``POST /send``, which
+        accepts SSE and long-poll sessions).
+
+        Raises:
+            TicketError: ``unauthorized`` (missing, malformed or forged token).
+            Refused: ``unknown_session`` or ``wrong_transport``.
+        """
+        from .protocol.tokens import parse_session_token
+
+        node, sid = parse_session_token(token)
+        session = self._local_session(node, sid)
+        assert token is not None
+        self.signer.verify_session_token(token, session.identity)
+        if transport is None:
+            if session.transport == "websocket":
+                raise Refused("wrong_transport", "this session uses WebSocket")
+        elif session.transport not in (None, transport):
+            raise Refused("wrong_transport", "this session uses another transport")
+        return session
+
+    def _check_attachable(self, session: Session, transport: TransportName) -> None:
+        if session.transport not in (None, transport):
+            raise Refused("wrong_transport", "this session uses another transport")
+        if session.state >= State.CLOSING:
+            raise Refused("unknown_session", "unknown or expired session")
+        if session.attached:
+            raise Refused("conflict", "another connection is attached to this session")
+
+    def attach(
+        self, session: Session, transport: TransportName, factory: Callable[[Session], SessionChannel]
+    ) -> SessionChannel:
+        """Attach a transport connection to ``session``; the first attach opens the channel.
+
+        ``factory`` builds the transport's channel on first attach; later attaches (an SSE
+        reconnect, each long-poll) reuse it.
+        """
+        self._check_attachable(session, transport)
+        first = session.transport is None
+        try:
+            session.attach(transport, self.clock())
+        except InvalidState:
+            raise Refused("wrong_transport", "this session uses another transport") from None
+        channel = self._channels.get(session.sid)
+        if channel is None:
+            channel = factory(session)
+            self._channels[session.sid] = channel
+            self._public[session.public_id] = channel
+        if first:
+            self.stats["opened"] += 1
+            self.stats["opened:" + transport] += 1
+            channel._worker = self.spawn(channel._work(), f"transports-dispatch-{session.public_id}")
+            if self.channel_handler is not None:
+                channel._handler_task = self.spawn(
+                    self._run_channel_handler(channel), f"transports-channel-{session.public_id}"
+                )
+        return channel
+
+    def detach(self, channel: SessionChannel) -> None:
+        """A stream ended or a poll returned; the session waits for the next one."""
+        channel.session.detach(self.clock())
+        if channel.session.state is State.CLOSING and channel.session.pending == 0:
+            self._finish(channel.session, channel.session.close_code or 1000, "")
+
+    async def _run_channel_handler(self, channel: SessionChannel) -> None:
+        handler = self.channel_handler
+        assert handler is not None
+        try:
+            await handler(channel)
+        except ChannelClosed:
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.stats["handler_errors"] += 1
+            log.exception("channel handler failed; closing that channel with 1011")
+            await self.close(channel, CloseCode.INTERNAL_ERROR, "internal error")
+
+    # --- closing -----------------------------------------------------------------------
+
+    async def close(self, channel: SessionChannel, code: int, reason: str) -> None:
+        """Close ``channel``: queue its CLOSE frame; transports deliver it and end."""
+        session = channel.session
+        if session.close(code, reason):
+            self._closing_since[session.sid] = self.clock()
+            self._on_closing(session)
+            await self.hub.release(self.hub.leave_now(session))
+
+    def close_now(self, session: Session, code: int, reason: str) -> None:
+        """The connection is gone (a WebSocket ended): forget the session at once."""
+        session.close(code, reason)
+        self._finish(session, code, reason)
+
+    def _on_closing(self, session: Session) -> None:
+        if session.close_code == CloseCode.SLOW_CONSUMER:
+            self.stats["slow_consumers"] += 1
+
+    def _finish(self, session: Session, code: int, reason: str) -> None:
+        if session.state is State.CLOSED:
+            return
+        if session.state is not State.CLOSING:
+            session.close(code, reason)
+            self._on_closing(session)
+        code = session.close_code or code
+        reason = session.close_reason or reason
+        self._closing_since.pop(session.sid, None)
+        self.stats["frames_dropped"] += session.frames_dropped
+        emptied = self.hub.leave_now(session)
+        if emptied:
+            self.spawn(self.hub.release(emptied), "transports-release")
+        self._sessions.pop(session.sid, None)
+        channel = self._channels.pop(session.sid, None)
+        session.finish()
+        if channel is None:
+            return
+        self._public.pop(session.public_id, None)
+        self.stats[f"closed:{code}"] += 1
+        channel._shutdown(code, reason)
+        task = channel._handler_task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+        if self.disconnect_handlers:
+            self.spawn(self._run_disconnect(channel, code, reason), "transports-disconnect")
+
+    async def _run_disconnect(self, channel: Channel, code: int, reason: str) -> None:
+        for handler in self.disconnect_handlers:
+            try:
+                await handler(channel, code, reason)
+            except Exception:
+                self.stats["handler_errors"] += 1
+                log.exception("disconnect handler failed")
+
+    # --- client frames -----------------------------------------------------------------
+
+    async def dispatch(self, channel: SessionChannel, frame: ClientFrame) -> None:
+        """Apply one client frame. Errors inside the app become error replies."""
+        session = channel.session
+        session.last_seen = self.clock()
+        if session.state >= State.CLOSING:
+            return
+        if isinstance(frame, Event):
+            await self._once(channel, frame.ref, lambda: self._on_event(channel, frame))
+        elif isinstance(frame, Subscribe):
+            await self._on_subscribe(channel, frame)
+        elif isinstance(frame, Unsubscribe):
+            await self.hub.leave(session, [frame.topic])
+            session.push(_reply_frame(frame.ref, "ok", "null", False))
+        elif isinstance(frame, Ping):
+            session.push(PONG)
+        elif isinstance(frame, Pong):
+            session.answers_pings = True
+            if frame.seq is not None and session.transport == "sse":
+                session.ack(frame.seq)
+        elif isinstance(frame, Publish):
+            await self._once(channel, frame.ref, lambda: self._on_publish(channel, frame))
+
+    def _scope(self, session: Session) -> str:
+        if session.client_key is None:
+            return "s:" + session.sid
+        return identity_fingerprint(session.identity) + ":" + session.client_key
+
+    async def _once(
+        self,
+        channel: SessionChannel,
+        ref: int | str,
+        work: Callable[[], Awaitable[tuple[str, str, bool]]],
+    ) -> None:
+        """Run ``work`` once per (client, ref) within the dedup window; reply either way."""
+        session = channel.session
+        key = "reply:" + self._scope(session) + ":" + encode_json(ref)
+        ttl = self.settings.dedup_ttl
+        backplane = self.backplane
+        if not await backplane.claim(key, ttl):
+            answer = await self._remembered(key)
+            self.stats["retries_answered"] += 1
+            if answer is not None and session.state < State.CLOSING:
+                session.push(_reply_frame(ref, *answer))
+            return
+        inflight = self._inflight[key] = asyncio.get_running_loop().create_future()
+        try:
+            answer = await work()
+        except BaseException:  # only engine shutdown cancels a dispatcher
+            self._inflight.pop(key, None)
+            inflight.set_result(_error(ref, "internal_error", "the server is stopping"))
+            raise
+        del self._inflight[key]
+        inflight.set_result(answer)
+        status, text, binary = answer
+        try:
+            await backplane.store(key, f"{int(binary)}{status}\x00{text}", ttl)
+        except BackplaneError:
+            log.warning("could not remember a reply; a retry of it would run again")
+        if session.state < State.CLOSING:
+            session.push(_reply_frame(ref, *answer))
+
+    async def _remembered(self, key: str) -> tuple[str, str, bool] | None:
+        inflight = self._inflight.get(key)
+        if inflight is not None:
+            return await asyncio.shield(inflight)
+        for _ in range(50):  # answered by another process, or in flight there
+            stored = await self.backplane.load(key)
+            if stored is not None and stored != "1":
+                status, _, text = stored[1:].partition("\x00")
+                return status, text, stored[0] == "1"
+            await asyncio.sleep(0.1)
+        return None
+
+    async def _on_event(self, channel: SessionChannel, frame: Event) -> tuple[str, str, bool]:
+        handler = self.handlers.get(frame.event)
+        if handler is None:
+            if self.channel_handler is None:
+                return _error(frame.ref, "unknown_event", "no handler for this event")
+            await channel._inbox.put(Message(frame.event, frame.data, frame.ref))
+            return "ok", "null", False
+        try:
+            result = await handler(channel, frame.data)
+            data_text, binary = encode_data(result)
+        except Reject as exc:
+            return _error(frame.ref, "bad_data", exc.message)
+        except ChannelClosed:
+            return _error(frame.ref, "internal_error", "channel closed")
+        except Exception:
+            self.stats["handler_errors"] += 1
+            log.exception("handler for event %r failed", frame.event)
+            return _error(frame.ref, "handler_error", "the handler failed")
+        return "ok", data_text, binary
+
+    async def _authorized(
+        self, authorizer: TopicAuthorizer | None, channel: Channel, topic: str, default: bool
+    ) -> tuple[bool, str]:
+        if authorizer is None:
+            return default, "not allowed"
+        try:
+            allowed = authorizer(channel, topic)
+            if inspect.isawaitable(allowed):
+                allowed = await allowed
+            return bool(allowed), "not allowed"
+        except Reject as exc:
+            return False, exc.message
+        except Exception:
+            self.stats["handler_errors"] += 1
+            log.exception("topic authorizer failed")
+            raise
+
+    async def _on_subscribe(self, channel: SessionChannel, frame: Subscribe) -> None:
+        session = channel.session
+        ref = frame.ref
+
+        def fail(status: str, message: str) -> None:
+            session.push(_reply_frame(ref, *_error(ref, status, message)))
+
+        if not valid_topic(frame.topic, self.limits):
+            return fail("bad_topic", "invalid or reserved topic name")
+        if (
+            frame.topic not in session.topics
+            and len(session.topics) >= self.settings.max_subscriptions
+        ):
+            return fail("subscription_limit", "too many subscriptions")
+        try:
+            allowed, why = await self._authorized(
+                self.authorize_subscribe, channel, frame.topic, True
+            )
+        except Exception:
+            return fail("handler_error", "the authorizer failed")
+        if not allowed:
+            return fail("forbidden", why)
+        try:
+            await self.hub.join(session, frame.topic, frame.since, ref)
+        except BackplaneError:
+            log.warning("subscribe failed: backplane unavailable")
+            return fail("unavailable", "the backplane is unavailable")
+
+    async def _on_publish(self, channel: SessionChannel, frame: Publish) -> tuple[str, str, bool]:
+        ref = frame.ref
+        if not valid_topic(frame.topic, self.limits):
+            return _error(ref, "bad_topic", "invalid or reserved topic name")
+        try:
+            allowed, why = await self._authorized(
+                self.authorize_publish, channel, frame.topic, False
+            )
+        except Exception:
+            return _error(ref, "handler_error", "the authorizer failed")
+        if not allowed:
+            return _error(ref, "forbidden", why)
+        try:
+            record = await self.hub.publish(frame.topic, frame.event, frame.data)
+        except BackplaneError:
+            return _error(ref, "unavailable", "the backplane is unavailable")
+        return "ok", encode_json({"offset": record.offset, "epoch": record.epoch}), False
+
+    # --- application API ---------------------------------------------------------------
+
+    async def publish(self, topic: str, event: str, data: Data = None) -> Published:
+        """Publish to every subscriber of ``topic`` on every process; see :meth:`Hub.publish`."""
+        return await self.hub.publish(topic, event, data)
+
+    async def send_to(self, public_id: str, event: str, data: Data = None) -> bool:
+        """Send a MSG to the channel with ``public_id`` on this process; False if not here."""
+        channel = self._public.get(public_id)
+        if channel is None or channel.session.state >= State.CLOSING:
+            return False
+        await channel.send(event, data)
+        return True
+
+    # --- the sweeper -------------------------------------------------------------------
+
+    async def _sweep_forever(self) -> None:
+        interval = min(1.0, self.settings.heartbeat / 4)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.sweep()
+            except Exception:  # never let the sweeper die
+                log.exception("sweeper failed")
+
+    def sweep(self) -> None:
+        """One pass: heartbeats, dead peers, expired sessions. Called about once a second."""
+        settings = self.settings
+        now = self.clock()
+        heartbeat = settings.heartbeat
+        for session in list(self._sessions.values()):
+            state = session.state
+            if state is State.CONNECTING:
+                if now - session.created_at > settings.ticket_ttl:
+                    self._finish(session, CloseCode.SESSION_EXPIRED, "never attached")
+                continue
+            if state is State.CLOSING:
+                since = self._closing_since.get(session.sid, now)
+                if not session.attached and now - since > min(5.0, settings.idle_ttl):
+                    self._finish(session, session.close_code or 1000, "")
+                elif now - since > settings.idle_ttl:
+                    self._finish(session, session.close_code or 1000, "")
+                continue
+            transport = session.transport
+            if session.attached:
+                if transport != "longpoll":
+                    # A plain EventSource cannot answer PINGs: only clients that do are held
+                    # to it (WebSocket clients always must).
+                    must_answer = transport == "websocket" or session.answers_pings
+                    if must_answer and now - session.last_seen > 2 * heartbeat:
+                        channel = self._channels.get(session.sid)
+                        if channel is not None and session.close(
+                            CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout"
+                        ):
+                            self._closing_since[session.sid] = now
+                        continue
+                    if now - session.last_sent >= heartbeat:
+                        session.push(PING)
+                        session.last_sent = now
+            elif now - session.last_seen > settings.idle_ttl:
+                self._finish(session, CloseCode.SESSION_EXPIRED, "session expired")

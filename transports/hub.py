@@ -1,0 +1,215 @@
+"""The hub: which local sessions listen to which topic, fed by one listener over the backplane.
+
+Publishing encodes the payload once (:func:`~transports.protocol.frames.encode_data`); the
+listener builds each publication's frame once per process and hands that same object to every
+local subscriber with a synchronous, non-blocking :meth:`Session.deliver_pub`. No task is
+created per recipient or per message, and nothing waits on a slow client: a session that falls
+behind closes itself (4008) and resumes from its position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+
+from .backplanes import Backplane, History, Published
+from .exceptions import BackplaneError, ProtocolError
+from .protocol.frames import (
+    DEFAULT_LIMITS,
+    Limits,
+    OutFrame,
+    Position,
+    encode_data,
+    pub_frame,
+    reply_frame,
+    valid_event,
+    valid_topic,
+)
+from .protocol.session import Session
+from .typing import Data
+
+__all__ = ["Hub", "frame_of"]
+
+log = logging.getLogger("transports.hub")
+
+
+def frame_of(record: Published) -> OutFrame:
+    """The PUB frame of a stored publication."""
+    return pub_frame(
+        record.topic, record.event, record.data, record.binary, record.offset, record.epoch
+    )
+
+
+class Hub:
+    """Topics to local sessions, and the listener that feeds them.
+
+    Args:
+        backplane: where publications go and come from.
+        limits: name limits for topics and events.
+    """
+
+    def __init__(self, backplane: Backplane, *, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.backplane = backplane
+        self.limits = limits
+        self._topics: dict[str, set[Session]] = {}
+        self._ready: dict[str, asyncio.Future[None]] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self.deliveries = 0
+        """Frames handed to sessions (for metrics and benchmarks)."""
+
+    async def start(self) -> None:
+        """Connect the backplane and start the listener (``before_serving``)."""
+        await self.backplane.connect()
+        self._listener = asyncio.create_task(self._listen(), name="transports-hub-listener")
+
+    async def stop(self) -> None:
+        """Stop the listener and disconnect the backplane (``after_serving``)."""
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+        await self.backplane.disconnect()
+
+    @property
+    def topic_count(self) -> int:
+        """Topics with at least one local subscriber."""
+        return len(self._topics)
+
+    def subscribers(self, topic: str) -> int:
+        """Local sessions subscribed to ``topic``."""
+        return len(self._topics.get(topic, ()))
+
+    async def publish(self, topic: str, event: str, data: Data = None) -> Published:
+        """Publish ``data`` as ``event`` on ``topic``, to every subscriber on every process.
+
+        Raises:
+            ProtocolError: ``bad_topic`` or ``bad_frame`` (an invalid event name).
+            TypeError, ValueError: ``data`` is not JSON-serializable (and not bytes).
+            BackplaneError: the backplane refused.
+        """
+        if not valid_topic(topic, self.limits):
+            raise ProtocolError("bad_topic", "invalid topic name")
+        if not valid_event(event, self.limits):
+            raise ProtocolError("bad_frame", "invalid event name")
+        text, binary = encode_data(data)
+        return await self.backplane.publish(topic, event, text, binary)
+
+    async def join(
+        self, session: Session, topic: str, since: Position | None, ref: int | str | None
+    ) -> History:
+        """Subscribe ``session`` to ``topic``: reply, replay what it missed, then live.
+
+        The backplane subscription is effective before history is read, and live publications
+        that arrive meanwhile are buffered by the session, so the handover has no gap and no
+        duplicate. ``ref`` is the client's SUB ref (None for server-side subscriptions, which
+        get no reply frame).
+        """
+        session.begin_sync(topic)
+        members = self._topics.get(topic)
+        if members is None:
+            members = self._topics[topic] = set()
+        members.add(session)
+        try:
+            await self._ensure_subscribed(topic)
+            history = await self.backplane.history(topic, since)
+        except BaseException:
+            self._discard(session, topic)
+            session.unsubscribe(topic)
+            raise
+        if since is not None and history.recovered:
+            start = since.offset
+            replay = [(m.offset, frame_of(m)) for m in history.messages]
+        else:
+            start = history.offset
+            replay = []
+        result = {"recovered": history.recovered, "epoch": history.epoch, "offset": start}
+        reply = reply_frame(ref, "ok", result) if ref is not None else None
+        session.finish_sync(topic, history.epoch, start, reply, replay)
+        return history
+
+    async def _ensure_subscribed(self, topic: str) -> None:
+        ready = self._ready.get(topic)
+        if ready is None:
+            ready = self._ready[topic] = asyncio.get_running_loop().create_future()
+            try:
+                await self.backplane.subscribe(topic)
+            except BaseException as exc:
+                del self._ready[topic]
+                ready.set_exception(exc)
+                ready.exception()  # mark retrieved: the caller below re-raises it
+                raise
+            ready.set_result(None)
+        else:
+            await asyncio.shield(ready)
+
+    def _discard(self, session: Session, topic: str) -> bool:
+        members = self._topics.get(topic)
+        if members is None or session not in members:
+            return False
+        members.discard(session)
+        if not members:
+            del self._topics[topic]
+            return True
+        return False
+
+    async def leave(self, session: Session, topics: Iterable[str] | None = None) -> None:
+        """Unsubscribe ``session`` from ``topics`` (all of its topics when None)."""
+        names = list(session.topics) if topics is None else list(topics)
+        emptied = []
+        for topic in names:
+            session.unsubscribe(topic)
+            if self._discard(session, topic):
+                emptied.append(topic)
+        for topic in emptied:
+            ready = self._ready.pop(topic, None)
+            if ready is not None and topic not in self._topics:
+                try:
+                    await self.backplane.unsubscribe(topic)
+                except BackplaneError:
+                    log.warning("backplane unsubscribe failed for a topic", exc_info=True)
+
+    def leave_now(self, session: Session) -> list[str]:
+        """Synchronous part of :meth:`leave` for every topic of a closing session.
+
+        Returns the topics left without local subscribers; pass them to :meth:`release`.
+        """
+        emptied = []
+        for topic in list(session.topics):
+            if self._discard(session, topic):
+                emptied.append(topic)
+        session.topics.clear()
+        return emptied
+
+    async def release(self, topics: Iterable[str]) -> None:
+        """Unsubscribe the backplane from topics that have no local subscriber any more."""
+        for topic in topics:
+            if topic not in self._topics and self._ready.pop(topic, None) is not None:
+                try:
+                    await self.backplane.unsubscribe(topic)
+                except BackplaneError:
+                    log.warning("backplane unsubscribe failed for a topic", exc_info=True)
+
+    async def _listen(self) -> None:
+        backplane = self.backplane
+        topics = self._topics
+        while True:
+            try:
+                record = await backplane.receive()
+            except asyncio.CancelledError:
+                raise
+            except BackplaneError:
+                log.warning("backplane receive failed; retrying", exc_info=True)
+                await asyncio.sleep(0.5)
+                continue
+            members = topics.get(record.topic)
+            if not members:
+                continue
+            frame = frame_of(record)
+            delivered = 0
+            for session in tuple(members):
+                if session.deliver_pub(record.topic, record.offset, record.epoch, frame):
+                    delivered += 1
+            self.deliveries += delivered

@@ -1,0 +1,63 @@
+"""Long-poll bodies (docs/protocol.md §6). Pure: no I/O, no awaits.
+
+A poll response is ``{"cursor": N, "frames": [...]}``, assembled from the frames' cached UTF-8
+bytes without decoding or re-encoding them. The uplink body (``POST /send``) is decoded by
+:func:`transports.protocol.frames.decode_batch`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..exceptions import ProtocolError
+from .frames import OutFrame, ServerFrame, decode_server_frame, encode_json
+
+__all__ = ["PollResponse", "decode_poll", "encode_batch", "encode_poll", "parse_cursor"]
+
+
+def encode_poll(cursor: int, frames: Sequence[OutFrame]) -> bytes:
+    """The body of a poll response: every frame after the request's cursor, up to ``cursor``."""
+    return b'{"cursor":%d,"frames":[' % cursor + b",".join(f.utf8 for f in frames) + b"]}"
+
+
+def parse_cursor(value: str | None) -> int:
+    """The ``cursor`` query parameter: a non-negative integer of at most 16 digits.
+
+    Raises:
+        ProtocolError: ``bad_request`` when missing or malformed.
+    """
+    if value is None or not value.isascii() or not value.isdigit() or len(value) > 16:
+        raise ProtocolError("bad_request", "cursor must be a non-negative integer")
+    return int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class PollResponse:
+    """A decoded poll response (client side)."""
+
+    cursor: int
+    frames: list[ServerFrame]
+
+
+def decode_poll(body: bytes) -> PollResponse:
+    """Decode a poll response (client side). Raises :class:`ProtocolError`."""
+    try:
+        value: Any = json.loads(body)
+    except (ValueError, RecursionError):
+        raise ProtocolError("bad_json", "poll response is not JSON") from None
+    if (
+        not isinstance(value, dict)
+        or not isinstance(value.get("cursor"), int)
+        or not isinstance(value.get("frames"), list)
+    ):
+        raise ProtocolError("bad_frame", "poll response needs cursor and frames")
+    frames = [decode_server_frame(encode_json(item)) for item in value["frames"]]
+    return PollResponse(value["cursor"], frames)
+
+
+def encode_batch(frames: Sequence[str]) -> bytes:
+    """A ``POST /send`` body from encoded text frames (client side)."""
+    return ("[" + ",".join(frames) + "]").encode("utf-8")

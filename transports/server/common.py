@@ -1,0 +1,63 @@
+"""What the routes share: JSON errors, origin checks, bounded body reading."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING
+
+from quart import Response, request, websocket
+
+from ..exceptions import PayloadTooBig, Refused
+from ..protocol.codes import ERROR_STATUS
+from ..protocol.origin import origin_allowed
+
+if TYPE_CHECKING:
+    from .extension import Realtime
+
+__all__ = ["error_response", "origin_ok", "read_body", "refused_response"]
+
+
+def error_response(code: str, message: str, *, headers: dict[str, str] | None = None) -> Response:
+    """``{"error": code, "message": message}`` with the status of ``code`` (protocol §10.2)."""
+    body = json.dumps({"error": code, "message": message})
+    response = Response(body, status=ERROR_STATUS.get(code, 400), content_type="application/json")
+    response.headers["Cache-Control"] = "no-store"
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def refused_response(exc: Refused) -> Response:
+    """The HTTP answer to a refused request."""
+    return error_response(exc.code, exc.message)
+
+
+def origin_ok(realtime: Realtime, *, is_websocket: bool = False) -> bool:
+    """Whether the current request's ``Origin`` is allowed (same origin or the allow-list)."""
+    current = websocket if is_websocket else request
+    scheme = "https" if current.scheme in ("https", "wss") else "http"
+    own = f"{scheme}://{current.host}"
+    return origin_allowed(current.headers.get("Origin"), own, realtime.settings.allowed_origins)
+
+
+async def read_body(limit: int, timeout: float) -> bytes:
+    """The request body, refused before it grows past ``limit`` bytes or takes over ``timeout``.
+
+    Raises:
+        PayloadTooBig: ``Content-Length`` or the bytes received pass ``limit``.
+        Refused: ``request_timeout`` when the body trickles in too slowly.
+    """
+    length = request.content_length
+    if length is not None and length > limit:
+        raise PayloadTooBig(f"body larger than {limit} bytes")
+    data = bytearray()
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.body:
+                data += chunk
+                if len(data) > limit:
+                    raise PayloadTooBig(f"body larger than {limit} bytes")
+    except TimeoutError:
+        raise Refused("request_timeout", "the request body arrived too slowly") from None
+    return bytes(data)

@@ -1,0 +1,268 @@
+"""``Realtime``: the Quart extension that mounts everything under one URL prefix."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from quart import Blueprint, Quart, Request, Response, request
+
+from ..backplanes import Backplane, Published
+from ..channel import Channel
+from ..engine import (
+    ChannelHandler,
+    DisconnectHandler,
+    Engine,
+    EventHandler,
+    TopicAuthorizer,
+)
+from ..exceptions import Refused, Reject
+from ..protocol.negotiation import parse_negotiate
+from ..settings import Settings
+from ..typing import Data, Identity
+from .common import error_response, origin_ok, read_body, refused_response
+from .longpoll import LongPollTransport, register_send
+from .sse import SSETransport
+from .websocket import WebSocketTransport
+
+__all__ = ["ConnectHook", "Realtime"]
+
+ConnectHook = Callable[[Request], Awaitable[Identity]]
+"""``async def on_connect(request) -> identity``: return an identity (any JSON value except
+``False``), or return ``False`` / raise :class:`~transports.Reject` to refuse with 401."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_STATIC = Path(__file__).resolve().parent.parent / "static"
+_TRANSPORTS = {"websocket": WebSocketTransport, "sse": SSETransport, "longpoll": LongPollTransport}
+_CORS_HEADERS = "Content-Type, X-Realtime-Session, Authorization, Last-Event-ID"
+
+
+class Realtime:
+    """Realtime messaging for a Quart app over WebSocket, SSE and long-polling.
+
+    .. code-block:: python
+
+        app = Quart(__name__)
+        rt = Realtime(app)                # or Realtime() then rt.init_app(app)
+
+        @rt.on("chat.send")
+        async def chat(channel, data):
+            await rt.publish("room:1", "message", data)
+            return {"ok": True}           # the client's send() resolves with this
+
+    Every keyword is a :class:`~transports.settings.Settings` field and overrides the
+    matching ``TRANSPORTS_*`` config key. ``backplane`` may also be a
+    :class:`~transports.backplanes.Backplane` instance.
+    """
+
+    def __init__(
+        self,
+        app: Quart | None = None,
+        *,
+        backplane: str | Backplane | None = None,
+        **settings: Any,
+    ) -> None:
+        self._overrides = dict(settings)
+        self._backplane: Backplane | None = None
+        if isinstance(backplane, Backplane):
+            self._backplane = backplane
+        elif backplane is not None:
+            self._overrides["backplane"] = backplane
+        Settings.from_config({}, self._overrides)  # fail early on unknown or bad settings
+        self._engine: Engine | None = None
+        self._on_connect: ConnectHook | None = None
+        self._handlers: dict[str, EventHandler] = {}
+        self._channel_handler: ChannelHandler | None = None
+        self._disconnect: list[DisconnectHandler] = []
+        self._authorize_subscribe: TopicAuthorizer | None = None
+        self._authorize_publish: TopicAuthorizer | None = None
+        if app is not None:
+            self.init_app(app)
+
+    # --- wiring ------------------------------------------------------------------------
+
+    def init_app(self, app: Quart) -> None:
+        """Mount the routes on ``app``, register in ``app.extensions["transports"]`` and
+        connect the backplane when the app starts serving."""
+        settings = Settings.from_config(app.config, self._overrides)
+        if settings.secret_key is None and app.secret_key:
+            key = app.secret_key
+            settings = settings.replace(
+                secret_key=key.encode("utf-8") if isinstance(key, str) else bytes(key)
+            )
+        self._engine = engine = Engine(settings, self._backplane)
+        engine.handlers.update(self._handlers)
+        engine.channel_handler = self._channel_handler
+        engine.disconnect_handlers.extend(self._disconnect)
+        engine.authorize_subscribe = self._authorize_subscribe
+        engine.authorize_publish = self._authorize_publish
+
+        blueprint = Blueprint("transports", __name__, url_prefix=settings.url_prefix)
+        blueprint.add_url_rule("/negotiate", "negotiate", self._negotiate, methods=["POST"])
+        blueprint.add_url_rule("/client.js", "client_js", self._client_js, methods=["GET"])
+        for name in settings.transports:
+            _TRANSPORTS[name]().register(blueprint, self)
+        if "sse" in settings.transports or "longpoll" in settings.transports:
+            register_send(blueprint, self)
+        blueprint.after_request(self._cors)
+        app.register_blueprint(blueprint)
+        app.extensions["transports"] = self
+        app.before_serving(engine.start)
+        app.after_serving(engine.stop)
+
+    @property
+    def engine(self) -> Engine:
+        """The engine (available after :meth:`init_app`)."""
+        if self._engine is None:
+            raise RuntimeError("Realtime is not bound to an app: call init_app(app) first")
+        return self._engine
+
+    @property
+    def settings(self) -> Settings:
+        """The effective settings."""
+        return self.engine.settings
+
+    # --- hooks (decorators) ------------------------------------------------------------
+
+    def on_connect(self, hook: ConnectHook) -> ConnectHook:
+        """Register the authentication hook, run at negotiate with the request."""
+        self._on_connect = hook
+        return hook
+
+    def on(self, event: str) -> Callable[[F], F]:
+        """Register ``async def handler(channel, data)`` for client messages named ``event``.
+
+        What it returns is the data of the client's acknowledgement; raising
+        :class:`~transports.Reject` answers a ``bad_data`` error; any other exception is logged
+        and answered ``handler_error``. The connection stays usable either way.
+        """
+
+        def decorator(handler: F) -> F:
+            self._handlers[event] = handler
+            if self._engine is not None:
+                self._engine.handlers[event] = handler
+            return handler
+
+        return decorator
+
+    def channel(self, handler: ChannelHandler) -> ChannelHandler:
+        """Register ``async def handler(channel)``, run once per connection when it opens.
+
+        Use it to subscribe a channel server-side, or to loop over ``channel.receive()``
+        (messages no ``on()`` handler took). It is cancelled when the connection ends.
+        """
+        self._channel_handler = handler
+        if self._engine is not None:
+            self._engine.channel_handler = handler
+        return handler
+
+    def on_disconnect(self, handler: DisconnectHandler) -> DisconnectHandler:
+        """Register ``async def handler(channel, code, reason)``, run when a connection ends."""
+        self._disconnect.append(handler)
+        if self._engine is not None:
+            self._engine.disconnect_handlers.append(handler)
+        return handler
+
+    def authorize_subscribe(self, hook: TopicAuthorizer) -> TopicAuthorizer:
+        """Register ``async def hook(channel, topic) -> bool`` deciding client subscriptions.
+
+        Without it every valid topic may be subscribed. Refusals answer ``forbidden``.
+        """
+        self._authorize_subscribe = hook
+        if self._engine is not None:
+            self._engine.authorize_subscribe = hook
+        return hook
+
+    def authorize_publish(self, hook: TopicAuthorizer) -> TopicAuthorizer:
+        """Register ``async def hook(channel, topic) -> bool`` deciding client publishes.
+
+        Without it clients may not publish at all (``forbidden``).
+        """
+        self._authorize_publish = hook
+        if self._engine is not None:
+            self._engine.authorize_publish = hook
+        return hook
+
+    # --- application API ---------------------------------------------------------------
+
+    async def publish(self, topic: str, event: str, data: Data = None) -> Published:
+        """Publish ``data`` as ``event`` on ``topic`` to every subscriber, on every process.
+
+        Returns the stored publication (its ``offset``, ``epoch`` and ``id``). Binary data
+        (``bytes``) is delivered as binary on every transport.
+
+        Raises:
+            Refused: ``bad_topic`` or ``bad_frame`` (invalid names).
+            BackplaneError: the backplane is unavailable.
+        """
+        return await self.engine.publish(topic, event, data)
+
+    async def send(self, channel_id: str, event: str, data: Data = None) -> bool:
+        """Send to the one channel whose public id is ``channel_id``; False if it is not here."""
+        return await self.engine.send_to(channel_id, event, data)
+
+    @property
+    def channels(self) -> list[Channel]:
+        """The open channels of this process."""
+        return list(self.engine.channels)
+
+    # --- routes ------------------------------------------------------------------------
+
+    async def _negotiate(self) -> Response:
+        if not origin_ok(self):
+            return error_response("forbidden_origin", "origin not allowed")
+        if request.content_length and (request.mimetype or "").lower() != "application/json":
+            return error_response("unsupported_media_type", "Content-Type must be application/json")
+        try:
+            body = await read_body(4096, self.settings.body_timeout)
+            asked = parse_negotiate(body)
+            identity: Identity = None
+            if self._on_connect is not None:
+                try:
+                    result = self._on_connect(request)
+                    identity = await result if inspect.isawaitable(result) else result
+                except Reject as exc:
+                    return error_response("unauthorized", exc.message)
+                if identity is False:
+                    return error_response("unauthorized", "not allowed to connect")
+            payload = self.engine.negotiate(identity, asked)
+        except Refused as exc:
+            return refused_response(exc)
+        response = Response(
+            _json(payload), status=200, content_type="application/json"
+        )
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    async def _client_js(self) -> Response:
+        body = (_STATIC / "client.js").read_bytes()
+        response = Response(body, status=200, content_type="text/javascript; charset=utf-8")
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    async def _cors(self, response: Response) -> Response:
+        origin = request.headers.get("Origin")
+        if origin is None or not self.settings.allowed_origins:
+            return response
+        if not origin_ok(self):
+            return response
+        if "*" in self.settings.allowed_origins:
+            response.headers["Access-Control-Allow-Origin"] = "*"
+        else:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Allow-Credentials"] = "true"
+            response.headers["Vary"] = "Origin"
+        if request.method == "OPTIONS":
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST"
+            response.headers["Access-Control-Allow-Headers"] = _CORS_HEADERS
+            response.headers["Access-Control-Max-Age"] = "600"
+        return response
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, separators=(",", ":"))

@@ -1,0 +1,134 @@
+"""Long-polling (§6.1), and the ``POST /send`` upstream that SSE and long-poll share (§6.2)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, ClassVar
+
+from quart import Blueprint, Response, request
+
+from ..engine import SessionChannel
+from ..exceptions import Refused
+from ..protocol.codes import CloseCode
+from ..protocol.frames import OutFrame, decode_batch
+from ..protocol.longpoll import encode_poll, parse_cursor
+from ..protocol.session import State, SyncResult
+from ..typing import TransportName
+from . import Transport
+from .common import error_response, origin_ok, read_body, refused_response
+
+if TYPE_CHECKING:
+    from .extension import Realtime
+
+__all__ = ["LongPollChannel", "LongPollTransport", "register_send"]
+
+SESSION_HEADER = "X-Realtime-Session"
+
+
+class LongPollChannel(SessionChannel):
+    """A channel whose downstream is a series of held GET requests."""
+
+    transport: ClassVar[TransportName] = "longpoll"
+    bidirectional: ClassVar[bool] = False
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._generation = 0
+
+    async def poll(self, cursor: int) -> bytes:
+        """Answer one poll: frames after ``cursor`` now, or after waiting up to the window."""
+        engine, session = self.engine, self.session
+        settings = engine.settings
+        self._generation += 1
+        generation = self._generation
+        try:
+            head: list[OutFrame] = [self.hello()] if cursor == 0 else []
+            result = session.rewind(cursor)
+            if result is SyncResult.TOO_OLD:
+                await engine.close(self, CloseCode.RESYNC, "resync")
+            if not session.pending and not head:
+                await self.wait_due(settings.poll_window)
+            if generation != self._generation:  # a newer poll took over
+                return encode_poll(cursor, [])
+            taken = session.take(settings.poll_max_bytes)
+            session.last_sent = engine.clock()
+            last = taken[-1][0] if taken else cursor
+            return encode_poll(last, head + [frame for _, frame in taken])
+        finally:
+            if generation == self._generation:
+                engine.detach(self)
+
+    def supersede(self) -> None:
+        """End the poll in flight (a newer one arrived)."""
+        self._generation += 1
+        self.wake()
+
+
+class LongPollTransport(Transport):
+    """``GET /poll?cursor=N`` with ``X-Realtime-Session``."""
+
+    name: ClassVar[TransportName] = "longpoll"
+    bidirectional: ClassVar[bool] = False
+
+    def register(self, blueprint: Blueprint, realtime: Realtime) -> None:
+        engine = realtime.engine
+
+        async def poll_route() -> Response:
+            if not origin_ok(realtime):
+                return error_response("forbidden_origin", "origin not allowed")
+            try:
+                session = engine.session_for_token(request.headers.get(SESSION_HEADER), "longpoll")
+                cursor = parse_cursor(request.args.get("cursor"))
+                if cursor > session.sent_seq:
+                    return error_response("bad_request", "cursor is ahead of the session")
+                existing = engine.channel_of(session)
+                if existing is not None and session.attached:
+                    assert isinstance(existing, LongPollChannel)
+                    existing.supersede()
+                    session.detach(engine.clock())
+                channel = engine.attach(session, "longpoll", lambda s: LongPollChannel(engine, s))
+            except Refused as exc:
+                return refused_response(exc)
+            assert isinstance(channel, LongPollChannel)
+            body = await channel.poll(cursor)
+            response = Response(body, status=200, content_type="application/json")
+            response.headers["Cache-Control"] = "no-store"
+            return response
+
+        blueprint.add_url_rule("/poll", "poll", poll_route, methods=["GET"])
+
+
+def register_send(blueprint: Blueprint, realtime: Realtime) -> None:
+    """``POST /send``: a batch of client frames for an SSE or long-poll session."""
+    engine = realtime.engine
+    settings = realtime.settings
+    posting: set[str] = set()
+
+    async def send_route() -> Response:
+        if not origin_ok(realtime):
+            return error_response("forbidden_origin", "origin not allowed")
+        content_type = (request.mimetype or "").lower()
+        if content_type != "application/json":
+            return error_response("unsupported_media_type", "Content-Type must be application/json")
+        try:
+            session = engine.session_for_token(request.headers.get(SESSION_HEADER), None)
+            channel = engine.channel_of(session)
+            if channel is None or session.state is not State.OPEN:
+                raise Refused("conflict", "attach a transport to the session first")
+            if session.sid in posting:
+                raise Refused("conflict", "another POST for this session is in progress")
+            posting.add(session.sid)
+            try:
+                body = await read_body(settings.max_body_size, settings.body_timeout)
+                frames = decode_batch(body, engine.limits)
+                await channel.submit_all(frames)
+            finally:
+                posting.discard(session.sid)
+        except Refused as exc:
+            return refused_response(exc)
+        except asyncio.CancelledError:
+            raise
+        session.last_seen = engine.clock()
+        return Response("", status=204)
+
+    blueprint.add_url_rule("/send", "send", send_route, methods=["POST"])

@@ -1,0 +1,179 @@
+"""Drive a ``transports`` app in-process: a :class:`Connector` over Quart's test client.
+
+.. code-block:: python
+
+    async with app.test_app() as test_app:
+        client = await connect("http://localhost/realtime", transports=["sse"],
+                               connector=QuartTestConnector(test_app.test_client()))
+
+The Python client then speaks the real protocol to the app with no network, which is how the
+contract suite runs every scenario in-process before running it again over real Hypercorn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from quart.testing import QuartClient
+from quart.testing.connections import (
+    HTTPDisconnectError,
+    WebsocketDisconnectError,
+    WebsocketResponseError,
+)
+
+from ..client.connector import (
+    Connector,
+    HTTPResponse,
+    StreamResponse,
+    WebSocketConnection,
+    WebSocketRefused,
+)
+
+__all__ = ["QuartTestConnector"]
+
+
+def _path(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + ("?" + parts.query if parts.query else "")
+
+
+class _Stream(StreamResponse):
+    def __init__(self, manager: Any, connection: Any) -> None:
+        self._manager = manager
+        self._connection = connection
+        self.status = 0
+        self.headers: Mapping[str, str] = {}
+        self._first: bytes | None = None
+        self._closed = False
+
+    async def start(self) -> None:
+        await self._connection.send_complete()
+        first = await self._connection.receive()
+        self._first = first
+        self.status = self._connection.status_code or 0
+        self.headers = dict(self._connection.headers or {})
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        if self._first:
+            first, self._first = self._first, None
+            yield first
+        while not self._closed:
+            try:
+                chunk = await self._connection.receive()
+            except HTTPDisconnectError:
+                return
+            if not chunk:
+                if self._connection._task.done():
+                    return
+                continue
+            yield chunk
+
+    async def read_all(self) -> bytes:
+        data = bytearray(self._first or b"")
+        self._first = None
+        with contextlib.suppress(Exception):
+            while True:
+                chunk = await asyncio.wait_for(self._connection.receive(), 0.5)
+                if not chunk:
+                    break
+                data += chunk
+        return bytes(data)
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            with contextlib.suppress(Exception):
+                await self._connection.disconnect()
+                await self._manager.__aexit__(None, None, None)
+
+
+class _Socket(WebSocketConnection):
+    def __init__(self, manager: Any, connection: Any) -> None:
+        self._manager = manager
+        self._connection = connection
+        self._code: int | None = None
+
+    async def send(self, message: str | bytes) -> None:
+        if self._code is not None:
+            raise OSError("websocket closed")
+        await self._connection.send(message)
+
+    async def receive(self) -> str | bytes | None:
+        if self._code is not None:
+            return None
+        try:
+            return await self._connection.receive()  # type: ignore[no-any-return]
+        except WebsocketDisconnectError as exc:
+            self._code = int(exc.args[0]) if exc.args else 1000
+            return None
+        except WebsocketResponseError as exc:
+            raise WebSocketRefused(exc.response.status_code) from exc
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        if self._code is None:
+            self._code = code
+        with contextlib.suppress(Exception):
+            await self._connection.disconnect()
+            await self._manager.__aexit__(None, None, None)
+
+    @property
+    def close_code(self) -> int | None:
+        return self._code
+
+    @property
+    def close_reason(self) -> str:
+        return ""
+
+
+class QuartTestConnector(Connector):
+    """A :class:`Connector` that sends every request through ``client`` (Quart's test client)."""
+
+    def __init__(self, client: QuartClient, *, origin: str | None = None) -> None:
+        self._client = client
+        self._origin = origin
+
+    def _headers(self, headers: Mapping[str, str] | None) -> dict[str, str]:
+        merged = dict(headers or {})
+        if self._origin:
+            merged.setdefault("Origin", self._origin)
+        return merged
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        timeout: float | None = None,
+    ) -> HTTPResponse:
+        async with asyncio.timeout(timeout):
+            response = await self._client.open(
+                _path(url), method=method, headers=self._headers(headers), data=body
+            )
+            data = await response.get_data()
+        return HTTPResponse(response.status_code, dict(response.headers), data)
+
+    async def stream(
+        self, url: str, *, headers: Mapping[str, str] | None = None, timeout: float | None = None
+    ) -> StreamResponse:
+        manager = self._client.request(_path(url), method="GET", headers=self._headers(headers))
+        connection = await manager.__aenter__()
+        stream = _Stream(manager, connection)
+        async with asyncio.timeout(timeout):
+            await stream.start()
+        return stream
+
+    async def websocket(
+        self, url: str, *, headers: Mapping[str, str] | None = None, timeout: float | None = None
+    ) -> WebSocketConnection:
+        manager = self._client.websocket(_path(url), headers=self._headers(headers))
+        connection = await manager.__aenter__()
+        return _Socket(manager, connection)
+
+    async def close(self) -> None:
+        return None

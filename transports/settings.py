@@ -1,0 +1,121 @@
+"""All tunables in one place, with their ``TRANSPORTS_*`` config keys. Pure."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .protocol.frames import Limits
+from .typing import TRANSPORT_NAMES, TransportName
+
+__all__ = ["Settings"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the extension; times are in seconds, sizes in bytes.
+
+    Each field can be set as a keyword of :class:`transports.Realtime` or in the Quart config as
+    ``TRANSPORTS_<FIELD NAME IN CAPITALS>`` (keywords win). docs/protocol.md §11 lists defaults.
+    """
+
+    backplane: str = "memory://"
+    """Backplane URL: ``memory://`` (one process) or ``redis://host:port/db``."""
+    url_prefix: str = "/realtime"
+    """Where the extension mounts its routes."""
+    transports: tuple[TransportName, ...] = TRANSPORT_NAMES
+    """The transports this server enables."""
+    allowed_origins: tuple[str, ...] = ()
+    """Origins (``scheme://host[:port]``) allowed besides the server's own; ``*`` allows any."""
+    secret_key: bytes | None = None
+    """Signs tokens and tickets; defaults to the app's ``SECRET_KEY``, else random per process."""
+    heartbeat: float = 25.0
+    poll_window: float = 25.0
+    retry: float = 1.0
+    ticket_ttl: float = 30.0
+    session_ttl: float | None = None
+    """How long an SSE/long-poll session lives without a stream or poll (default 2 x poll_window)."""
+    max_message_size: int = 64 * 1024
+    max_body_size: int = 1024 * 1024
+    max_batch: int = 100
+    max_depth: int = 32
+    max_subscriptions: int = 128
+    outbox_max_frames: int = 1000
+    outbox_max_bytes: int = 1024 * 1024
+    retain_frames: int = 1000
+    """Frames an SSE/long-poll session keeps after sending, to replay after a dropped request."""
+    retain_bytes: int = 1024 * 1024
+    poll_max_bytes: int = 1024 * 1024
+    """Most bytes in one poll response or one SSE write."""
+    body_timeout: float = 10.0
+    """Longest a POST body may take to arrive (slow-body clients get 408)."""
+    history_size: int = 1000
+    history_ttl: float = 300.0
+    dedup_ttl: float = 120.0
+    node_id: str | None = None
+    """Name of this process among several (default: random)."""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def limits(self) -> Limits:
+        """The decoder limits derived from these settings."""
+        return Limits(
+            max_message_size=self.max_message_size,
+            max_body_size=self.max_body_size,
+            max_batch=self.max_batch,
+            max_depth=self.max_depth,
+        )
+
+    @property
+    def idle_ttl(self) -> float:
+        """Lifetime of an SSE/long-poll session with no stream and no poll."""
+        return self.session_ttl if self.session_ttl is not None else 2 * self.poll_window
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], overrides: Mapping[str, Any]) -> Settings:
+        """Build settings from ``TRANSPORTS_*`` keys in ``config``, then ``overrides``.
+
+        Raises:
+            TypeError: an unknown override name.
+            ValueError: a value of the wrong kind.
+        """
+        names = {f.name for f in fields(cls)}
+        unknown = set(overrides) - names
+        if unknown:
+            raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {}
+        for name in names:
+            key = "TRANSPORTS_" + name.upper()
+            if key in config:
+                values[name] = config[key]
+        values.update(overrides)
+        if isinstance(values.get("transports"), str):
+            values["transports"] = tuple(t.strip() for t in values["transports"].split(","))
+        if isinstance(values.get("allowed_origins"), str):
+            values["allowed_origins"] = tuple(
+                o.strip() for o in values["allowed_origins"].split(",") if o.strip()
+            )
+        for key in ("transports", "allowed_origins"):
+            if key in values and isinstance(values[key], Sequence):
+                values[key] = tuple(values[key])
+        if isinstance(values.get("secret_key"), str):
+            values["secret_key"] = values["secret_key"].encode("utf-8")
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise :class:`ValueError` when settings contradict each other."""
+        if not self.transports or any(t not in TRANSPORT_NAMES for t in self.transports):
+            raise ValueError(f"transports must be a non-empty subset of {TRANSPORT_NAMES}")
+        if not self.url_prefix.startswith("/") or self.url_prefix.endswith("/"):
+            raise ValueError("url_prefix must start with '/' and not end with it")
+        for name in ("heartbeat", "poll_window", "ticket_ttl", "history_ttl", "dedup_ttl"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)
