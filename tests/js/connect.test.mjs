@@ -23,6 +23,18 @@ test("negotiates with version, client key, transport order and a fresh bearer to
   client.close();
 });
 
+test("a static token is sent as a bearer token; without one no Authorization header is sent", async () => {
+  const world = createWorld();
+  const withToken = world.connect({ token: "abc" });
+  await world.clock.advance(0);
+  withToken.close();
+  const without = world.connect();
+  await world.clock.advance(0);
+  without.close();
+  assert.equal(world.negotiations[0].headers.Authorization, "Bearer abc");
+  assert.equal("Authorization" in world.negotiations[1].headers, false);
+});
+
 test("websocket is accepted only after a PING/PONG round trip, then the state is open", async () => {
   const world = createWorld();
   const client = world.connect();

@@ -83,6 +83,20 @@ test("after a reconnect every topic is resubscribed with since = its last positi
   client.close();
 });
 
+test("a topic unsubscribed while disconnected is not resubscribed", async () => {
+  const { world, client } = await openClient();
+  const off = client.subscribe("gone", () => {});
+  client.subscribe("kept", () => {});
+  await world.clock.advance(0);
+  world.last().kill(1012);
+  await world.clock.advance(0);
+  off();
+  await world.clock.advance(3000);
+  assert.equal(client.state, "open");
+  assert.deepEqual(framesOf(world.last(), 5).map((f) => f[2]), ["kept"]);
+  client.close();
+});
+
 test("recovered: false moves the topic to the server's position and tells the application", async () => {
   const { world, client, log } = await openClient();
   const got = [];

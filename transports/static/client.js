@@ -79,11 +79,7 @@ const validName = (name, max) => typeof name === "string" && name.length <= max 
 const utf8Encoder = new TextEncoder();
 const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
 
-/**
- * The bytes of a binary value, or null when the value is not binary.
- * @param {unknown} value
- * @returns {Uint8Array | null}
- */
+/** The bytes of a binary value, or null when it is not binary. @param {unknown} value @returns {Uint8Array | null} */
 function asBytes(value) {
   if (value instanceof Uint8Array) return value;
   if (value instanceof ArrayBuffer) return new Uint8Array(value);
@@ -183,21 +179,10 @@ export function decodeFrame(input) {
   return frame;
 }
 
-/**
- * UTF-8 byte length of a string or the length of bytes.
- * @param {string | Uint8Array} value
- * @returns {number}
- */
-function byteLength(value) {
-  return typeof value === "string" ? utf8Encoder.encode(value).length : value.length;
-}
+/** UTF-8 byte length of a string, or the length of bytes. @param {string | Uint8Array} value */
+const byteLength = (value) => (typeof value === "string" ? utf8Encoder.encode(value).length : value.length);
 
-/**
- * An Error with a machine-readable `code` (a §10.3 status, "timeout", "closed", ...).
- * @param {string} code
- * @param {string} [message]
- * @returns {Error & {code: string}}
- */
+/** An Error with a `code` (a §10.3 status, "timeout", "closed"...). @param {string} code @param {string} [message] */
 function codeError(code, message) {
   const error = /** @type {Error & {code: string}} */ (new Error(message ? `${code}: ${message}` : code));
   error.code = code;
@@ -299,32 +284,20 @@ export function startDeadline(clock, ms, onExpire) {
   };
 }
 
-/**
- * Resolve after `ms` on `clock`.
- * @param {Clock} clock
- * @param {number} ms
- * @returns {Promise<void>}
- */
-function sleep(clock, ms) {
-  return new Promise((resolve) => clock.setTimeout(resolve, ms));
-}
+/** @param {unknown} value @param {number} fallback @returns {number} value if a positive number */
+const positive = (value, fallback) => (Number(value) > 0 ? Number(value) : fallback);
 
-/**
- * Retry-After of a response, in ms, or null.
- * @param {{headers?: {get(name: string): string | null}}} res
- * @returns {number | null}
- */
+/** Resolve after `ms` on `clock`. @param {Clock} clock @param {number} ms @returns {Promise<void>} */
+const sleep = (clock, ms) => new Promise((resolve) => clock.setTimeout(resolve, ms));
+
+/** Retry-After in ms, or null. @param {{headers?: {get(name: string): string | null}}} res */
 function retryAfterMs(res) {
   const value = res.headers && res.headers.get ? res.headers.get("Retry-After") : null;
   const seconds = value == null ? NaN : Number(value);
   return Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : null;
 }
 
-/**
- * The close code and reason the client uses when an HTTP transport request fails with `status`.
- * @param {number} status
- * @returns {{code: number, reason: string}}
- */
+/** The close code the client uses when a poll or POST fails with `status`. @param {number} status */
 function httpFailure(status) {
   if (status === 404 || status === 401) return { code: 4004, reason: `session gone (HTTP ${status})` };
   if (status === 413) return { code: 1009, reason: "message too big (HTTP 413)" };
@@ -349,6 +322,7 @@ class BaseTransport {
     /** @type {number} */
     this.readyState = READY.CONNECTING;
     this.maxMessage = maxMessage;
+    this.binary = false;
     /** @type {() => void} */
     this.onopen = () => {};
     /** @type {(frame: Frame) => void} */
@@ -359,17 +333,35 @@ class BaseTransport {
     this.onclose = () => {};
   }
 
-  /**
-   * Encode a frame and refuse one larger than limits.message.
-   * @param {Frame} frame
-   * @param {boolean} binary
-   */
-  encode(frame, binary) {
-    const encoded = encodeFrame(frame, binary);
+  /** Encode a frame, refusing one larger than limits.message. @param {Frame} frame */
+  encode(frame) {
+    const encoded = encodeFrame(frame, this.binary);
     if (byteLength(encoded) > this.maxMessage) {
       throw codeError("payload_too_large", `frame exceeds ${this.maxMessage} bytes`);
     }
     return encoded;
+  }
+
+  opened() {
+    if (this.readyState !== READY.CONNECTING) return;
+    this.readyState = READY.OPEN;
+    this.onopen();
+  }
+
+  /**
+   * Handle one incoming frame: answer PING, turn CLOSE into onclose, pass the rest on.
+   * @param {any} raw @param {() => void} pong sends the PONG
+   */
+  receive(raw, pong) {
+    let frame;
+    try {
+      frame = decodeFrame(raw);
+    } catch (error) {
+      return this.onerror(/** @type {Error} */ (error));
+    }
+    if (frame[0] === FRAME.CLOSE) return this.end(Number(frame[1]) || 1006, String(frame[2] ?? ""));
+    if (frame[0] === FRAME.PING) pong();
+    this.onmessage(frame);
   }
 
   /** Mark closed and detach every callback. @returns {boolean} false if already closed */
@@ -380,7 +372,7 @@ class BaseTransport {
     return true;
   }
 
-  /** @param {number} code @param {string} reason */
+  /** Close and report it once. @param {number} code @param {string} reason */
   end(code, reason) {
     const onclose = this.onclose;
     if (this.close()) onclose({ code, reason });
@@ -399,105 +391,81 @@ export class WebSocketTransport extends BaseTransport {
   constructor(url, options) {
     super(options.maxMessage);
     this.binary = true;
-    const ws = new options.WebSocket(url);
-    this.ws = ws;
+    const ws = (this.ws = new options.WebSocket(url));
     ws.binaryType = "arraybuffer";
-    ws.onopen = () => {
-      if (this.readyState !== READY.CONNECTING) return;
-      this.readyState = READY.OPEN;
-      this.onopen();
-    };
-    ws.onmessage = (/** @type {{data: any}} */ event) => {
-      let frame;
-      try {
-        frame = decodeFrame(event.data);
-      } catch (error) {
-        this.onerror(/** @type {Error} */ (error));
-        return;
-      }
-      if (frame[0] === FRAME.PING) ws.send("[8]");
-      this.onmessage(frame);
-    };
+    ws.onopen = () => this.opened();
+    ws.onmessage = (/** @type {{data: any}} */ event) => this.receive(event.data, () => ws.send("[8]"));
     ws.onerror = () => this.onerror(new Error("websocket error"));
-    ws.onclose = (/** @type {{code: number, reason: string}} */ event) =>
-      this.end(event.code || 1006, event.reason || "");
+    ws.onclose = (/** @type {CloseInfo} */ event) => this.end(event.code || 1006, event.reason || "");
   }
 
   /** @param {Frame} frame */
-  send(frame) { this.ws.send(this.encode(frame, true)); }
+  send(frame) { this.ws.send(this.encode(frame)); }
 
   close() {
     if (!this.detach()) return false;
     const ws = this.ws;
     ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
-    try {
-      ws.close(1000, "");
-    } catch (_) { /* already closing */ }
+    try { ws.close(1000, ""); } catch (_) { /* already closing */ }
     return true;
   }
 }
 
 /**
- * Uplink of SSE and long-poll (§6.2): frames POSTed as JSON arrays, batched per tick up to
- * limits.batch frames / limits.body bytes, one POST in flight at a time.
+ * @typedef {{fetch: Fetch, clock: Clock, maxMessage: number, batch: number, body: number,
+ *   EventSource?: any}} HttpOptions
  */
-class Uplink {
+
+/**
+ * Base of SSE and long-poll: the uplink (§6.2) POSTs frames as JSON arrays, batched per tick
+ * up to limits.batch frames / limits.body bytes, one POST in flight at a time.
+ */
+class HttpTransport extends BaseTransport {
   /**
-   * @param {string} url
+   * @param {string} sendUrl
    * @param {string} token the secret session token (X-Realtime-Session)
-   * @param {{fetch: Fetch, clock: Clock, batch: number, body: number}} options
-   * @param {(code: number, reason: string) => void} onfail
+   * @param {HttpOptions} options
    */
-  constructor(url, token, options, onfail) {
-    this.url = url;
+  constructor(sendUrl, token, options) {
+    super(options.maxMessage);
+    this.sendUrl = sendUrl;
     this.token = token;
     this.options = options;
-    this.onfail = onfail;
     /** @type {string[]} encoded frames waiting for a POST */
-    this.queue = [];
-    this.busy = false;
-    this.scheduled = false;
-    this.closed = false;
+    this.outbox = [];
+    this.posting = false;
   }
+
+  /** @param {Frame} frame */
+  send(frame) { this.push(/** @type {string} */ (this.encode(frame))); }
 
   /** @param {string} text one encoded frame */
   push(text) {
-    this.queue.push(text);
-    if (this.scheduled || this.busy) return;
-    this.scheduled = true;
-    queueMicrotask(() => {
-      this.scheduled = false;
-      this.flush();
-    });
+    this.outbox.push(text);
+    if (this.outbox.length === 1 && !this.posting) queueMicrotask(() => this.flush());
   }
 
   async flush() {
-    if (this.busy || this.closed) return;
-    this.busy = true;
-    try {
-      while (this.queue.length && !this.closed) {
-        const failure = await this.post(this.take());
-        if (failure && !this.closed) {
-          this.closed = true;
-          this.onfail(failure.code, failure.reason);
-        }
-      }
-    } finally {
-      this.busy = false;
+    if (this.posting) return;
+    this.posting = true;
+    while (this.outbox.length && this.readyState !== READY.CLOSED) {
+      const failure = await this.post(this.takeBatch());
+      if (failure) this.end(failure.code, failure.reason);
     }
+    this.posting = false;
   }
 
-  /** Take the next batch off the queue. @returns {string[]} */
-  take() {
+  /** @returns {string[]} the next batch, taken off the outbox */
+  takeBatch() {
     let count = 0;
     let bytes = 2;
-    while (count < this.queue.length && count < this.options.batch) {
-      const size = byteLength(this.queue[count]) + (count ? 1 : 0);
+    while (count < this.outbox.length && count < this.options.batch) {
+      const size = byteLength(this.outbox[count]) + (count ? 1 : 0);
       if (count && bytes + size > this.options.body) break;
       bytes += size;
       count++;
     }
-    return this.queue.splice(0, count);
+    return this.outbox.splice(0, count);
   }
 
   /**
@@ -507,63 +475,39 @@ class Uplink {
    */
   async post(batch) {
     const body = `[${batch.join(",")}]`;
+    const headers = { "Content-Type": "application/json", "X-Realtime-Session": this.token };
     for (let attempt = 0; ; attempt++) {
       let res;
       try {
-        res = await this.options.fetch(this.url, {
-          method: "POST",
-          headers: { "Content-Type": "application/json", "X-Realtime-Session": this.token },
-          body,
-          cache: "no-store",
-        });
+        res = await this.options.fetch(this.sendUrl, { method: "POST", headers, body, cache: "no-store" });
       } catch (_) {
         return { code: 1006, reason: "send failed: network error" };
       }
-      if (this.closed || (res.status >= 200 && res.status < 300)) return null;
-      if ((res.status === 409 || res.status === 429 || res.status === 503) && attempt < 5) {
-        await sleep(this.options.clock, retryAfterMs(res) ?? 100 * 2 ** attempt);
-        if (this.closed) return null;
-        continue;
-      }
-      return httpFailure(res.status);
+      if (this.readyState === READY.CLOSED || (res.status >= 200 && res.status < 300)) return null;
+      if (![409, 429, 503].includes(res.status) || attempt >= 5) return httpFailure(res.status);
+      await sleep(this.options.clock, retryAfterMs(res) ?? 100 * 2 ** attempt);
     }
   }
 }
 
 /** Server-Sent Events transport (§5): EventSource down, POST /send up. */
-export class SSETransport extends BaseTransport {
+export class SSETransport extends HttpTransport {
   /**
    * @param {string} url stream URL including `?ticket=`
    * @param {string} sendUrl
    * @param {string} token secret session token
-   * @param {{EventSource: any, fetch: Fetch, clock: Clock, maxMessage: number, batch: number, body: number}} options
+   * @param {HttpOptions} options
    */
   constructor(url, sendUrl, token, options) {
-    super(options.maxMessage);
-    this.binary = false;
+    super(sendUrl, token, options);
     /** sequence number of the last event received (`id:`), 0 before any */
     this.lastSeq = 0;
-    this.uplink = new Uplink(sendUrl, token, options, (code, reason) => this.end(code, reason));
-    const es = new options.EventSource(url);
-    this.es = es;
-    es.onopen = () => {
-      if (this.readyState !== READY.CONNECTING) return;
-      this.readyState = READY.OPEN;
-      this.onopen();
-    };
+    const es = (this.es = new options.EventSource(url));
+    es.onopen = () => this.opened();
     es.onmessage = (/** @type {{data: string, lastEventId?: string}} */ event) => {
       const seq = Number(event.lastEventId);
       if (event.lastEventId && Number.isSafeInteger(seq)) this.lastSeq = seq;
-      let frame;
-      try {
-        frame = decodeFrame(event.data);
-      } catch (error) {
-        this.onerror(/** @type {Error} */ (error));
-        return;
-      }
-      if (frame[0] === FRAME.CLOSE) return this.end(Number(frame[1]) || 1006, String(frame[2] ?? ""));
-      if (frame[0] === FRAME.PING) this.uplink.push(this.lastSeq ? `[8,${this.lastSeq}]` : "[8]");
-      this.onmessage(frame);
+      this.receive(event.data, () => this.push(this.lastSeq ? `[8,${this.lastSeq}]` : "[8]"));
     };
     es.onerror = () => {
       // While CONNECTING the EventSource reattaches by itself with Last-Event-ID (§5.3); CLOSED
@@ -573,12 +517,8 @@ export class SSETransport extends BaseTransport {
     };
   }
 
-  /** @param {Frame} frame */
-  send(frame) { this.uplink.push(/** @type {string} */ (this.encode(frame, false))); }
-
   close() {
     if (!this.detach()) return false;
-    this.uplink.closed = true;
     this.es.onopen = this.es.onmessage = this.es.onerror = null;
     this.es.close();
     return true;
@@ -586,41 +526,34 @@ export class SSETransport extends BaseTransport {
 }
 
 /** Long-polling transport (§6): GET /poll?cursor=N down, POST /send up. */
-export class LongPollTransport extends BaseTransport {
+export class LongPollTransport extends HttpTransport {
   /**
    * @param {string} pollUrl
    * @param {string} sendUrl
    * @param {string} token secret session token
-   * @param {{fetch: Fetch, clock: Clock, maxMessage: number, batch: number, body: number}} options
+   * @param {HttpOptions} options
    */
   constructor(pollUrl, sendUrl, token, options) {
-    super(options.maxMessage);
-    this.binary = false;
+    super(sendUrl, token, options);
     this.pollUrl = pollUrl;
-    this.token = token;
-    this.options = options;
     /** sequence number of the last frame processed */
     this.cursor = 0;
     /** @type {AbortController | null} */
     this.controller = null;
-    this.uplink = new Uplink(sendUrl, token, options, (code, reason) => this.end(code, reason));
     queueMicrotask(() => this.loop());
   }
 
   async loop() {
-    let failures = 0;
-    while (this.readyState !== READY.CLOSED) {
+    for (let failures = 0; this.readyState !== READY.CLOSED;) {
       const url = new URL(this.pollUrl);
       url.searchParams.set("cursor", String(this.cursor));
       this.controller = typeof AbortController === "function" ? new AbortController() : null;
+      const headers = { "X-Realtime-Session": this.token };
       let res;
       let body;
       try {
         res = await this.options.fetch(url.href, {
-          method: "GET",
-          headers: { "X-Realtime-Session": this.token },
-          cache: "no-store",
-          signal: this.controller ? this.controller.signal : undefined,
+          method: "GET", headers, cache: "no-store", signal: this.controller ? this.controller.signal : undefined,
         });
         if (res.status === 200 && this.readyState !== READY.CLOSED) body = await res.json();
       } catch (_) {
@@ -629,44 +562,28 @@ export class LongPollTransport extends BaseTransport {
       if (this.readyState === READY.CLOSED) return;
       if (res.status !== 200) {
         // 408/429/502/503/504: a proxy timeout or overload; poll again a few times (§6.1).
-        if ([408, 429, 502, 503, 504].includes(res.status) && failures < 5) {
-          await sleep(this.options.clock, retryAfterMs(res) ?? 500 * 2 ** failures++);
-          continue;
+        if (![408, 429, 502, 503, 504].includes(res.status) || failures >= 5) {
+          const failure = httpFailure(res.status);
+          return this.end(failure.code, failure.reason);
         }
-        const failure = httpFailure(res.status);
-        return this.end(failure.code, failure.reason);
+        await sleep(this.options.clock, retryAfterMs(res) ?? 500 * 2 ** failures++);
+        continue;
       }
       failures = 0;
       if (!body || !Array.isArray(body.frames) || !Number.isSafeInteger(body.cursor)) {
         return this.end(1011, "malformed poll response");
       }
-      if (this.readyState === READY.CONNECTING) {
-        this.readyState = READY.OPEN;
-        this.onopen();
-      }
+      this.opened();
       for (const raw of body.frames) {
         if (this.readyState === READY.CLOSED) return;
-        let frame;
-        try {
-          frame = decodeFrame(raw);
-        } catch (error) {
-          this.onerror(/** @type {Error} */ (error));
-          continue;
-        }
-        if (frame[0] === FRAME.CLOSE) return this.end(Number(frame[1]) || 1006, String(frame[2] ?? ""));
-        if (frame[0] === FRAME.PING) this.uplink.push("[8]");
-        this.onmessage(frame);
+        this.receive(raw, () => this.push("[8]"));
       }
       this.cursor = body.cursor;
     }
   }
 
-  /** @param {Frame} frame */
-  send(frame) { this.uplink.push(/** @type {string} */ (this.encode(frame, false))); }
-
   close() {
     if (!this.detach()) return false;
-    this.uplink.closed = true;
     if (this.controller) this.controller.abort();
     return true;
   }
@@ -751,14 +668,10 @@ class Conn {
     this.name = name;
     this.neg = neg;
     /** @type {any} */
-    this.transport = null;
-    this.accepted = false;
-    this.closed = false;
-    this.lastRx = 0;
-    /** @type {number} */
-    this.heartbeat = Number(neg.heartbeat) > 0 ? Number(neg.heartbeat) : 25000;
-    /** @type {any} */
-    this.liveTimer = null;
+    this.transport = this.liveTimer = null;
+    this.accepted = this.closed = false;
+    this.lastRx = 0; // when the last frame arrived
+    this.heartbeat = positive(neg.heartbeat, 25000);
     /** @type {((result: {ok: boolean, reason?: string}) => void) | null} */
     this.settle = null;
     /** @type {Set<string>} topics with an ok SUB reply on this session */
@@ -914,10 +827,7 @@ export class Client {
   async _cycle() {
     if (this.state === "closed" || this._connecting || this._conn) return;
     this._clearTimer("reconnect");
-    if (this._offline()) {
-      this._waitOnline = true;
-      return;
-    }
+    if (this._offline()) return void (this._waitOnline = true);
     this._connecting = true;
     this.stats.attempts++;
     const gen = this._gen;
@@ -934,7 +844,7 @@ export class Client {
             return;
           }
           if (gen !== this._gen) return;
-          this._retryHint = Number(neg.retry) > 0 ? Number(neg.retry) : 0;
+          this._retryHint = positive(neg.retry, 0);
         }
         const next = order[i + 1] || null;
         if (!offers(neg, name)) {
@@ -977,9 +887,7 @@ export class Client {
     }
     /** @type {any} */
     let json = null;
-    try {
-      json = await res.json();
-    } catch (_) { /* not JSON: a proxy's page */ }
+    try { json = await res.json(); } catch (_) { /* not JSON: a proxy's page */ }
     if (res.status !== 200) {
       const code = json && typeof json.error === "string" ? json.error : `http_${res.status}`;
       const retryable = res.status >= 500 || res.status === 408 || res.status === 429;
@@ -1035,14 +943,9 @@ export class Client {
     const o = this.options;
     const url = (/** @type {string} */ path) => new URL(path, this.negotiateUrl);
     const limits = neg.limits || {};
-    const common = {
-      fetch: o.fetch,
-      clock: o.clock,
-      maxMessage: Number(limits.message) > 0 ? Number(limits.message) : 65536,
-      batch: Number(limits.batch) > 0 ? Number(limits.batch) : 100,
-      body: Number(limits.body) > 0 ? Number(limits.body) : 1048576,
-    };
-    /** @type {WebSocketTransport | SSETransport | LongPollTransport} */
+    const common = { fetch: o.fetch, clock: o.clock, maxMessage: positive(limits.message, 65536),
+      batch: positive(limits.batch, 100), body: positive(limits.body, 1048576) };
+    /** @type {WebSocketTransport | HttpTransport} */
     let transport;
     if (conn.name === "websocket") {
       const u = url(neg.urls.websocket);
@@ -1102,7 +1005,7 @@ export class Client {
     this.transport = conn.name;
     this.id = conn.neg.id == null ? null : String(conn.neg.id);
     this._lastTransport = this._preferred = conn.name;
-    this._retryHint = Number(conn.neg.retry) > 0 ? Number(conn.neg.retry) : 0;
+    this._retryHint = positive(conn.neg.retry, 0);
     if (reconnect) this.stats.reconnects++;
     if (conn.name === this.options.transports[0]) this.fallbackReason = null;
     const reason = switchedFrom ? `${conn.name} works again (was ${switchedFrom.name})` : this.fallbackReason;
@@ -1135,9 +1038,7 @@ export class Client {
     if (pending) return;
     if (conn === this._probe) return this._probeFailed(detail);
     if (conn !== this._conn) return;
-    this._conn = null;
-    this.transport = null;
-    this.id = null;
+    this._conn = this.transport = this.id = null;
     this._clearTimer("stable");
     this._abortProbe();
     this.stats.lastClose = { code, reason };
@@ -1150,10 +1051,7 @@ export class Client {
   _scheduleReconnect(minimum) {
     if (this.state === "closed" || this._timers.reconnect) return;
     if (this._everOpen) this._setState("reconnecting");
-    if (this._offline()) {
-      this._waitOnline = true;
-      return;
-    }
+    if (this._offline()) return void (this._waitOnline = true);
     const { backoff, random, clock } = this.options;
     const delay = Math.max(minimum, reconnectDelay(this._attempt++, backoff, this._retryHint, random));
     this._timers.reconnect = clock.setTimeout(() => {
@@ -1223,27 +1121,13 @@ export class Client {
   _onFrame(conn, frame) {
     if (conn.closed) return;
     conn.lastRx = this.options.clock.now();
-    switch (frame[0]) {
-      case FRAME.HELLO: {
-        const info = frame[1] || {};
-        if (Number(info.heartbeat) > 0) conn.heartbeat = Number(info.heartbeat);
-        if (conn.name !== "websocket") this._accept(conn);
-        break;
-      }
-      case FRAME.PONG:
-        if (conn.name === "websocket") this._accept(conn);
-        break;
-      case FRAME.PUB:
-        this._onPub(frame);
-        break;
-      case FRAME.MSG:
-        this._emit("message", { event: frame[1], data: frame[2] });
-        break;
-      case FRAME.REPLY:
-        this._onReply(frame);
-        break;
-      default: // PING is answered by the transport; unknown types are ignored
-    }
+    const [type] = frame; // PING is answered by the transport; unknown types are ignored
+    const ws = conn.name === "websocket";
+    if (type === FRAME.HELLO) conn.heartbeat = positive((frame[1] || {}).heartbeat, conn.heartbeat);
+    if ((type === FRAME.HELLO && !ws) || (type === FRAME.PONG && ws)) this._accept(conn);
+    else if (type === FRAME.PUB) this._onPub(frame);
+    else if (type === FRAME.MSG) this._emit("message", { event: frame[1], data: frame[2] });
+    else if (type === FRAME.REPLY) this._onReply(frame);
   }
 
   /** @param {Frame} frame `[1, topic, event, data, offset, epoch]` */
@@ -1262,10 +1146,7 @@ export class Client {
   _onReply(frame) {
     const [, ref, status, data] = frame;
     const sub = this._subs.get(ref);
-    if (sub) {
-      this._subs.delete(ref);
-      return this._onSubReply(sub, status, data);
-    }
+    if (sub && this._subs.delete(ref)) return this._onSubReply(sub, status, data);
     const entry = this._inflight.get(ref);
     if (!entry) return; // a repeated REPLY (the server re-answers a retried ref) or an UNSUB
     this._inflight.delete(ref);
@@ -1485,9 +1366,7 @@ export class Client {
     for (const name of Object.keys(this._timers)) this._clearTimer(name);
     this._abortProbe();
     if (this._conn) this._drop(this._conn);
-    this._conn = null;
-    this.transport = null;
-    this.id = null;
+    this._conn = this.transport = this.id = null;
     for (const [target, name, fn] of this._bindings || []) target.removeEventListener(name, fn);
     const closed = codeError("closed", `connection closed (${code}${reason ? ` ${reason}` : ""})`);
     for (const entry of [...this._inflight.values(), ...this._queue]) {
@@ -1538,10 +1417,7 @@ export class Client {
   }
 }
 
-/**
- * Merge options over DEFAULTS and drop transports this environment cannot run.
- * @param {Options} options
- */
+/** Merge options over DEFAULTS, dropping transports this environment cannot run. @param {Options} options */
 function resolveOptions(options) {
   const g = /** @type {any} */ (globalThis);
   const fetchFn = options.fetch || g.fetch;
@@ -1556,11 +1432,7 @@ function resolveOptions(options) {
   if (!transports.length) throw new TypeError("transports: no usable transport");
   let storage = options.storage;
   if (storage === undefined) {
-    try {
-      storage = g.sessionStorage || g.localStorage || null;
-    } catch (_) {
-      storage = null;
-    }
+    try { storage = g.sessionStorage || g.localStorage || null; } catch (_) { storage = null; }
   }
   return {
     transports,
@@ -1601,21 +1473,15 @@ function offers(neg, name) {
 }
 
 /** @param {any} data */
-function normalizeData(data) {
-  if (data === undefined) return null;
-  return asBytes(data) || data;
-}
+const normalizeData = (data) => (data === undefined ? null : asBytes(data) || data);
 
 /** A random client key (§3: 8-64 characters of A-Z a-z 0-9 _ -). @param {() => number} random */
 function randomKey(random) {
   const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
-  const bytes = new Uint8Array(22);
+  const bytes = new Uint8Array(22).map(() => Math.floor(random() * 256));
   const cryptoObj = /** @type {any} */ (globalThis).crypto;
   if (cryptoObj && cryptoObj.getRandomValues) cryptoObj.getRandomValues(bytes);
-  else for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(random() * 256);
-  let key = "";
-  for (const byte of bytes) key += alphabet[byte & 63];
-  return key;
+  return Array.from(bytes, (byte) => alphabet[byte & 63]).join("");
 }
 
 /**
