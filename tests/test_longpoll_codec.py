@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from transports.exceptions import ProtocolError
-from transports.protocol.frames import Hello, Pub, Reply, encode_data, hello_frame, pub_frame, reply_frame
+from transports.protocol.frames import (
+    Hello,
+    Pub,
+    Reply,
+    encode_data,
+    hello_frame,
+    pub_frame,
+    reply_frame,
+)
 from transports.protocol.longpoll import decode_poll, encode_batch, encode_poll, parse_cursor
 
 

@@ -12,6 +12,7 @@ from transports.protocol.negotiation import (
     negotiate_response,
     parse_negotiate,
 )
+from transports.typing import TransportName
 
 
 def test_parse_negotiate_defaults() -> None:
@@ -54,7 +55,7 @@ def test_parse_negotiate_size_limit() -> None:
 
 def test_choose_orders() -> None:
     """The client's order wins; unknown names are ignored; no overlap is an error."""
-    enabled = ("websocket", "sse", "longpoll")
+    enabled: tuple[TransportName, ...] = ("websocket", "sse", "longpoll")
     assert choose(None, enabled) == ["websocket", "sse", "longpoll"]
     assert choose(["longpoll", "sse"], enabled) == ["longpoll", "sse"]
     assert choose(["webtransport", "sse", "sse"], enabled) == ["sse"]

@@ -17,7 +17,7 @@ def make(transport: str = "websocket", **limits: int) -> Session:
 
 
 def frame(n: int) -> OutFrame:
-    return OutFrame(f"[2,\"e\",{n}]")
+    return OutFrame(f'[2,"e",{n}]')
 
 
 def texts(taken: list[tuple[int, OutFrame]]) -> list[tuple[int, str]]:
@@ -103,7 +103,7 @@ def test_longpoll_unacknowledged_frames_count_toward_limit() -> None:
 
 
 def test_sse_ring_replays_after_last_event_id() -> None:
-    """SSE keeps written frames so a reconnect with Last-Event-ID replays exactly what is missing."""
+    """SSE keeps written frames: a reconnect with Last-Event-ID replays exactly what is missing."""
     session = make("sse", retain_frames=3)
     for n in range(5):
         session.push(frame(n))
@@ -119,14 +119,16 @@ def test_attach_binds_transport() -> None:
     session = Session("sid", "pub", None, None, OutboxLimits(), now=0.0)
     assert session.state is State.CONNECTING
     session.attach("sse", now=1.0)
-    assert session.state is State.OPEN
+    assert session.state is State.OPEN  # type: ignore[comparison-overlap]  # attach() changed it
     session.detach(now=2.0)
     session.attach("sse", now=3.0)
     with pytest.raises(InvalidState, match="bound to sse"):
         session.attach("longpoll", now=4.0)
     session.close()
+    session.attach("sse", now=5.0)  # allowed while the CLOSE frame waits to be delivered
+    session.take()
     with pytest.raises(InvalidState, match="CLOSING"):
-        session.attach("sse", now=5.0)
+        session.attach("sse", now=6.0)
 
 
 def test_close_once() -> None:
@@ -187,3 +189,13 @@ def test_unsubscribed_topics_are_ignored() -> None:
     assert not session.unsubscribe("t")
     assert not session.deliver_pub("t", 1, "e1", pub(1))
     assert session.pending == 1  # just the reply
+
+
+def test_finished_session_has_nothing_due() -> None:
+    """Once finished, a session reports nothing pending and take() returns nothing."""
+    session = make("longpoll")
+    session.push(frame(1))
+    session.close()
+    session.finish()
+    assert session.pending == 0
+    assert session.take() == []

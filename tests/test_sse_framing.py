@@ -50,9 +50,7 @@ def test_injection_attempt_stays_one_event() -> None:
     assert events[0].data == frame.text
 
 
-@pytest.mark.parametrize(
-    ("value", "expected"), [(None, None), ("", None), ("0", 0), ("42", 42)]
-)
+@pytest.mark.parametrize(("value", "expected"), [(None, None), ("", None), ("0", 0), ("42", 42)])
 def test_parse_last_event_id(value: str | None, expected: int | None) -> None:
     """Last-Event-ID is a sequence number, or absent."""
     assert parse_last_event_id(value) == expected
@@ -75,7 +73,7 @@ def test_parser_line_endings_and_fields() -> None:
 
 def test_parser_chunk_boundaries() -> None:
     """Events split anywhere, including inside CRLF and a UTF-8 character, parse the same."""
-    body = "id: 9\r\ndata: [2,\"é\",1]\r\n\r\n".encode()
+    body = 'id: 9\r\ndata: [2,"é",1]\r\n\r\n'.encode()
     for cut in range(1, len(body)):
         parser = SSEParser()
         events = parser.feed(body[:cut]) + parser.feed(body[cut:])

@@ -12,6 +12,7 @@ process sends heartbeats and expires sessions, instead of a timer task per conne
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import inspect
 import logging
@@ -19,7 +20,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeAlias
+from typing import Any, ClassVar, TypeAlias
 
 from .backplanes import Backplane, Published, create_backplane
 from .channel import Channel, Message
@@ -39,6 +40,7 @@ from .protocol.frames import (
     PING,
     PONG,
     ClientFrame,
+    Close,
     Event,
     OutFrame,
     Ping,
@@ -83,21 +85,24 @@ _INBOX_SIZE = 100
 _INBOUND_SIZE = 32
 
 
-def _reply_text(ref: int | str, status: str, data_text: str, binary: bool) -> str:
-    kind = "20" if binary else "4"
-    body = '"' + data_text + '"' if binary else data_text
-    return "[" + kind + "," + encode_json(ref) + "," + encode_json(status) + "," + body + "]"
+def _ref_text(ref: int | str) -> str:
+    # Refs are ints (JSON as is) or short strings (JSON-escaped).
+    return str(ref) if isinstance(ref, int) else encode_json(ref)
 
 
 def _reply_frame(ref: int | str, status: str, data_text: str, binary: bool) -> OutFrame:
-    """A REPLY from an already-encoded payload (the form kept for retries)."""
-    text = _reply_text(ref, status, data_text, binary)
-    if not binary:
-        return OutFrame(text)
-    import base64
+    """A REPLY from an already-encoded payload (the form kept for retries).
 
-    header = "[20," + encode_json(ref) + "," + encode_json(status) + ",null]"
-    return OutFrame(text, payload=base64.b64decode(data_text), binary_header=header)
+    ``status`` is ``"ok"`` or an error code: plain ASCII that needs no JSON escaping.
+    """
+    head = ("[20," if binary else "[4,") + _ref_text(ref) + ',"' + status + '",'
+    if not binary:
+        return OutFrame(head + data_text + "]")
+    return OutFrame(
+        head + '"' + data_text + '"]',
+        payload=base64.b64decode(data_text),
+        binary_header=head + "null]",
+    )
 
 
 def _error(ref: int | str, status: str, message: str) -> tuple[str, str, bool]:
@@ -112,6 +117,8 @@ class SessionChannel(Channel):
     """
 
     bidirectional = False
+    uses_dispatcher: ClassVar[bool] = True
+    """Whether client frames go through :meth:`submit` to a dispatcher task (HTTP uplinks)."""
 
     def __init__(self, engine: Engine, session: Session) -> None:
         self.engine = engine
@@ -221,8 +228,11 @@ class SessionChannel(Channel):
                     done.set_result(None)
 
     async def wait_due(self, timeout: float | None = None) -> bool:
-        """Wait until frames are due (True) or ``timeout`` passes (False)."""
-        if self.session.pending:
+        """Wait until frames are due (True) or ``timeout`` passes (False).
+
+        Also returns at once when the session is gone (:attr:`finished`).
+        """
+        if self.session.pending or self.finished:
             return True
         self._due.clear()
         if self.session.pending:
@@ -236,6 +246,11 @@ class SessionChannel(Channel):
         except TimeoutError:
             return bool(self.session.pending)
         return True
+
+    @property
+    def finished(self) -> bool:
+        """The session is gone for good: transports stop serving it."""
+        return self.session.state is State.CLOSED
 
     def wake(self) -> None:
         """Make :meth:`wait_due` return (for example to end a superseded poll)."""
@@ -313,7 +328,7 @@ class Engine:
         self._sessions: dict[str, Session] = {}
         self._channels: dict[str, SessionChannel] = {}
         self._public: dict[str, SessionChannel] = {}
-        self._inflight: dict[str, asyncio.Future[tuple[str, str, bool]]] = {}
+        self._inflight: dict[str, list[asyncio.Future[tuple[str, str, bool]]]] = {}
         self._closing_since: dict[str, float] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -432,11 +447,13 @@ class Engine:
         """
         verified = self.signer.verify_ticket(ticket, self.wallclock(), allow_expired=True)
         session = self._local_session(verified.node, verified.sid)
-        fresh = await self.backplane.claim("ticket:" + verified.nonce, self.settings.ticket_ttl * 2)
-        if fresh:
-            if self.wallclock() > verified.expires:
-                raise TicketError("ticket_expired", "ticket expired")
-        elif not (reattach and transport == "sse" and session.transport == "sse"):
+        if reattach and transport == "sse" and session.transport == "sse":
+            pass  # an EventSource reconnect to its own live session (protocol §5.3)
+        elif self.wallclock() > verified.expires:
+            raise TicketError("ticket_expired", "ticket expired")
+        elif not await self.backplane.claim(
+            "ticket:" + verified.nonce, self.settings.ticket_ttl + 60
+        ):
             raise TicketError("ticket_used", "ticket already used")
         self._check_attachable(session, transport)
         return session
@@ -467,13 +484,18 @@ class Engine:
     def _check_attachable(self, session: Session, transport: TransportName) -> None:
         if session.transport not in (None, transport):
             raise Refused("wrong_transport", "this session uses another transport")
-        if session.state >= State.CLOSING:
+        if session.state is State.CLOSED or (
+            session.state is State.CLOSING and not session.pending
+        ):
             raise Refused("unknown_session", "unknown or expired session")
         if session.attached:
             raise Refused("conflict", "another connection is attached to this session")
 
     def attach(
-        self, session: Session, transport: TransportName, factory: Callable[[Session], SessionChannel]
+        self,
+        session: Session,
+        transport: TransportName,
+        factory: Callable[[Session], SessionChannel],
     ) -> SessionChannel:
         """Attach a transport connection to ``session``; the first attach opens the channel.
 
@@ -494,7 +516,10 @@ class Engine:
         if first:
             self.stats["opened"] += 1
             self.stats["opened:" + transport] += 1
-            channel._worker = self.spawn(channel._work(), f"transports-dispatch-{session.public_id}")
+            if channel.uses_dispatcher:
+                channel._worker = self.spawn(
+                    channel._work(), f"transports-dispatch-{session.public_id}"
+                )
             if self.channel_handler is not None:
                 channel._handler_task = self.spawn(
                     self._run_channel_handler(channel), f"transports-channel-{session.public_id}"
@@ -598,11 +623,18 @@ class Engine:
                 session.ack(frame.seq)
         elif isinstance(frame, Publish):
             await self._once(channel, frame.ref, lambda: self._on_publish(channel, frame))
+        elif isinstance(frame, Close):
+            self._finish(session, frame.code, frame.reason or "closed by the client")
 
     def _scope(self, session: Session) -> str:
-        if session.client_key is None:
-            return "s:" + session.sid
-        return identity_fingerprint(session.identity) + ":" + session.client_key
+        scope = session.retry_scope
+        if scope is None:
+            if session.client_key is None:
+                scope = "s:" + session.sid
+            else:
+                scope = identity_fingerprint(session.identity) + ":" + session.client_key
+            session.retry_scope = scope
+        return scope
 
     async def _once(
         self,
@@ -612,7 +644,7 @@ class Engine:
     ) -> None:
         """Run ``work`` once per (client, ref) within the dedup window; reply either way."""
         session = channel.session
-        key = "reply:" + self._scope(session) + ":" + encode_json(ref)
+        key = "reply:" + self._scope(session) + ":" + _ref_text(ref)
         ttl = self.settings.dedup_ttl
         backplane = self.backplane
         if not await backplane.claim(key, ttl):
@@ -621,15 +653,17 @@ class Engine:
             if answer is not None and session.state < State.CLOSING:
                 session.push(_reply_frame(ref, *answer))
             return
-        inflight = self._inflight[key] = asyncio.get_running_loop().create_future()
+        waiters = self._inflight[key] = []  # retries that arrive meanwhile wait here
         try:
             answer = await work()
         except BaseException:  # only engine shutdown cancels a dispatcher
             self._inflight.pop(key, None)
-            inflight.set_result(_error(ref, "internal_error", "the server is stopping"))
+            for waiter in waiters:
+                waiter.set_result(_error(ref, "internal_error", "the server is stopping"))
             raise
         del self._inflight[key]
-        inflight.set_result(answer)
+        for waiter in waiters:
+            waiter.set_result(answer)
         status, text, binary = answer
         try:
             await backplane.store(key, f"{int(binary)}{status}\x00{text}", ttl)
@@ -639,9 +673,13 @@ class Engine:
             session.push(_reply_frame(ref, *answer))
 
     async def _remembered(self, key: str) -> tuple[str, str, bool] | None:
-        inflight = self._inflight.get(key)
-        if inflight is not None:
-            return await asyncio.shield(inflight)
+        waiters = self._inflight.get(key)
+        if waiters is not None:
+            waiter: asyncio.Future[tuple[str, str, bool]] = (
+                asyncio.get_running_loop().create_future()
+            )
+            waiters.append(waiter)
+            return await waiter
         for _ in range(50):  # answered by another process, or in flight there
             stored = await self.backplane.load(key)
             if stored is not None and stored != "1":
@@ -676,10 +714,10 @@ class Engine:
         if authorizer is None:
             return default, "not allowed"
         try:
-            allowed = authorizer(channel, topic)
-            if inspect.isawaitable(allowed):
-                allowed = await allowed
-            return bool(allowed), "not allowed"
+            answer: Any = authorizer(channel, topic)
+            if inspect.isawaitable(answer):
+                answer = await answer
+            return bool(answer), "not allowed"
         except Reject as exc:
             return False, exc.message
         except Exception:

@@ -36,7 +36,7 @@ class Settings:
     retry: float = 1.0
     ticket_ttl: float = 30.0
     session_ttl: float | None = None
-    """How long an SSE/long-poll session lives without a stream or poll (default 2 x poll_window)."""
+    """Life of an SSE/long-poll session with no stream or poll (default 2 x poll_window)."""
     max_message_size: int = 64 * 1024
     max_body_size: int = 1024 * 1024
     max_batch: int = 100

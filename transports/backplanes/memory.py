@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import heapq
 import secrets
 import time
 from collections import deque
@@ -56,7 +55,8 @@ class MemoryBackplane(Backplane):
         self._wanted: set[str] = set()
         self._queue: asyncio.Queue[Published] = asyncio.Queue(maxsize=queue_size)
         self._kv: dict[str, tuple[str, float]] = {}
-        self._expiry: list[tuple[float, str]] = []
+        # One queue per TTL: keys set with the same TTL expire in the order they were set.
+        self._expiry: dict[float, deque[tuple[float, str]]] = {}
         self._connected = False
         self._last_sweep = 0.0
 
@@ -96,11 +96,12 @@ class MemoryBackplane(Backplane):
             self._trim(log, now)
             if not log.entries and topic not in self._wanted:
                 del self._logs[topic]
-        while self._expiry and self._expiry[0][0] <= now:
-            _, key = heapq.heappop(self._expiry)
-            item = self._kv.get(key)
-            if item is not None and item[1] <= now:
-                del self._kv[key]
+        for queue in self._expiry.values():
+            while queue and queue[0][0] <= now:
+                _, key = queue.popleft()
+                item = self._kv.get(key)
+                if item is not None and item[1] <= now:
+                    del self._kv[key]
 
     async def publish(self, topic: str, event: str, data: str, binary: bool) -> Published:
         if not self._connected:
@@ -155,7 +156,10 @@ class MemoryBackplane(Backplane):
     def _set(self, key: str, value: str, ttl: float, now: float) -> None:
         expires = now + ttl
         self._kv[key] = (value, expires)
-        heapq.heappush(self._expiry, (expires, key))
+        queue = self._expiry.get(ttl)
+        if queue is None:
+            queue = self._expiry[ttl] = deque()
+        queue.append((expires, key))
         self._sweep(now)
 
     async def store(self, key: str, value: str, ttl: float) -> None:

@@ -33,7 +33,6 @@ from ..exceptions import ChannelClosed, NegotiationError, ReplyError, channel_cl
 from ..protocol.backoff import backoff_delay
 from ..protocol.codes import CloseCode, is_reconnect_code
 from ..protocol.frames import (
-    ClientFrame,
     Close,
     Event,
     Hello,
@@ -486,16 +485,15 @@ class Client:
         ref = self._ref()
         frame = Event(ref, event, data)
         text = encode_client_frame(frame)
-        native = encode_client_frame(frame, binary_native=True)
+        binary = isinstance(data, bytes | bytearray | memoryview)
+        native = encode_client_frame(frame, binary_native=True) if binary else text
         future: asyncio.Future[Any] = self._loop.create_future()
         self._pending[ref] = (text, native, future)
         if self._connection is not None:
-            with contextlib.suppress(Exception):
-                await self._transmit([self._wire(text, native)])
+            await self._transmit([self._wire(text, native)])
         try:
-            return await asyncio.wait_for(
-                asyncio.shield(future), timeout if timeout is not None else self.send_timeout
-            )
+            async with asyncio.timeout(timeout if timeout is not None else self.send_timeout):
+                return await future
         except TimeoutError:
             self._pending.pop(ref, None)
             raise ReplyError("timeout", "no acknowledgement in time") from None
@@ -521,6 +519,20 @@ class Client:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
+        connection = self._connection
+        if connection is not None:  # tell the server, so it frees the session now
+            with contextlib.suppress(Exception):
+                if isinstance(connection, _HTTPUpstream):
+                    await self.connector.request(
+                        "POST",
+                        connection.url("send"),
+                        headers={
+                            "Content-Type": "application/json",
+                            "X-Realtime-Session": connection.token,
+                        },
+                        body=b'[[9,1000,""]]',
+                        timeout=2,
+                    )
         await self._drop_connection()
         self._set_state("closed")
         self._fail_pending(self._closed)
@@ -760,8 +772,11 @@ class Client:
             self._set_state("reconnecting")
             attempt = 0 if stable else attempt + 1
             # The server's retry hint applies when it asked us to back off.
-            asked = ended.code in (CloseCode.SERVICE_RESTART, CloseCode.TRY_AGAIN_LATER,
-                                   CloseCode.RATE_LIMITED)
+            asked = ended.code in (
+                CloseCode.SERVICE_RESTART,
+                CloseCode.TRY_AGAIN_LATER,
+                CloseCode.RATE_LIMITED,
+            )
             floor = connection.info.get("retry", 1000) / 1000 if asked else 0.0
             await asyncio.sleep(
                 backoff_delay(attempt, base=self.backoff[0], cap=self.backoff[1], floor=floor)
@@ -786,9 +801,7 @@ class Client:
         for frame in early:
             self._on_frame(connection, frame)
         started = self._loop.time()
-        resubscribe = [
-            (topic, entry.position) for topic, entry in self._topics.items()
-        ]
+        resubscribe = [(topic, entry.position) for topic, entry in self._topics.items()]
         frames: list[str | bytes] = []
         waits: list[tuple[str, Position | None, asyncio.Future[Any]]] = []
         for topic, since in resubscribe:
@@ -838,7 +851,8 @@ async def connect(
 ) -> Client:
     """Connect to the ``transports`` server mounted at ``url`` (``http://host:port/realtime``).
 
-    ``connector`` defaults to a fresh :class:`~transports.client.aiohttp_connector.AiohttpConnector`.
+    ``connector`` defaults to a new
+    :class:`~transports.client.aiohttp_connector.AiohttpConnector`.
     With ``wait`` (the default), returns once a transport is open (or raises the terminal
     error); otherwise connects in the background. ``options`` go to :class:`Client`.
     """

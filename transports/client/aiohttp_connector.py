@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
@@ -28,7 +27,7 @@ class _Stream(StreamResponse):
         try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise OSError(str(exc)) from exc
 
     async def read_all(self) -> bytes:
@@ -124,7 +123,7 @@ class AiohttpConnector(Connector):
             ) as response:
                 data = await response.read()
                 return HTTPResponse(response.status, dict(response.headers), data)
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise TimeoutError("request timed out") from exc
         except aiohttp.ClientError as exc:
             raise OSError(str(exc)) from exc
@@ -139,7 +138,7 @@ class AiohttpConnector(Connector):
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout),
                 allow_redirects=False,
             )
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise TimeoutError("stream timed out") from exc
         except aiohttp.ClientError as exc:
             raise OSError(str(exc)) from exc
@@ -159,7 +158,7 @@ class AiohttpConnector(Connector):
             )
         except aiohttp.WSServerHandshakeError as exc:
             raise WebSocketRefused(exc.status) from exc
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise TimeoutError("websocket timed out") from exc
         except aiohttp.ClientError as exc:
             raise OSError(str(exc)) from exc

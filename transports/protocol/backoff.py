@@ -22,5 +22,5 @@ def backoff_delay(
     window keeps a restarted server from being hit by every client at once. ``floor`` is the
     server's ``retry`` hint.
     """
-    window = min(cap, base * (2 ** min(attempt, 30)))
+    window: float = min(cap, base * float(2 ** min(attempt, 30)))
     return floor + rand() * window

@@ -61,9 +61,9 @@ def close_code_name(code: int) -> str:
 def is_reconnect_code(code: int) -> bool:
     """True when a client should reconnect after a close with ``code``.
 
-    1001, 1006 and 1011-1013 and the range 4000-4499 reconnect; every other code is terminal.
+    1001, 1005, 1006, 1011-1015 and the range 4000-4499 reconnect; every other code is terminal.
     """
-    return code in (1001, 1006, 1011, 1012, 1013) or 4000 <= code <= 4499
+    return code in (1001, 1005, 1006, 1011, 1012, 1013, 1014, 1015) or 4000 <= code <= 4499
 
 
 ERROR_STATUS: dict[str, int] = {
@@ -86,6 +86,7 @@ ERROR_STATUS: dict[str, int] = {
     "payload_too_large": 413,
     "too_many_frames": 413,
     "unsupported_media_type": 415,
+    "upgrade_required": 426,
     "rate_limited": 429,
     "internal_error": 500,
     "unavailable": 503,

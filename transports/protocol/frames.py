@@ -163,7 +163,7 @@ class Pong:
 
 @dataclass(frozen=True, slots=True)
 class Publish:
-    """PUBLISH: ask the server to publish ``event``/``data`` on ``topic`` (authorised by the app)."""
+    """PUBLISH: ask the server to publish ``event``/``data`` on ``topic`` (if the app allows)."""
 
     ref: int | str
     topic: str
@@ -171,7 +171,15 @@ class Publish:
     data: Data
 
 
-ClientFrame: TypeAlias = Event | Subscribe | Unsubscribe | Ping | Pong | Publish
+@dataclass(frozen=True, slots=True)
+class Close:
+    """CLOSE: the session ends (either side)."""
+
+    code: int
+    reason: str
+
+
+ClientFrame: TypeAlias = Event | Subscribe | Unsubscribe | Ping | Pong | Publish | Close
 """A frame a client sends."""
 
 
@@ -211,14 +219,6 @@ class Reply:
     ref: int | str
     status: str
     data: Data
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    """CLOSE: the server ended the session."""
-
-    code: int
-    reason: str
 
 
 ServerFrame: TypeAlias = Hello | Pub | Msg | Reply | Ping | Pong | Close
@@ -521,6 +521,18 @@ def _parse_client(value: Any, raw: bytes | None, limits: Limits) -> ClientFrame:
         if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or seq < 0):
             raise _bad("PONG seq must be a non-negative integer")
         return Pong(seq)
+    if base == FrameType.CLOSE:
+        code = value[1] if n >= 2 else 1000
+        reason = value[2] if n >= 3 else ""
+        if (
+            not isinstance(code, int)
+            or isinstance(code, bool)
+            or not 1000 <= code <= 4999
+            or not isinstance(reason, str)
+            or len(reason) > 120
+        ):
+            raise _bad("CLOSE needs a code 1000-4999 and a reason of at most 120 characters")
+        return Close(code, reason)
     raise _bad("unknown frame type or missing fields")
 
 
@@ -618,6 +630,8 @@ def encode_client_frame(frame: ClientFrame, *, binary_native: bool = False) -> s
         return encode_json([FrameType.SUB, frame.ref, frame.topic, since])
     if isinstance(frame, Unsubscribe):
         return encode_json([FrameType.UNSUB, frame.ref, frame.topic])
+    if isinstance(frame, Close):
+        return encode_json([FrameType.CLOSE, frame.code, frame.reason])
     if isinstance(frame, Event):
         kind, prefix, data = FrameType.EVENT, [frame.ref, frame.event], frame.data
     else:

@@ -78,9 +78,7 @@ def parse_negotiate(body: bytes) -> NegotiateRequest:
     return NegotiateRequest(version, client_key, transports)
 
 
-def choose(
-    offered: Sequence[str] | None, enabled: Sequence[TransportName]
-) -> list[TransportName]:
+def choose(offered: Sequence[str] | None, enabled: Sequence[TransportName]) -> list[TransportName]:
     """The transports both sides allow: the client's order, or the server's when it gave none.
 
     Unknown names in ``offered`` are ignored (a newer client may know more transports).
@@ -117,7 +115,7 @@ def negotiate_response(
     history_ttl: float,
 ) -> dict[str, Any]:
     """The JSON object of a successful negotiate (times in seconds in, milliseconds out)."""
-    urls = {name: f"{prefix}/{_PATHS[name]}" for name in TRANSPORT_NAMES}
+    urls: dict[str, str] = {name: f"{prefix}/{_PATHS[name]}" for name in TRANSPORT_NAMES}
     urls["send"] = f"{prefix}/send"
     return {
         "v": PROTOCOL_VERSION,

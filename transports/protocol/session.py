@@ -137,6 +137,7 @@ class Session:
         "waker",
         "frames_dropped",
         "answers_pings",
+        "retry_scope",
         "_entries",
         "_next_seq",
         "_sent",
@@ -176,6 +177,8 @@ class Session:
         """Called after frames become due; set by the I/O shell."""
         self.frames_dropped = 0
         """Frames refused because the session was closing (counted, never silent)."""
+        self.retry_scope: str | None = None
+        """Where this client's retried refs are recognised (set by the engine on first use)."""
         self.answers_pings = False
         """The client has answered a PING; from then on a missing answer means it is dead."""
         self._entries: deque[tuple[int, OutFrame]] = deque()
@@ -195,9 +198,11 @@ class Session:
         Raises:
             InvalidState: the session is bound to another transport, or closing.
         """
-        if self.state >= State.CLOSING:
+        if self.state is State.CLOSED or (self.state is State.CLOSING and not self.pending):
             raise InvalidState(f"cannot attach: session is {self.state.name}, expected OPEN")
         if self.transport is None:
+            if self.state is not State.CONNECTING:
+                raise InvalidState(f"cannot attach: session is {self.state.name}")
             self.transport = transport
             self.retention = RETENTION[transport]
             self.state = State.OPEN
@@ -231,6 +236,7 @@ class Session:
         self.state = State.CLOSED
         self.topics.clear()
         self._entries.clear()
+        self._sent = self._next_seq - 1
         self._pending_bytes = self._total_bytes = 0
         self.waker = None
 
@@ -347,9 +353,7 @@ class Session:
         if seq + 1 < first:
             return SyncResult.TOO_OLD
         self._sent = seq
-        self._pending_bytes = sum(
-            frame.size for number, frame in self._entries if number > seq
-        )
+        self._pending_bytes = sum(frame.size for number, frame in self._entries if number > seq)
         if self.pending:
             waker = self.waker
             if waker is not None:

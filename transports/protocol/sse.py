@@ -153,8 +153,9 @@ class SSEParser:
         if not self._data:
             self._event = ""
             return None
-        event = SSEEvent("\n".join(self._data), self._event or "message", self.last_event_id,
-                         self._retry)
+        event = SSEEvent(
+            "\n".join(self._data), self._event or "message", self.last_event_id, self._retry
+        )
         self._data = []
         self._event = ""
         self._retry = None

@@ -140,7 +140,9 @@ class TokenSigner:
         mac = self._mac(f"ticket|{node}|{sid}|{expires}|{nonce}")
         return f"{node}.{sid}.{expires}.{nonce}.{mac}"
 
-    def verify_ticket(self, ticket: str | None, now: float, *, allow_expired: bool = False) -> Ticket:
+    def verify_ticket(
+        self, ticket: str | None, now: float, *, allow_expired: bool = False
+    ) -> Ticket:
         """Verify a ticket's signature and expiry (the caller checks single use by its nonce).
 
         Raises:

@@ -36,7 +36,11 @@ ConnectHook = Callable[[Request], Awaitable[Identity]]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _STATIC = Path(__file__).resolve().parent.parent / "static"
-_TRANSPORTS = {"websocket": WebSocketTransport, "sse": SSETransport, "longpoll": LongPollTransport}
+_TRANSPORTS: dict[str, type[WebSocketTransport | SSETransport | LongPollTransport]] = {
+    "websocket": WebSocketTransport,
+    "sse": SSETransport,
+    "longpoll": LongPollTransport,
+}
 _CORS_HEADERS = "Content-Type, X-Realtime-Session, Authorization, Last-Event-ID"
 
 
@@ -107,6 +111,7 @@ class Realtime:
             _TRANSPORTS[name]().register(blueprint, self)
         if "sse" in settings.transports or "longpoll" in settings.transports:
             register_send(blueprint, self)
+        _register_refusals(blueprint, settings.transports)
         blueprint.after_request(self._cors)
         app.register_blueprint(blueprint)
         app.extensions["transports"] = self
@@ -214,7 +219,7 @@ class Realtime:
     async def _negotiate(self) -> Response:
         if not origin_ok(self):
             return error_response("forbidden_origin", "origin not allowed")
-        if request.content_length and (request.mimetype or "").lower() != "application/json":
+        if request.mimetype and request.mimetype.lower() != "application/json":
             return error_response("unsupported_media_type", "Content-Type must be application/json")
         try:
             body = await read_body(4096, self.settings.body_timeout)
@@ -231,9 +236,7 @@ class Realtime:
             payload = self.engine.negotiate(identity, asked)
         except Refused as exc:
             return refused_response(exc)
-        response = Response(
-            _json(payload), status=200, content_type="application/json"
-        )
+        response = Response(_json(payload), status=200, content_type="application/json")
         response.headers["Cache-Control"] = "no-store"
         return response
 
@@ -260,6 +263,49 @@ class Realtime:
             response.headers["Access-Control-Allow-Headers"] = _CORS_HEADERS
             response.headers["Access-Control-Max-Age"] = "600"
         return response
+
+
+_ROUTES: dict[str, tuple[str, ...]] = {
+    "/negotiate": ("POST",),
+    "/client.js": ("GET",),
+    "/sse": ("GET",),
+    "/poll": ("GET",),
+    "/send": ("POST",),
+}
+_OTHER_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
+
+
+def _register_refusals(blueprint: Blueprint, transports: tuple[str, ...]) -> None:
+    """JSON answers (never an HTML error page) for wrong methods and unknown paths."""
+    enabled = {"/sse": "sse", "/poll": "longpoll"}
+    for path, allowed in _ROUTES.items():
+        if path in enabled and enabled[path] not in transports:
+            continue
+        others = [m for m in _OTHER_METHODS if m not in allowed]
+
+        async def wrong_method(allowed: tuple[str, ...] = allowed) -> Response:
+            return error_response(
+                "method_not_allowed", "method not allowed", headers={"Allow": ", ".join(allowed)}
+            )
+
+        blueprint.add_url_rule(
+            path, "refuse" + path.replace("/", "_").replace(".", "_"), wrong_method, methods=others
+        )
+    if "websocket" in transports:
+
+        async def upgrade_required() -> Response:
+            return error_response(
+                "upgrade_required",
+                "this URL takes a WebSocket upgrade",
+                headers={"Upgrade": "websocket"},
+            )
+
+        blueprint.add_url_rule("/ws", "ws_http", upgrade_required, methods=list(_OTHER_METHODS))
+
+    async def not_found(rest: str) -> Response:
+        return error_response("not_found", "no such endpoint")
+
+    blueprint.add_url_rule("/<path:rest>", "not_found", not_found, methods=list(_OTHER_METHODS))
 
 
 def _json(value: Any) -> str:

@@ -34,6 +34,7 @@ class LongPollChannel(SessionChannel):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._generation = 0
+        self._greeted = False
 
     async def poll(self, cursor: int) -> bytes:
         """Answer one poll: frames after ``cursor`` now, or after waiting up to the window."""
@@ -42,13 +43,15 @@ class LongPollChannel(SessionChannel):
         self._generation += 1
         generation = self._generation
         try:
-            head: list[OutFrame] = [self.hello()] if cursor == 0 else []
+            # HELLO opens the first poll only; it has no sequence number.
+            head: list[OutFrame] = [] if self._greeted else [self.hello()]
+            self._greeted = True
             result = session.rewind(cursor)
             if result is SyncResult.TOO_OLD:
                 await engine.close(self, CloseCode.RESYNC, "resync")
             if not session.pending and not head:
                 await self.wait_due(settings.poll_window)
-            if generation != self._generation:  # a newer poll took over
+            if generation != self._generation or self.finished:  # superseded, or gone
                 return encode_poll(cursor, [])
             taken = session.take(settings.poll_max_bytes)
             session.last_sent = engine.clock()

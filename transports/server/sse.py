@@ -40,6 +40,8 @@ class SSEChannel(SessionChannel):
                 await engine.close(self, CloseCode.RESYNC, "resync")
             while True:
                 await self.wait_due()
+                if self.finished:
+                    return
                 taken = session.take(max_bytes)
                 if not taken:
                     continue

@@ -18,12 +18,12 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from quart.testing import QuartClient
 from quart.testing.connections import (
     HTTPDisconnectError,
     WebsocketDisconnectError,
     WebsocketResponseError,
 )
+from quart.typing import TestClientProtocol
 
 from ..client.connector import (
     Connector,
@@ -132,7 +132,7 @@ class _Socket(WebSocketConnection):
 class QuartTestConnector(Connector):
     """A :class:`Connector` that sends every request through ``client`` (Quart's test client)."""
 
-    def __init__(self, client: QuartClient, *, origin: str | None = None) -> None:
+    def __init__(self, client: TestClientProtocol, *, origin: str | None = None) -> None:
         self._client = client
         self._origin = origin
 
@@ -152,11 +152,11 @@ class QuartTestConnector(Connector):
         timeout: float | None = None,
     ) -> HTTPResponse:
         async with asyncio.timeout(timeout):
-            response = await self._client.open(
+            response = await self._client.open(  # type: ignore[call-arg]  # json is optional
                 _path(url), method=method, headers=self._headers(headers), data=body
             )
-            data = await response.get_data()
-        return HTTPResponse(response.status_code, dict(response.headers), data)
+            data = await response.get_data(as_text=False)
+        return HTTPResponse(response.status_code, dict(response.headers), bytes(data))
 
     async def stream(
         self, url: str, *, headers: Mapping[str, str] | None = None, timeout: float | None = None

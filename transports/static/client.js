@@ -63,6 +63,11 @@ export const DEFAULTS = Object.freeze({
 const LIVENESS_SLACK_MS = 10000;
 /** A connection open this long resets the reconnect backoff. */
 const STABLE_AFTER_MS = 5000;
+/**
+ * After a dropped SSE stream or a failed poll (network error), the HTTP transports keep trying
+ * their own session (§5.3, §6.1) for the server's `retry` plus this long, then give it up.
+ */
+const REATTACH_GRACE_MS = 2500;
 /** How many entries stats.fallbacks and stats.switches keep. */
 const HISTORY = 20;
 /** Event and topic names (§2.1); `$` topics are reserved and never match. */
@@ -413,7 +418,8 @@ export class WebSocketTransport extends BaseTransport {
 
 /**
  * @typedef {{fetch: Fetch, clock: Clock, maxMessage: number, batch: number, body: number,
- *   EventSource?: any}} HttpOptions
+ *   EventSource?: any, reattachMs?: number}} HttpOptions
+ *   reattachMs: how long an open transport keeps trying its own session after a network failure
  */
 
 /**
@@ -502,23 +508,46 @@ export class SSETransport extends HttpTransport {
     super(sendUrl, token, options);
     /** sequence number of the last event received (`id:`), 0 before any */
     this.lastSeq = 0;
+    /** @type {any} pending "reattach or give up" timer */
+    this.reattach = null;
     const es = (this.es = new options.EventSource(url));
-    es.onopen = () => this.opened();
+    es.onopen = () => {
+      this.reattached();
+      this.opened();
+    };
     es.onmessage = (/** @type {{data: string, lastEventId?: string}} */ event) => {
+      this.reattached();
       const seq = Number(event.lastEventId);
       if (event.lastEventId && Number.isSafeInteger(seq)) this.lastSeq = seq;
       this.receive(event.data, () => this.push(this.lastSeq ? `[8,${this.lastSeq}]` : "[8]"));
     };
     es.onerror = () => {
       // While CONNECTING the EventSource reattaches by itself with Last-Event-ID (§5.3); CLOSED
-      // means it gave up (404, 409, a non-stream response): the session is lost.
-      if (es.readyState === 2) this.end(1006, "event stream closed");
-      else this.onerror(new Error("event stream interrupted, reattaching"));
+      // means it gave up (404, 409, a non-stream response): the session is lost. A server that
+      // is down leaves it CONNECTING for ever (it retries every `retry:` ms), so the reattach
+      // gets a bounded time before the session is given up and the client reconnects.
+      if (es.readyState === 2) return this.end(1006, "event stream closed");
+      const ms = options.reattachMs;
+      if (this.readyState === READY.OPEN && ms && ms > 0 && this.reattach === null) {
+        this.reattach = options.clock.setTimeout(() => {
+          this.reattach = null;
+          this.end(1006, `event stream not reattached within ${ms} ms`);
+        }, ms);
+      }
+      this.onerror(new Error("event stream interrupted, reattaching"));
     };
+  }
+
+  /** The stream is back (open, or an event arrived): cancel the reattach timer. */
+  reattached() {
+    if (this.reattach === null) return;
+    this.options.clock.clearTimeout(this.reattach);
+    this.reattach = null;
   }
 
   close() {
     if (!this.detach()) return false;
+    this.reattached();
     this.es.onopen = this.es.onmessage = this.es.onerror = null;
     this.es.close();
     return true;
@@ -544,7 +573,9 @@ export class LongPollTransport extends HttpTransport {
   }
 
   async loop() {
-    for (let failures = 0; this.readyState !== READY.CLOSED;) {
+    /** @type {number | null} when the polls started failing on the network */
+    let lostAt = null;
+    for (let failures = 0, lost = 0; this.readyState !== READY.CLOSED;) {
       const url = new URL(this.pollUrl);
       url.searchParams.set("cursor", String(this.cursor));
       this.controller = typeof AbortController === "function" ? new AbortController() : null;
@@ -557,8 +588,18 @@ export class LongPollTransport extends HttpTransport {
         });
         if (res.status === 200 && this.readyState !== READY.CLOSED) body = await res.json();
       } catch (_) {
-        return this.end(1006, "poll failed: network error");
+        if (this.readyState === READY.CLOSED) return;
+        // A response lost in transit is not lost (§6.1): an open session polls again with the
+        // same cursor for a bounded time (a proxy restart, a network blip), then gives up.
+        const now = this.options.clock.now();
+        if (lostAt === null) lostAt = now;
+        const left = this.readyState === READY.OPEN ? (this.options.reattachMs || 0) - (now - lostAt) : 0;
+        if (left <= 0) return this.end(1006, "poll failed: network error");
+        await sleep(this.options.clock, Math.min(left, 250 * 2 ** lost++));
+        continue;
       }
+      lostAt = null;
+      lost = 0;
       if (this.readyState === READY.CLOSED) return;
       if (res.status !== 200) {
         // 408/429/502/503/504: a proxy timeout or overload; poll again a few times (§6.1).
@@ -605,7 +646,9 @@ export class LongPollTransport extends HttpTransport {
  *   (default `["websocket", "sse", "longpoll"]`)
  * @property {Partial<Record<TransportName, number>>} [deadlines] ms a new transport gets to prove
  *   itself: WebSocket open + PING/PONG round trip (2500), SSE first event (2500), long-poll
- *   first poll response (10000)
+ *   first poll response (10000). Once open, a dropped SSE stream or a poll that failed on the
+ *   network gets the server's `retry` + 2.5 s to reach its own session again (§5.3, §6.1)
+ *   before the client gives the session up and reconnects
  * @property {{min?: number, max?: number}} [backoff] reconnect backoff in ms (500, 20000)
  * @property {{min?: number, max?: number} | false} [failback] background re-probe of a better
  *   transport while on a worse one: first after about `min` ms, doubling up to `max`
@@ -944,7 +987,8 @@ export class Client {
     const url = (/** @type {string} */ path) => new URL(path, this.negotiateUrl);
     const limits = neg.limits || {};
     const common = { fetch: o.fetch, clock: o.clock, maxMessage: positive(limits.message, 65536),
-      batch: positive(limits.batch, 100), body: positive(limits.body, 1048576) };
+      batch: positive(limits.batch, 100), body: positive(limits.body, 1048576),
+      reattachMs: positive(neg.retry, 1000) + REATTACH_GRACE_MS };
     /** @type {WebSocketTransport | HttpTransport} */
     let transport;
     if (conn.name === "websocket") {
