@@ -122,6 +122,42 @@ test("sse: an EventSource that is reattaching by itself is left alone; one that 
   assert.equal(world.eventSources[1].closed, true);
 });
 
+test("sse: a reattach that succeeds within the SSE deadline + retry keeps the session", async () => {
+  const { world, client, log } = await openOn("sse");
+  const es = world.eventSources[0];
+  const seen = log.length;
+  es.readyState = 0; // the stream dropped; the browser retries by itself
+  es.onerror({});
+  await world.clock.advance(3000); // deadline 2500 + retry 1000 = 3500 ms allowed
+  es.readyState = 1;
+  es.onopen(); // reattached
+  await world.clock.advance(10000); // well past 3500 ms (and short of the liveness limit)
+  assert.equal(client.state, "open");
+  assert.equal(world.negotiations.length, 1);
+  assert.deepEqual(log.slice(seen).filter(([n]) => n === "state"), []);
+  client.close();
+});
+
+test("sse: an EventSource left reattaching (server down) is given up after the SSE deadline + retry", async () => {
+  const { world, client } = await openOn("sse");
+  const es = world.eventSources[0];
+  es.readyState = 0;
+  es.onerror({});
+  es.onerror({}); // every failed retry reports again: the timer is not restarted
+  await world.clock.advance(3499);
+  assert.equal(client.state, "open");
+  assert.equal(world.negotiations.length, 1);
+  es.onerror({});
+  await world.clock.advance(1);
+  assert.equal(client.state, "reconnecting");
+  assert.deepEqual(client.stats.lastClose, { code: 1006, reason: "event stream not reattached within 3500 ms" });
+  assert.equal(es.closed, true);
+  await world.clock.advance(3000);
+  assert.equal(client.state, "open");
+  assert.equal(world.eventSources.length, 2);
+  client.close();
+});
+
 test("sse: a POST answered 404 (session gone) reconnects", async () => {
   const { world, client } = await openOn("sse");
   world.last().expired = true;
@@ -180,6 +216,75 @@ test("longpoll: a proxy's 502 on a poll is retried on the same session, not a re
   assert.equal(client2.state, "open");
   assert.equal(world.sessions.length, 2); // the first client's and this one's: no extra session
   client2.close();
+});
+
+/** A long-poll client whose polls fail on the network while `world.pollDown` is true. */
+async function flakyPolls() {
+  const world = createWorld();
+  world.pollDown = false;
+  const fetch = async (url, init) => {
+    if (url.includes("/poll") && world.pollDown) throw new TypeError("Failed to fetch");
+    return world.fetch(url, init);
+  };
+  const client = world.connect({ transports: ["longpoll"], fetch });
+  const log = record(client);
+  await world.clock.advance(0);
+  assert.equal(client.state, "open");
+  return { world, client, log };
+}
+
+test("longpoll: a poll lost on the network is retried on the same session with the same cursor", async () => {
+  const { world, client, log } = await flakyPolls();
+  const got = [];
+  client.subscribe("news", (p) => got.push(p.data));
+  await world.clock.advance(0);
+  world.publish("news", "n", 1);
+  await world.clock.advance(0);
+  const seen = log.length;
+  const cursor = world.polls.at(-1).cursor;
+  world.pollDown = true;
+  world.last().push([7]); // ends the held poll; the next one fails
+  await world.clock.advance(0);
+  world.publish("news", "n", 2); // queued in the session's outbox meanwhile
+  await world.clock.advance(2000);
+  assert.equal(client.state, "open");
+  world.pollDown = false;
+  await world.clock.advance(2000);
+  assert.equal(client.state, "open");
+  assert.equal(world.sessions.length, 1);
+  assert.deepEqual(got, [1, 2]);
+  assert.ok(world.polls.some((p) => p.cursor >= cursor));
+  assert.deepEqual(log.slice(seen).filter(([n]) => n === "state"), []);
+  client.close();
+});
+
+test("longpoll: polls failing on the network for longer than retry + 2.5 s give the session up", async () => {
+  const { world, client } = await flakyPolls();
+  world.pollDown = true;
+  world.last().push([7]);
+  await world.clock.advance(3400);
+  assert.equal(client.state, "open");
+  await world.clock.advance(200);
+  assert.equal(client.state, "reconnecting");
+  assert.deepEqual(client.stats.lastClose, { code: 1006, reason: "poll failed: network error" });
+  world.pollDown = false;
+  await world.clock.advance(3000);
+  assert.equal(client.state, "open");
+  assert.equal(world.sessions.length, 2);
+  client.close();
+});
+
+test("longpoll: a first poll that fails on the network fails the attempt at once", async () => {
+  const world = createWorld();
+  const fetch = async (url, init) => {
+    if (url.includes("/poll")) throw new TypeError("Failed to fetch");
+    return world.fetch(url, init);
+  };
+  const client = world.connect({ transports: ["longpoll"], fetch });
+  await world.clock.advance(0);
+  assert.equal(client.stats.fallbacks.length, 1);
+  assert.match(client.stats.fallbacks[0].reason, /closed with 1006 \(poll failed: network error\)/);
+  client.close();
 });
 
 test("longpoll: close() aborts the held poll and polling stops", async () => {
