@@ -40,5 +40,6 @@ async def hypercorn_server(app: Any, **config: Any) -> AsyncIterator[str]:
         stop.set()
         with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(task, timeout=10)
-        with contextlib.suppress(OSError):  # Hypercorn closed the fd it was given
-            sock.close()
+        # Hypercorn owns the fd it was given and closed it: forget it without closing it again
+        # (a later close could hit an unrelated socket that reused the number).
+        sock.detach()

@@ -267,6 +267,9 @@ class SessionChannel(Channel):
             }
         )
 
+    def abort(self) -> None:
+        """Stop writing to a connection whose writes no longer progress (transport-specific)."""
+
     def _shutdown(self, code: int, reason: str) -> None:
         if self._closed is None:
             self._closed = channel_closed(code, reason)
@@ -409,6 +412,7 @@ class Engine:
         session = Session(
             sid, new_public_id(), identity, request.client_key, self.outbox_limits, self.clock()
         )
+        session.on_close = self._on_closing
         self._sessions[sid] = session
         self.stats["negotiated"] += 1
         return negotiate_response(
@@ -552,8 +556,6 @@ class Engine:
         """Close ``channel``: queue its CLOSE frame; transports deliver it and end."""
         session = channel.session
         if session.close(code, reason):
-            self._closing_since[session.sid] = self.clock()
-            self._on_closing(session)
             await self.hub.release(self.hub.leave_now(session))
 
     def close_now(self, session: Session, code: int, reason: str) -> None:
@@ -562,15 +564,19 @@ class Engine:
         self._finish(session, code, reason)
 
     def _on_closing(self, session: Session) -> None:
+        # Every close passes here once, including a session closing itself (outbox overflow,
+        # publication gap): count it and start its grace period.
+        self._closing_since[session.sid] = self.clock()
         if session.close_code == CloseCode.SLOW_CONSUMER:
             self.stats["slow_consumers"] += 1
+        elif session.close_code == CloseCode.RESYNC:
+            self.stats["resyncs"] += 1
 
     def _finish(self, session: Session, code: int, reason: str) -> None:
         if session.state is State.CLOSED:
             return
         if session.state is not State.CLOSING:
             session.close(code, reason)
-            self._on_closing(session)
         code = session.close_code or code
         reason = session.close_reason or reason
         self._closing_since.pop(session.sid, None)
@@ -797,7 +803,7 @@ class Engine:
                 log.exception("sweeper failed")
 
     def sweep(self) -> None:
-        """One pass: heartbeats, dead peers, expired sessions. Called about once a second."""
+        """One pass (about once a second): heartbeats, dead peers, stuck writers, expiry."""
         settings = self.settings
         now = self.clock()
         heartbeat = settings.heartbeat
@@ -806,6 +812,16 @@ class Engine:
             if state is State.CONNECTING:
                 if now - session.created_at > settings.ticket_ttl:
                     self._finish(session, CloseCode.SESSION_EXPIRED, "never attached")
+                continue
+            if session.attached and self._stuck(session, now):
+                # The client stopped reading: its writes block inside the server. Close it as
+                # a slow consumer and stop writing to it; it resumes from its positions.
+                self.stats["write_timeouts"] += 1
+                session.close(CloseCode.SLOW_CONSUMER, "write timeout")
+                channel = self._channels.get(session.sid)
+                if channel is not None:
+                    channel.abort()
+                self._finish(session, CloseCode.SLOW_CONSUMER, "write timeout")
                 continue
             if state is State.CLOSING:
                 since = self._closing_since.get(session.sid, now)
@@ -821,14 +837,22 @@ class Engine:
                     # to it (WebSocket clients always must).
                     must_answer = transport == "websocket" or session.answers_pings
                     if must_answer and now - session.last_seen > 2 * heartbeat:
-                        channel = self._channels.get(session.sid)
-                        if channel is not None and session.close(
-                            CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout"
-                        ):
-                            self._closing_since[session.sid] = now
+                        session.close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
                         continue
-                    if now - session.last_sent >= heartbeat:
+                    quiet = now - max(session.last_sent, session.last_ping)
+                    if not session.pending and quiet >= heartbeat:
+                        session.last_ping = now
                         session.push(PING)
-                        session.last_sent = now
             elif now - session.last_seen > settings.idle_ttl:
                 self._finish(session, CloseCode.SESSION_EXPIRED, "session expired")
+
+    def _stuck(self, session: Session, now: float) -> bool:
+        """No write progress for ``write_timeout`` while frames are due (long-poll excepted:
+        a poll hands its frames over at once, and UNTIL_ACK bounds what a slow poller holds)."""
+        if session.transport == "longpoll":
+            return False
+        seq, since = session.progress
+        if not session.pending or session.sent_seq != seq:
+            session.progress = (session.sent_seq, now)
+            return False
+        return now - since > self.settings.write_timeout

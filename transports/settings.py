@@ -49,6 +49,9 @@ class Settings:
     retain_bytes: int = 1024 * 1024
     poll_max_bytes: int = 1024 * 1024
     """Most bytes in one poll response or one SSE write."""
+    write_timeout: float = 10.0
+    """A WebSocket or SSE connection whose writes make no progress for this long while frames
+    are due is closed as a slow consumer (4008)."""
     body_timeout: float = 10.0
     """Longest a POST body may take to arrive (slow-body clients get 408)."""
     history_size: int = 1000

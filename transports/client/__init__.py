@@ -58,6 +58,8 @@ __all__ = ["Client", "Incoming", "connect"]
 log = logging.getLogger("transports.client")
 
 _DEADLINES: dict[str, float] = {"websocket": 2.5, "sse": 2.5, "longpoll": 10.0}
+_SESSION_RETRIES = 4
+"""Network failures tolerated in a row on one SSE or long-poll session before renegotiating."""
 _SILENCE_SLACK = 10.0
 
 
@@ -85,6 +87,8 @@ class _Closed(Exception):
 class _Topic:
     position: Position | None = None
     handlers: list[Callable[[Incoming], Any]] = field(default_factory=list)
+    ready: asyncio.Future[Any] | None = None
+    """Resolved by the first successful SUB reply (whichever connection carried it)."""
 
 
 class _Connection:
@@ -216,10 +220,18 @@ class _HTTPUpstream(_Connection):
                 batch = [await self._outgoing.get()]
                 while len(batch) < self.batch and not self._outgoing.empty():
                     batch.append(self._outgoing.get_nowait())
-                for attempt in range(5):
-                    response = await client.connector.request(
-                        "POST", url, headers=headers, body=encode_batch(batch), timeout=30
-                    )
+                body = encode_batch(batch)
+                for attempt in range(_SESSION_RETRIES):
+                    try:
+                        response = await client.connector.request(
+                            "POST", url, headers=headers, body=body, timeout=30
+                        )
+                    except (OSError, TimeoutError):
+                        # Lost on the way; the same frames again are safe (refs are deduplicated).
+                        if attempt + 1 == _SESSION_RETRIES:
+                            raise
+                        await asyncio.sleep(0.05 * (attempt + 1))
+                        continue
                     if response.status == 409:  # another POST still finishing; try again
                         await asyncio.sleep(0.05 * (attempt + 1))
                         continue
@@ -277,19 +289,53 @@ class _SSE(_HTTPUpstream):
         return frames
 
     async def _read(self) -> None:
+        failures = 0
         try:
-            async for chunk in self.chunks:
-                self.client._heard()
-                for frame in self._frames(chunk):
-                    if isinstance(frame, Ping):
-                        await self.send([f"[8,{self.last_seq}]"])
-                        continue
-                    self.received(frame)
-            self.end(CloseCode.ABNORMAL, "stream ended")
+            while True:
+                try:
+                    async for chunk in self.chunks:
+                        failures = 0
+                        self.client._heard()
+                        for frame in self._frames(chunk):
+                            if isinstance(frame, Ping):
+                                await self.send([f"[8,{self.last_seq}]"])
+                                continue
+                            self.received(frame)
+                            if isinstance(frame, Close):
+                                return
+                except OSError:
+                    pass
+                # The stream dropped: reattach to the same session with Last-Event-ID, as an
+                # EventSource does (protocol §5.3), before giving the session up.
+                failures += 1
+                if failures > _SESSION_RETRIES or not await self._reattach():
+                    self.end(CloseCode.ABNORMAL, "stream lost")
+                    return
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self.end(CloseCode.ABNORMAL, f"stream failed: {exc}")
+
+    async def _reattach(self) -> bool:
+        await asyncio.sleep(0.05)
+        with contextlib.suppress(Exception):
+            await self.response.close()
+        url = self.url("sse") + "?ticket=" + self.info["ticket"]
+        try:
+            response = await self.client.connector.stream(
+                url,
+                headers={"Accept": "text/event-stream", "Last-Event-ID": str(self.last_seq)},
+                timeout=5,
+            )
+        except (OSError, TimeoutError):
+            return True  # try again (counted by the caller)
+        if response.status != 200:
+            await response.close()
+            return False  # the session is gone: renegotiate and resume by topic positions
+        self.response = response
+        self.parser = SSEParser()
+        self.chunks = response.chunks()
+        return True
 
     async def shutdown(self) -> None:
         with contextlib.suppress(Exception):
@@ -327,9 +373,20 @@ class _LongPoll(_HTTPUpstream):
         return result.frames
 
     async def _loop(self) -> None:
+        failures = 0
         try:
             while True:
-                frames = await self._poll(self.window + _SILENCE_SLACK)
+                try:
+                    frames = await self._poll(self.window + _SILENCE_SLACK)
+                except (OSError, TimeoutError):
+                    # A poll lost on the way: ask again with the same cursor; the server
+                    # sends the same frames again (protocol §6.1).
+                    failures += 1
+                    if failures >= _SESSION_RETRIES:
+                        raise
+                    await asyncio.sleep(0.05 * failures)
+                    continue
+                failures = 0
                 self.client._heard()
                 for frame in frames:
                     self.received(frame)
@@ -432,20 +489,30 @@ class Client:
     ) -> Callable[[], Any]:
         """Subscribe to ``topic``; ``handler`` (sync or async) gets each :class:`Incoming`.
 
-        Waits for the server's reply when connected. Returns an async function that
-        unsubscribes. Raises :class:`ReplyError` when the server refuses.
+        Returns once the server has confirmed the subscription (waiting for a connection if
+        there is none), so every publication after that moment is delivered. Returns an async
+        function that unsubscribes. Raises :class:`ReplyError` when the server refuses, and
+        :class:`TimeoutError` when no confirmation comes within three send timeouts.
         """
         entry = self._topics.get(topic)
         new = entry is None
         if entry is None:
-            entry = self._topics[topic] = _Topic()
+            entry = self._topics[topic] = _Topic(ready=self._loop.create_future())
         if handler is not None:
             entry.handlers.append(handler)
         if new and self._connection is not None:
+            ref = self._ref()
+            self._control[ref] = (topic, self._loop.create_future())
+            await self._transmit([encode_client_frame(Subscribe(ref, topic, None))])
+        if entry.ready is not None:
+            # Wait until the server confirms the subscription (publications from then on are
+            # delivered). Disconnected or cut before the reply: the (re)connection subscribes
+            # every topic and its reply resolves this.
             try:
-                await self._request_sub(topic, None)
+                async with asyncio.timeout(self.send_timeout * 3):
+                    await asyncio.shield(entry.ready)
             except ReplyError:
-                del self._topics[topic]
+                self._topics.pop(topic, None)
                 raise
 
         async def unsubscribe() -> None:
@@ -568,12 +635,6 @@ class Client:
         self._control[ref] = (kind, future)
         return future
 
-    async def _request_sub(self, topic: str, since: Position | None) -> Any:
-        ref = self._ref()
-        future = self._control_future(ref, topic)
-        await self._transmit([encode_client_frame(Subscribe(ref, topic, since))])
-        return await asyncio.wait_for(future, self.send_timeout)
-
     async def _transmit(self, frames: list[str | bytes]) -> None:
         connection = self._connection
         if connection is None:
@@ -668,8 +729,15 @@ class Client:
         if control is None:
             return
         topic, future = control
+        entry = self._topics.get(topic)
+        if entry is not None and entry.ready is not None and not entry.ready.done():
+            if reply.status == "ok":
+                entry.ready.set_result(reply.data)
+            else:
+                message = reply.data.get("message", "") if isinstance(reply.data, dict) else ""
+                entry.ready.set_exception(ReplyError(reply.status, message))
+                entry.ready.exception()  # retrieved by subscribe(); avoid "never retrieved"
         if reply.status == "ok" and isinstance(reply.data, dict) and "epoch" in reply.data:
-            entry = self._topics.get(topic)
             if entry is not None:
                 data = reply.data
                 start = Position(str(data["epoch"]), int(data["offset"]))

@@ -133,8 +133,11 @@ class Session:
         "created_at",
         "last_seen",
         "last_sent",
+        "last_ping",
+        "progress",
         "attached",
         "waker",
+        "on_close",
         "frames_dropped",
         "answers_pings",
         "retry_scope",
@@ -170,11 +173,18 @@ class Session:
         self.last_seen = now
         """Last time the client showed it is alive (a frame, a poll, a POST)."""
         self.last_sent = now
-        """Last time the server wrote something to the client."""
+        """Last time the server finished writing something to the client."""
+        self.last_ping = now
+        """Last time a PING was queued."""
+        self.progress: tuple[int, float] = (0, now)
+        """``(sent_seq, time)`` when writes last progressed, kept by the engine's sweeper."""
         self.attached = False
         """A stream is open, or a poll is held, right now."""
         self.waker: Callable[[], None] | None = None
         """Called after frames become due; set by the I/O shell."""
+        self.on_close: Callable[[Session], None] | None = None
+        """Called once when the session starts closing, whoever closed it (the overflow of
+        :meth:`push` included); set by the I/O shell, for accounting."""
         self.frames_dropped = 0
         """Frames refused because the session was closing (counted, never silent)."""
         self.retry_scope: str | None = None
@@ -229,6 +239,8 @@ class Session:
         for topic in self.topics.values():
             topic.buffer.clear()
         self._append(close_frame(code, reason))
+        if self.on_close is not None:
+            self.on_close(self)
         return True
 
     def finish(self) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from quart import Blueprint, Response, request
 
@@ -27,12 +28,19 @@ class SSEChannel(SessionChannel):
 
     transport: ClassVar[TransportName] = "sse"
     bidirectional: ClassVar[bool] = False
+    _stream_task: asyncio.Task[Any] | None = None
+
+    def abort(self) -> None:
+        task = self._stream_task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
 
     async def stream(self, resync: bool) -> AsyncIterator[bytes]:
         """The response body: HELLO at once, then every due frame as it comes."""
         engine, session = self.engine, self.session
         clock = engine.clock
         max_bytes = engine.settings.poll_max_bytes
+        self._stream_task = asyncio.current_task()
         try:
             yield encode_hello(self.hello(), int(engine.settings.retry * 1000))
             session.last_sent = clock()
@@ -50,6 +58,7 @@ class SSEChannel(SessionChannel):
                 if taken[-1][1].text.startswith("[9,"):
                     return
         finally:
+            self._stream_task = None
             engine.detach(self)
 
 

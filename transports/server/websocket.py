@@ -49,7 +49,15 @@ class WebSocketChannel(SessionChannel):
         self._owed = False
         self._gone = False
         self._socket_closed = False
+        self._writer: asyncio.Task[None] | None = None
         session.waker = self._wake
+
+    def abort(self) -> None:
+        # A write blocked on a client that stopped reading: stop it and stop reading too.
+        self._gone = True
+        for task in (self._writer, self._runner):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
 
     def _wake(self) -> None:
         # Frames the runner queues while applying a frame are sent by the runner itself right
@@ -85,7 +93,9 @@ class WebSocketChannel(SessionChannel):
         limits = engine.limits
         await socket.send(self.hello().text)
         session.last_sent = engine.clock()
-        writer = asyncio.create_task(self._write(socket), name="transports-ws-writer")
+        writer = self._writer = asyncio.create_task(
+            self._write(socket), name="transports-ws-writer"
+        )
         try:
             while session.state is State.OPEN and not self._gone:
                 self._receiving = True
