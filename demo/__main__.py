@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 
-from hypercorn.asyncio import serve
 from hypercorn.config import Config
+
+from transports.server.run import serve
 
 from .app import create_app
 
@@ -25,14 +25,8 @@ def main(argv: list[str] | None = None) -> None:
     app = create_app(backplane=args.backplane)
     print(f"transports demo on http://{args.host}:{args.port}/  (backplane {args.backplane})")
 
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(app, config, shutdown_trigger=stop.wait)
-
-    asyncio.run(run())
+    # transports.server.run.serve tells realtime clients "going away" before Hypercorn stops.
+    asyncio.run(serve(app, config))
 
 
 if __name__ == "__main__":

@@ -408,3 +408,20 @@ async def test_negotiate_form_post_refused(h: Harness) -> None:
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert await error_of(response) == (415, "unsupported_media_type")
+
+
+async def test_draining_refuses_new_sessions() -> None:
+    """drain() tells connected clients 1001 and makes negotiate answer 503 with Retry-After."""
+    app = make_app()
+    async with app.test_app() as test_app:
+        h = Harness(app, test_app.test_client())
+        info = await h.negotiate()
+        async with h.client.websocket("/realtime/ws?ticket=" + info["ticket"]) as ws:
+            await ws.receive()
+            await app.extensions["transports"].drain(timeout=0.5)
+            with pytest.raises(WebsocketDisconnectError) as closed:
+                await asyncio.wait_for(ws.receive(), 5)
+            assert closed.value.args[0] == 1001
+        response = await h.client.post("/realtime/negotiate", json={})
+        assert await error_of(response) == (503, "unavailable")
+        assert response.headers["Retry-After"] == "1"

@@ -339,6 +339,8 @@ class Engine:
         """Counters: ``negotiated``, ``opened``, ``closed:<code>``, ``slow_consumers``,
         ``frames_dropped``, ``handler_errors``, ``retries_answered``..."""
         self.running = False
+        self.draining = False
+        """Set by :meth:`drain`: no new session is accepted."""
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -348,18 +350,31 @@ class Engine:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="transports-sweeper")
         self.running = True
 
+    async def drain(
+        self,
+        code: int = CloseCode.GOING_AWAY,
+        reason: str = "server shutting down",
+        timeout: float = 5.0,
+    ) -> None:
+        """Tell every client to go (``code``), wait up to ``timeout`` for the CLOSE frames to be
+        written, then forget every session. Negotiate answers 503 from now on."""
+        self.draining = True
+        for channel in list(self._channels.values()):
+            await self.close(channel, code, reason)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline and any(
+            s.attached and s.pending for s in self._sessions.values()
+        ):
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)  # let the last writes leave
+        for session in list(self._sessions.values()):
+            self._finish(session, code, reason)
+
     async def stop(self) -> None:
         """Close every channel with 1001 (going away), then stop everything."""
         self.running = False
-        for channel in list(self._channels.values()):
-            await self.close(channel, CloseCode.GOING_AWAY, "server shutting down")
-        # Give transports a moment to write the CLOSE frames.
-        for _ in range(20):
-            if not any(s.attached for s in self._sessions.values()):
-                break
-            await asyncio.sleep(0.05)
-        for session in list(self._sessions.values()):
-            self._finish(session, CloseCode.GOING_AWAY, "server shutting down")
+        await self.drain(timeout=1.0)
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -407,6 +422,8 @@ class Engine:
             ProtocolError: ``no_transport``.
         """
         settings = self.settings
+        if self.draining:
+            raise Refused("unavailable", "the server is shutting down")
         transports = choose(request.transports, settings.transports)
         sid = new_session_id()
         session = Session(

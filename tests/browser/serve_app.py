@@ -18,15 +18,14 @@ import argparse
 import asyncio
 import contextlib
 import json
-import signal
 import socket
 from typing import Any
 
-from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from quart import Quart, Response, jsonify, request
 
 from tests.apps import make_app
+from transports.server.run import serve
 
 TICK_TOPIC = "tick"
 
@@ -160,14 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     config.accesslog = None
     config.graceful_timeout = 1
 
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(app, config, shutdown_trigger=stop.wait)
-
-    asyncio.run(run())
+    # The library's runner: on SIGTERM it drains (1001 to every client) before Hypercorn stops.
+    asyncio.run(serve(app, config))
 
 
 if __name__ == "__main__":

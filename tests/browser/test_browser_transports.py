@@ -315,13 +315,6 @@ def contextlib_proxy(setup: str, server: AppServer) -> contextlib.AbstractContex
     return proxied()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="server bug: Realtime registers engine.stop (the 1001 'going away' close) as "
-    "after_serving, which Hypercorn runs only after it has cancelled open connections at "
-    "graceful_timeout; WebSocket clients get 1011, SSE and long-poll no CLOSE frame",
-)
 @pytest.mark.parametrize("transport", ["websocket", "sse", "longpoll"])
 def test_graceful_shutdown_says_going_away(page: Page, own_app: AppServer, transport: str) -> None:
     """SIGTERM (a deploy, not a crash): every client is told 1001 "going away" (§10.1) at once,

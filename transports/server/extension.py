@@ -209,6 +209,15 @@ class Realtime:
         """Send to the one channel whose public id is ``channel_id``; False if it is not here."""
         return await self.engine.send_to(channel_id, event, data)
 
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Tell every connected client "going away" (1001) and wait for that to be written.
+
+        Call it when a deploy begins, before the server stops: clients then reconnect at once
+        (to another process) instead of noticing a dead connection later. New negotiations are
+        refused with 503 from then on. :func:`transports.server.run.serve` calls it on SIGTERM.
+        """
+        await self.engine.drain(timeout=timeout)
+
     @property
     def channels(self) -> list[Channel]:
         """The open channels of this process."""
@@ -235,6 +244,8 @@ class Realtime:
                     return error_response("unauthorized", "not allowed to connect")
             payload = self.engine.negotiate(identity, asked)
         except Refused as exc:
+            if exc.code == "unavailable":
+                return error_response(exc.code, exc.message, headers={"Retry-After": "1"})
             return refused_response(exc)
         response = Response(_json(payload), status=200, content_type="application/json")
         response.headers["Cache-Control"] = "no-store"

@@ -1,0 +1,448 @@
+"""One contract for every backplane: the memory one and the Redis one (a real redis-server).
+
+The first part runs against both (``make`` is parametrized); the second part is about Redis only:
+several instances ("processes") on one server, outages, a restart that empties it, a killed
+pub/sub connection, and foreign payloads on our channels. Every wait has a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pickle
+import secrets
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from unittest.mock import ANY
+
+import pytest
+
+from transports.backplanes import Backplane, Published
+from transports.backplanes.memory import MemoryBackplane
+from transports.backplanes.redis import RedisBackplane
+from transports.exceptions import BackplaneError
+from transports.protocol.frames import Position
+
+from .redis_server import RedisServer, redis_available, redis_server
+
+needs_redis = pytest.mark.skipif(not redis_available(), reason="redis-server is not installed")
+
+FAST: dict[str, Any] = {
+    "socket_timeout": 1.0,
+    "socket_connect_timeout": 1.0,
+    "reconnect_max": 0.3,
+    "health_interval": 2.0,
+}
+"""Redis options that keep failure tests short."""
+
+
+@pytest.fixture(scope="module")
+def shared_redis() -> Iterator[RedisServer]:
+    """One redis-server for the module; tests stay apart by key prefix."""
+    if not redis_available():
+        pytest.skip("redis-server is not installed")
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+class Maker:
+    """Builds connected backplanes of one kind, and disconnects them after the test."""
+
+    def __init__(self, kind: str, url: str = "") -> None:
+        self.kind = kind
+        self.url = url
+        self.prefix = "t" + secrets.token_hex(4)
+        self.created: list[Backplane] = []
+
+    async def __call__(self, **options: Any) -> Backplane:
+        backplane: Backplane
+        if self.kind == "memory":
+            backplane = MemoryBackplane(**options)
+        else:
+            backplane = RedisBackplane(self.url, prefix=self.prefix, **{**FAST, **options})
+        await backplane.connect()
+        self.created.append(backplane)
+        return backplane
+
+    async def peer(self, backplane: Backplane, **options: Any) -> Backplane:
+        """Another "process" on the same backplane (the same instance for memory)."""
+        if self.kind == "memory":
+            return backplane
+        return await self(**options)
+
+    async def close(self) -> None:
+        for backplane in self.created:
+            await backplane.disconnect()
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=needs_redis)])
+async def make(request: pytest.FixtureRequest) -> AsyncIterator[Maker]:
+    url = request.getfixturevalue("shared_redis").url if request.param == "redis" else ""
+    maker = Maker(request.param, url)
+    try:
+        yield maker
+    finally:
+        await maker.close()
+
+
+@pytest.fixture
+async def make_redis(shared_redis: RedisServer) -> AsyncIterator[Maker]:
+    maker = Maker("redis", shared_redis.url)
+    try:
+        yield maker
+    finally:
+        await maker.close()
+
+
+async def recv(backplane: Backplane, timeout: float = 3.0) -> Published:
+    return await asyncio.wait_for(backplane.receive(), timeout)
+
+
+async def recv_many(backplane: Backplane, count: int, timeout: float = 5.0) -> list[Published]:
+    async def collect() -> list[Published]:
+        return [await backplane.receive() for _ in range(count)]
+
+    return await asyncio.wait_for(collect(), timeout)
+
+
+# --- the contract, for every backplane ------------------------------------------------------
+
+
+async def test_publish_gives_consecutive_offsets_and_one_epoch(make: Maker) -> None:
+    bp = await make()
+    records = [await bp.publish("room", "said", f'"{i}"', False) for i in range(5)]
+    assert [r.offset for r in records] == [1, 2, 3, 4, 5]
+    assert len({r.epoch for r in records}) == 1 and records[0].epoch
+    assert records[2].topic == "room" and records[2].event == "said"
+    assert records[2].data == '"2"' and records[2].binary is False
+    assert records[0].id == f"{records[0].epoch}:room:1"
+    other = await bp.publish("other", "said", "1", False)
+    assert other.offset == 1
+
+
+async def test_receive_delivers_subscribed_topics_only_in_order(make: Maker) -> None:
+    bp = await make()
+    await bp.subscribe("a")
+    sent = []
+    for i in range(10):
+        sent.append(await bp.publish("a", "e", str(i), False))
+        await bp.publish("b", "e", str(i), False)
+    got = await recv_many(bp, 10)
+    assert got == sent
+    assert [r.offset for r in got] == list(range(1, 11))
+    end = await bp.publish("a", "e", "end", False)
+    assert await recv(bp) == end  # nothing from "b" was queued in between
+
+
+async def test_subscribe_is_effective_when_it_returns(make: Maker) -> None:
+    bp = await make()
+    publisher = await make.peer(bp)
+    for i in range(20):
+        topic = f"fresh-{i}"
+        await bp.subscribe(topic)
+        sent = await publisher.publish(topic, "e", str(i), False)
+        assert await recv(bp) == sent
+
+
+async def test_subscribe_and_unsubscribe_are_idempotent(make: Maker) -> None:
+    bp = await make()
+    await bp.subscribe("a")
+    await bp.subscribe("a")
+    await bp.subscribe("b")
+    first = await bp.publish("a", "e", "1", False)
+    assert await recv(bp) == first
+    await bp.unsubscribe("a")
+    await bp.unsubscribe("a")
+    await bp.unsubscribe("never")
+    await bp.publish("a", "e", "2", False)
+    sentinel = await bp.publish("b", "e", "3", False)
+    assert await recv(bp) == sentinel  # "a" stopped, and "a"/1 came once only
+    await bp.subscribe("a")
+    again = await bp.publish("a", "e", "4", False)
+    assert await recv(bp) == again
+
+
+async def test_history_without_since_gives_the_position(make: Maker) -> None:
+    bp = await make()
+    fresh = await bp.history("h", None)
+    assert fresh.recovered and fresh.offset == 0 and fresh.messages == [] and fresh.epoch
+    records = [await bp.publish("h", "e", str(i), False) for i in range(3)]
+    after = await bp.history("h", None)
+    # The epoch announced for an empty topic is the one its publications get.
+    assert (after.epoch, after.offset, after.recovered) == (fresh.epoch, 3, True)
+    assert records[0].epoch == fresh.epoch and after.messages == []
+
+
+async def test_history_replays_a_gap_inside_the_history(make: Maker) -> None:
+    bp = await make()
+    records = [await bp.publish("h", "e", str(i), False) for i in range(5)]
+    epoch = records[0].epoch
+    same = await bp.history("h", Position(epoch, 5))
+    assert same.recovered and same.messages == [] and same.offset == 5
+    gap = await bp.history("h", Position(epoch, 2))
+    assert gap.recovered and gap.offset == 5 and gap.messages == records[2:]
+    everything = await bp.history("h", Position(epoch, 0))
+    assert everything.recovered and everything.messages == records
+
+
+async def test_history_refuses_a_gap_older_than_the_history(make: Maker) -> None:
+    bp = await make(history_size=3)
+    records = [await bp.publish("h", "e", str(i), False) for i in range(6)]
+    epoch = records[0].epoch
+    old = await bp.history("h", Position(epoch, 2))
+    assert (old.recovered, old.messages, old.offset, old.epoch) == (False, [], 6, epoch)
+    edge = await bp.history("h", Position(epoch, 3))
+    assert edge.recovered and edge.messages == records[3:]
+
+
+async def test_history_refuses_another_epoch_or_a_position_ahead(make: Maker) -> None:
+    bp = await make()
+    records = [await bp.publish("h", "e", str(i), False) for i in range(3)]
+    epoch = records[0].epoch
+    other = await bp.history("h", Position("other-epoch", 1))
+    assert (other.recovered, other.messages, other.epoch, other.offset) == (False, [], epoch, 3)
+    ahead = await bp.history("h", Position(epoch, 4))
+    assert (ahead.recovered, ahead.messages, ahead.offset) == (False, [], 3)
+    negative = await bp.history("h", Position(epoch, -1))
+    assert not negative.recovered and negative.messages == []
+
+
+async def test_history_refuses_publications_older_than_the_ttl(make: Maker) -> None:
+    bp = await make(history_ttl=0.3)
+    records = [await bp.publish("h", "e", str(i), False) for i in range(2)]
+    await asyncio.sleep(0.45)
+    epoch = records[0].epoch
+    aged = await bp.history("h", Position(epoch, 0))
+    assert not aged.recovered and aged.messages == []
+    current = await bp.history("h", Position(epoch, 2))
+    assert current.recovered and current.offset == 2
+
+
+async def test_concurrent_publishes_have_no_gap(make: Maker) -> None:
+    bp = await make()
+    peer = await make.peer(bp)
+    await bp.subscribe("busy")
+
+    async def one(i: int) -> Published:
+        return await (bp if i % 2 else peer).publish("busy", "e", str(i), False)
+
+    records = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(200))), 10)
+    assert sorted(r.offset for r in records) == list(range(1, 201))
+    assert len({r.epoch for r in records}) == 1
+    got = await recv_many(bp, 200)
+    assert [r.offset for r in got] == list(range(1, 201))
+    by_offset = {r.offset: r for r in records}
+    assert all(r == by_offset[r.offset] for r in got)
+
+
+async def test_claim_store_load_with_expiry(make: Maker) -> None:
+    bp = await make()
+    assert await bp.claim("ticket", 0.3) is True
+    assert await bp.claim("ticket", 0.3) is False
+    assert await bp.load("nothing") is None
+    await bp.store("reply", "first é\x00", 0.3)
+    assert await bp.load("reply") == "first é\x00"
+    await bp.store("reply", "second", 0.3)
+    assert await bp.load("reply") == "second"
+    await asyncio.sleep(0.45)
+    assert await bp.load("reply") is None
+    assert await bp.claim("ticket", 5) is True
+
+
+async def test_binary_flag_and_payload_round_trip(make: Maker) -> None:
+    bp = await make()
+    await bp.subscribe("bin")
+    blob = await bp.publish("bin", "blob", "AAEC/w==", True)
+    text = '{"s":"é/\\u0000\\"x\\"","n":[1,2.5,null]}'
+    doc = await bp.publish("bin", "doc", text, False)
+    got = await recv_many(bp, 2)
+    assert got == [blob, doc]
+    assert got[0].binary is True and got[0].data == "AAEC/w=="
+    assert got[1].binary is False and got[1].data == text
+    replay = await bp.history("bin", Position(blob.epoch, 0))
+    assert replay.recovered and replay.messages == [blob, doc]
+    assert replay.messages[0].binary is True
+
+
+# --- Redis only -----------------------------------------------------------------------------
+
+
+async def test_two_instances_share_offsets_and_fan_out(make_redis: Maker) -> None:
+    a = await make_redis()
+    b = await make_redis()
+    await a.subscribe("shared")
+    await b.subscribe("shared")
+    one = await a.publish("shared", "e", "1", False)
+    two = await b.publish("shared", "e", "2", False)
+    assert (one.offset, two.offset) == (1, 2) and one.epoch == two.epoch
+    assert await recv_many(a, 2) == [one, two]
+    assert await recv_many(b, 2) == [one, two]
+    assert await a.history("shared", Position(one.epoch, 0)) == await b.history(
+        "shared", Position(one.epoch, 0)
+    )
+
+
+async def test_redis_keys_follow_the_documented_layout(
+    make_redis: Maker, shared_redis: RedisServer
+) -> None:
+    bp = await make_redis(history_ttl=10, expiry_margin=5)
+    record = await bp.publish("room:1", "e", "1", False)
+    prefix = make_redis.prefix
+    meta = f"{prefix}:{{room:1}}:meta"
+    assert shared_redis.command("HMGET", meta, "epoch", "last") == [record.epoch.encode(), b"1"]
+    ttl = shared_redis.command("PTTL", meta)
+    assert isinstance(ttl, int) and 14_000 < ttl <= 15_000
+    log = f"{prefix}:{{room:1}}:log"
+    assert shared_redis.command("TYPE", log) == "stream"
+    log_ttl = shared_redis.command("PTTL", log)
+    assert isinstance(log_ttl, int) and abs(ttl - log_ttl) < 50  # one instant for both keys
+    entries = shared_redis.command("XRANGE", log, "-", "+")
+    assert entries == [[b"1-1", [b"e", b"e", b"d", b"1", b"b", b"0", b"t", ANY]]]
+    await bp.store("k", "v", 5)
+    assert shared_redis.command("GET", f"{prefix}:kv:k") == b"v"
+
+
+async def test_idle_topic_starts_a_new_epoch_unless_subscribed(make_redis: Maker) -> None:
+    bp = await make_redis(history_ttl=0.2, expiry_margin=0.2)
+    await bp.subscribe("kept")
+    idle = [await bp.publish("idle", "e", str(i), False) for i in range(2)]
+    kept = await bp.publish("kept", "e", "1", False)
+    assert await recv(bp) == kept
+    await asyncio.sleep(0.7)
+    reborn = await bp.publish("idle", "e", "again", False)
+    assert reborn.offset == 1 and reborn.epoch != idle[0].epoch
+    lost = await bp.history("idle", Position(idle[0].epoch, 2))
+    assert not lost.recovered and lost.epoch == reborn.epoch
+    # A subscribed topic keeps its epoch: its listeners need no resync.
+    still = await bp.publish("kept", "e", "2", False)
+    assert (still.epoch, still.offset) == (kept.epoch, 2)
+    assert await recv(bp) == still
+
+
+async def test_foreign_payloads_are_ignored(
+    make_redis: Maker, shared_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    bp = await make_redis()
+    await bp.subscribe("t")
+    channel = f"{make_redis.prefix}:{{t}}:pub"
+    forged = (
+        b'{"v":1,"topic":"t","event":"e","data":"1","binary":false,'
+        b'"offset":99,"epoch":"forged","time":0}'
+    )
+    payloads = [
+        b"not json",
+        pickle.dumps({"pickled": True}),
+        b"\xff\xfe\x00",
+        b"[]",
+        b'{"v":2}',
+        b'{"v":true,"topic":"t"}',
+        b'{"v":1,"topic":"other","event":"e","data":"1","binary":false,"offset":1,'
+        b'"epoch":"x","time":0}',
+        b'{"v":1,"topic":"t","event":"e","data":"1","binary":false,"offset":"1",'
+        b'"epoch":"x","time":0}',
+        b"[" * 100_000,
+        forged,
+    ]
+    with caplog.at_level(logging.WARNING, logger="transports.backplanes.redis"):
+        for payload in payloads:
+            await shared_redis.acommand("PUBLISH", channel, payload)
+        real = await bp.publish("t", "e", "real", False)
+        assert await recv(bp) == real
+        assert real.offset == 1
+    malformed = [r for r in caplog.records if "malformed" in r.getMessage()]
+    assert len(malformed) == 1  # rate-limited: one line for the burst
+
+
+async def test_killed_pubsub_connection_catches_up(
+    make_redis: Maker, shared_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver = await make_redis()
+    publisher = await make_redis()
+    await receiver.subscribe("feed")
+    total = 300
+
+    async def publish_all() -> None:
+        for i in range(total):
+            await publisher.publish("feed", "e", str(i), False)
+            if i % 10 == 0:
+                await asyncio.sleep(0.002)
+
+    async def kill_a_few() -> None:
+        for _ in range(3):
+            await asyncio.sleep(0.04)
+            await shared_redis.acommand("CLIENT", "KILL", "TYPE", "pubsub")
+
+    with caplog.at_level(logging.WARNING, logger="transports.backplanes.redis"):
+        producing = asyncio.ensure_future(asyncio.gather(publish_all(), kill_a_few()))
+        got = await recv_many(receiver, total, timeout=10)
+        await asyncio.wait_for(producing, 10)
+    assert [r.offset for r in got] == list(range(1, total + 1))
+    assert [r.data for r in got] == [str(i) for i in range(total)]
+    assert len({r.epoch for r in got}) == 1
+    assert any("connection lost" in r.getMessage() for r in caplog.records)
+    # Nothing more: each offset came exactly once.
+    tail = await publisher.publish("feed", "e", "tail", False)
+    assert await recv(receiver) == tail
+
+
+async def test_redis_down_then_back_empty() -> None:
+    async with redis_server() as server:
+        bp = RedisBackplane(server.url, **FAST, subscribe_timeout=1.0)
+        await bp.connect()
+        try:
+            await bp.subscribe("t")
+            before = await bp.publish("t", "e", "1", False)
+            assert await recv(bp) == before
+            await server.astop()
+            receiving = asyncio.ensure_future(bp.receive())
+            for operation in (
+                bp.publish("t", "e", "2", False),
+                bp.history("t", None),
+                bp.claim("k", 1),
+                bp.store("k", "v", 1),
+                bp.load("k"),
+                bp.subscribe("another"),
+            ):
+                started = time.monotonic()
+                with pytest.raises(BackplaneError):
+                    await asyncio.wait_for(operation, 5)
+                assert time.monotonic() - started < 3.0
+            await asyncio.sleep(0.3)
+            assert not receiving.done()  # receive() waits; it does not raise
+            await server.astart()  # same port, empty: no persistence
+            after = await asyncio.wait_for(_publish_when_up(bp), 5)
+            assert after.epoch != before.epoch and after.offset == 1
+            lost = await bp.history("t", Position(before.epoch, before.offset))
+            assert not lost.recovered and lost.messages == [] and lost.epoch == after.epoch
+            delivered = await asyncio.wait_for(receiving, 5)
+            assert (delivered.epoch, delivered.offset) == (after.epoch, 1)
+        finally:
+            await bp.disconnect()
+
+
+async def _publish_when_up(bp: Backplane) -> Published:
+    while True:
+        try:
+            return await bp.publish("t", "e", "after", False)
+        except BackplaneError:
+            await asyncio.sleep(0.05)
+
+
+async def test_disconnect_leaves_no_task(make_redis: Maker) -> None:
+    before = set(asyncio.all_tasks())
+    bp = RedisBackplane(make_redis.url, prefix=make_redis.prefix, **FAST)
+    await bp.connect()
+    await bp.subscribe("t")
+    await bp.publish("t", "e", "1", False)
+    await recv(bp)
+    await bp.disconnect()
+    await bp.disconnect()  # idempotent
+    left = [t for t in asyncio.all_tasks() - before if not t.done()]
+    assert [t.get_name() for t in left if "redis" in t.get_name()] == []
+    with pytest.raises(BackplaneError):
+        await bp.publish("t", "e", "2", False)
