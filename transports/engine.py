@@ -56,6 +56,7 @@ from .protocol.frames import (
     valid_topic,
 )
 from .protocol.negotiation import NegotiateRequest, choose, negotiate_response
+from .protocol.ratelimit import TokenBucket
 from .protocol.session import OutboxLimits, Session, State
 from .protocol.tokens import TokenSigner, identity_fingerprint, new_public_id, new_session_id
 from .settings import Settings
@@ -103,6 +104,12 @@ def _reply_frame(ref: int | str, status: str, data_text: str, binary: bool) -> O
         payload=base64.b64decode(data_text),
         binary_header=head + "null]",
     )
+
+
+def _retry_later(code: str, message: str, wait: float) -> Refused:
+    refused = Refused(code, message)
+    refused.retry_after = max(1, int(wait + 0.999))  # type: ignore[attr-defined]
+    return refused
 
 
 def _error(ref: int | str, status: str, message: str) -> tuple[str, str, bool]:
@@ -335,6 +342,10 @@ class Engine:
         self._closing_since: dict[str, float] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._per_address: Counter[str] = Counter()
+        self._negotiations: dict[str, TokenBucket] = {}
+        self._revalidating: asyncio.Task[None] | None = None
+        self.revalidate: Callable[[Channel], Awaitable[Any]] | None = None
         self.stats: Counter[str] = Counter()
         """Counters: ``negotiated``, ``opened``, ``closed:<code>``, ``slow_consumers``,
         ``frames_dropped``, ``handler_errors``, ``retries_answered``..."""
@@ -415,21 +426,52 @@ class Engine:
 
     # --- negotiate and attach ----------------------------------------------------------
 
-    def negotiate(self, identity: Identity, request: NegotiateRequest) -> dict[str, Any]:
-        """Create a session for ``identity`` and return the negotiate response body.
+    def admit(self, address: str | None) -> None:
+        """Check that a client at ``address`` may negotiate now (before running ``on_connect``).
 
         Raises:
-            ProtocolError: ``no_transport``.
+            Refused: ``unavailable`` (draining), ``rate_limited`` or ``too_many_connections``
+                (its ``retry_after`` attribute says when to come back).
+        """
+        settings = self.settings
+        if self.draining:
+            raise Refused("unavailable", "the server is shutting down")
+        key = address or "?"
+        if settings.negotiate_rate is not None:
+            bucket = self._negotiations.get(key)
+            now = self.clock()
+            if bucket is None:
+                bucket = self._negotiations[key] = TokenBucket(
+                    settings.negotiate_rate, settings.negotiate_burst, now
+                )
+            wait = bucket.take(now)
+            if wait:
+                raise _retry_later("rate_limited", "too many negotiations", wait)
+        limit = settings.max_sessions_per_address
+        if limit is not None and self._per_address[key] >= limit:
+            raise _retry_later("too_many_connections", "too many sessions from this address", 5)
+
+    def negotiate(
+        self, identity: Identity, request: NegotiateRequest, address: str | None = None
+    ) -> dict[str, Any]:
+        """Create a session for ``identity`` and return the negotiate response body.
+
+        Call :meth:`admit` first. Raises :class:`ProtocolError` ``no_transport``.
         """
         settings = self.settings
         if self.draining:
             raise Refused("unavailable", "the server is shutting down")
         transports = choose(request.transports, settings.transports)
         sid = new_session_id()
+        now = self.clock()
         session = Session(
-            sid, new_public_id(), identity, request.client_key, self.outbox_limits, self.clock()
+            sid, new_public_id(), identity, request.client_key, self.outbox_limits, now
         )
         session.on_close = self._on_closing
+        session.address = address or "?"
+        self._per_address[session.address] += 1
+        if settings.rate_limit is not None:
+            session.bucket = TokenBucket(settings.rate_limit, settings.rate_burst, now)
         self._sessions[sid] = session
         self.stats["negotiated"] += 1
         return negotiate_response(
@@ -601,7 +643,10 @@ class Engine:
         emptied = self.hub.leave_now(session)
         if emptied:
             self.spawn(self.hub.release(emptied), "transports-release")
-        self._sessions.pop(session.sid, None)
+        if self._sessions.pop(session.sid, None) is not None and session.address is not None:
+            self._per_address[session.address] -= 1
+            if self._per_address[session.address] <= 0:
+                del self._per_address[session.address]
         channel = self._channels.pop(session.sid, None)
         session.finish()
         if channel is None:
@@ -624,6 +669,13 @@ class Engine:
                 log.exception("disconnect handler failed")
 
     # --- client frames -----------------------------------------------------------------
+
+    def over_rate(self, session: Session, frames: int = 1) -> float:
+        """Spend ``frames`` from the session's budget: 0.0 if allowed, else seconds to wait."""
+        bucket = session.bucket
+        if bucket is None:
+            return 0.0
+        return bucket.take(self.clock(), frames)
 
     async def dispatch(self, channel: SessionChannel, frame: ClientFrame) -> None:
         """Apply one client frame. Errors inside the app become error replies."""
@@ -824,6 +876,12 @@ class Engine:
         settings = self.settings
         now = self.clock()
         heartbeat = settings.heartbeat
+        if len(self._negotiations) > 1000:  # forget addresses whose bucket is full again
+            burst_time = settings.negotiate_burst / (settings.negotiate_rate or 1)
+            for key, bucket in list(self._negotiations.items()):
+                if now - bucket._at > burst_time:
+                    del self._negotiations[key]
+        due: list[SessionChannel] = []
         for session in list(self._sessions.values()):
             state = session.state
             if state is State.CONNECTING:
@@ -862,6 +920,38 @@ class Engine:
                         session.push(PING)
             elif now - session.last_seen > settings.idle_ttl:
                 self._finish(session, CloseCode.SESSION_EXPIRED, "session expired")
+                continue
+            if (
+                self.revalidate is not None
+                and now - session.validated_at > settings.revalidate_interval
+            ):
+                channel = self._channels.get(session.sid)
+                if channel is not None:
+                    session.validated_at = now
+                    due.append(channel)
+        if due and (self._revalidating is None or self._revalidating.done()):
+            self._revalidating = self.spawn(self._revalidate(due), "transports-revalidate")
+
+    async def _revalidate(self, channels: list[SessionChannel]) -> None:
+        """Ask the application whether each connection may stay; close those it refuses."""
+        hook = self.revalidate
+        if hook is None:
+            return
+        for channel in channels:
+            if channel.session.state is not State.OPEN:
+                continue
+            try:
+                allowed = await hook(channel)
+                message = "authentication expired"
+            except Reject as exc:
+                allowed, message = False, exc.message
+            except Exception:
+                self.stats["handler_errors"] += 1
+                log.exception("revalidate hook failed; keeping the connection")
+                continue
+            if allowed is False:
+                self.stats["revoked"] += 1
+                await self.close(channel, CloseCode.UNAUTHORIZED, message)
 
     def _stuck(self, session: Session, now: float) -> bool:
         """No write progress for ``write_timeout`` while frames are due (long-poll excepted:

@@ -52,6 +52,27 @@ class Settings:
     write_timeout: float = 10.0
     """A WebSocket or SSE connection whose writes make no progress for this long while frames
     are due is closed as a slow consumer (4008)."""
+    rate_limit: float | None = 200.0
+    """Frames per second a client may send on one session (None: no limit). Beyond it a
+    WebSocket closes with 4029 and a POST is answered 429 with ``Retry-After``."""
+    rate_burst: int = 400
+    """Frames a client may send at once before the rate applies."""
+    max_sessions_per_address: int | None = 1000
+    """Sessions one client address may hold at once (None: no limit); beyond it negotiate
+    answers 429 ``too_many_connections``. Behind a proxy every client shares its address:
+    make the proxy pass the client's (Hypercorn's ``ProxyFixMiddleware``) or raise this."""
+    negotiate_rate: float | None = 50.0
+    """Negotiations per second per client address (None: no limit); beyond it 429."""
+    negotiate_burst: int = 200
+    max_websocket_backlog: int = 256
+    """Messages a WebSocket client may have waiting unread by the server before it is closed
+    with 4029 (Quart buffers incoming messages without a bound of its own)."""
+    revalidate_interval: float = 300.0
+    """How often the ``revalidate`` hook re-checks each open connection, in seconds."""
+    harden_websocket_deflate: bool = True
+    """Bound permessage-deflate inflation to ``max_message_size`` inside wsproto (Hypercorn and
+    wsproto inflate a whole read before any size check: a 64 KiB read of compressed zeros
+    becomes 64 MiB)."""
     body_timeout: float = 10.0
     """Longest a POST body may take to arrive (slow-body clients get 408)."""
     history_size: int = 1000

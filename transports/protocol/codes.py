@@ -88,6 +88,7 @@ ERROR_STATUS: dict[str, int] = {
     "unsupported_media_type": 415,
     "upgrade_required": 426,
     "rate_limited": 429,
+    "too_many_connections": 429,
     "internal_error": 500,
     "unavailable": 503,
 }

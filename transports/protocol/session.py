@@ -34,6 +34,7 @@ from ..exceptions import InvalidState
 from ..typing import Identity, TransportName
 from .codes import CloseCode
 from .frames import OutFrame, close_frame
+from .ratelimit import TokenBucket
 
 __all__ = ["OutboxLimits", "Retention", "Session", "State", "SyncResult", "TopicState"]
 
@@ -141,6 +142,9 @@ class Session:
         "frames_dropped",
         "answers_pings",
         "retry_scope",
+        "address",
+        "bucket",
+        "validated_at",
         "_entries",
         "_next_seq",
         "_sent",
@@ -187,6 +191,12 @@ class Session:
         :meth:`push` included); set by the I/O shell, for accounting."""
         self.frames_dropped = 0
         """Frames refused because the session was closing (counted, never silent)."""
+        self.address: str | None = None
+        """The client's network address at negotiate (for per-address limits)."""
+        self.bucket: TokenBucket | None = None
+        """The client's frame-rate budget (set by the engine when limits apply)."""
+        self.validated_at = now
+        """Last time the application confirmed the client may stay connected."""
         self.retry_scope: str | None = None
         """Where this client's retried refs are recognised (set by the engine on first use)."""
         self.answers_pings = False

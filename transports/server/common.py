@@ -29,8 +29,10 @@ def error_response(code: str, message: str, *, headers: dict[str, str] | None = 
 
 
 def refused_response(exc: Refused) -> Response:
-    """The HTTP answer to a refused request."""
-    return error_response(exc.code, exc.message)
+    """The HTTP answer to a refused request (with ``Retry-After`` when it says when)."""
+    retry_after = getattr(exc, "retry_after", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return error_response(exc.code, exc.message, headers=headers)
 
 
 def origin_ok(realtime: Realtime, *, is_websocket: bool = False) -> bool:

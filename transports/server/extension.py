@@ -23,11 +23,15 @@ from ..protocol.negotiation import parse_negotiate
 from ..settings import Settings
 from ..typing import Data, Identity
 from .common import error_response, origin_ok, read_body, refused_response
+from .hardening import bound_websocket_inflation, redact_access_logs
 from .longpoll import LongPollTransport, register_send
 from .sse import SSETransport
 from .websocket import WebSocketTransport
 
-__all__ = ["ConnectHook", "Realtime"]
+__all__ = ["ConnectHook", "Realtime", "RevalidateHook"]
+
+RevalidateHook = Callable[[Channel], Awaitable[bool]]
+"""``async def revalidate(channel) -> bool``: may this connection stay open?"""
 
 ConnectHook = Callable[[Request], Awaitable[Identity]]
 """``async def on_connect(request) -> identity``: return an identity (any JSON value except
@@ -83,6 +87,7 @@ class Realtime:
         self._disconnect: list[DisconnectHandler] = []
         self._authorize_subscribe: TopicAuthorizer | None = None
         self._authorize_publish: TopicAuthorizer | None = None
+        self._revalidate: RevalidateHook | None = None
         if app is not None:
             self.init_app(app)
 
@@ -103,6 +108,10 @@ class Realtime:
         engine.disconnect_handlers.extend(self._disconnect)
         engine.authorize_subscribe = self._authorize_subscribe
         engine.authorize_publish = self._authorize_publish
+        engine.revalidate = self._revalidate
+        if settings.harden_websocket_deflate:
+            bound_websocket_inflation(settings.max_message_size)
+        redact_access_logs()
 
         blueprint = Blueprint("transports", __name__, url_prefix=settings.url_prefix)
         blueprint.add_url_rule("/negotiate", "negotiate", self._negotiate, methods=["POST"])
@@ -171,6 +180,18 @@ class Realtime:
             self._engine.disconnect_handlers.append(handler)
         return handler
 
+    def revalidate(self, hook: RevalidateHook) -> RevalidateHook:
+        """Register ``async def hook(channel) -> bool``, asked every ``revalidate_interval``
+        whether each open connection may stay (a token expired, a user logged out...).
+
+        Returning ``False`` or raising :class:`~transports.Reject` closes that connection with
+        4501 (unauthorized, terminal: the client does not reconnect by itself).
+        """
+        self._revalidate = hook
+        if self._engine is not None:
+            self._engine.revalidate = hook
+        return hook
+
     def authorize_subscribe(self, hook: TopicAuthorizer) -> TopicAuthorizer:
         """Register ``async def hook(channel, topic) -> bool`` deciding client subscriptions.
 
@@ -230,7 +251,9 @@ class Realtime:
             return error_response("forbidden_origin", "origin not allowed")
         if request.mimetype and request.mimetype.lower() != "application/json":
             return error_response("unsupported_media_type", "Content-Type must be application/json")
+        address = request.remote_addr
         try:
+            self.engine.admit(address)
             body = await read_body(4096, self.settings.body_timeout)
             asked = parse_negotiate(body)
             identity: Identity = None
@@ -242,7 +265,7 @@ class Realtime:
                     return error_response("unauthorized", exc.message)
                 if identity is False:
                     return error_response("unauthorized", "not allowed to connect")
-            payload = self.engine.negotiate(identity, asked)
+            payload = self.engine.negotiate(identity, asked, address)
         except Refused as exc:
             if exc.code == "unavailable":
                 return error_response(exc.code, exc.message, headers={"Retry-After": "1"})

@@ -124,6 +124,11 @@ def register_send(blueprint: Blueprint, realtime: Realtime) -> None:
             try:
                 body = await read_body(settings.max_body_size, settings.body_timeout)
                 frames = decode_batch(body, engine.limits)
+                wait = engine.over_rate(session, len(frames))
+                if wait:
+                    refused = Refused("rate_limited", "too many messages")
+                    refused.retry_after = max(1, int(wait + 0.999))  # type: ignore[attr-defined]
+                    raise refused
                 await channel.submit_all(frames)
             finally:
                 posting.discard(session.sid)

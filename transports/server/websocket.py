@@ -91,6 +91,7 @@ class WebSocketChannel(SessionChannel):
     async def _run(self, socket: Any) -> None:
         engine, session = self.engine, self.session
         limits = engine.limits
+        backlog_limit = engine.settings.max_websocket_backlog
         await socket.send(self.hello().text)
         session.last_sent = engine.clock()
         writer = self._writer = asyncio.create_task(
@@ -106,6 +107,9 @@ class WebSocketChannel(SessionChannel):
                 if not message:
                     raise ProtocolError("bad_frame", "empty message")
                 frame = decode_client_frame(message, limits)
+                if engine.over_rate(session) or self._backlog(socket) > backlog_limit:
+                    await engine.close(self, CloseCode.RATE_LIMITED, "too many messages")
+                    break
                 self._dispatching = True
                 try:
                     await engine.dispatch(self, frame)
@@ -132,6 +136,16 @@ class WebSocketChannel(SessionChannel):
         with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(writer, timeout=5)
         engine.close_now(session, session.close_code or CloseCode.NORMAL, session.close_reason)
+
+    @staticmethod
+    def _backlog(socket: Any) -> int:
+        """Messages Quart has received for this socket and we have not read yet.
+
+        Quart moves incoming messages into an unbounded queue of its own (``Websocket._receive``
+        is that queue's ``get``), so a flood fills memory unless someone looks at it.
+        """
+        queue = getattr(getattr(socket, "_receive", None), "__self__", None)
+        return queue.qsize() if isinstance(queue, asyncio.Queue) else 0
 
     async def _flush(self, socket: Any) -> None:
         session = self.session

@@ -1,4 +1,4 @@
-"""Bad input gets a documented answer and hurts nobody else (catalogue groups A, B, C, E-H).
+"""Security and bad input: every case gets its documented answer and hurts nobody else.
 
 Every case checks the exact status or close code and JSON body; the module-level fixture keeps a
 healthy control client connected throughout and checks it still works afterwards.
