@@ -344,6 +344,7 @@ class Engine:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._per_address: Counter[str] = Counter()
         self._negotiations: dict[str, TokenBucket] = {}
+        self._auth_failures: dict[str, TokenBucket] = {}
         self._revalidating: asyncio.Task[None] | None = None
         self.revalidate: Callable[[Channel], Awaitable[Any]] | None = None
         self.stats: Counter[str] = Counter()
@@ -496,8 +497,40 @@ class Engine:
             raise Refused("unknown_session", "unknown or expired session")
         return session
 
+    def _auth_budget(self, address: str | None) -> TokenBucket | None:
+        settings = self.settings
+        if settings.auth_failure_rate is None:
+            return None
+        key = address or "?"
+        bucket = self._auth_failures.get(key)
+        if bucket is None:
+            bucket = self._auth_failures[key] = TokenBucket(
+                settings.auth_failure_rate, settings.auth_failure_burst, self.clock()
+            )
+        return bucket
+
+    def _check_credential(self, address: str | None, check: Callable[[], Session]) -> Session:
+        """Run a ticket or token check; an address that keeps failing is throttled (429)."""
+        bucket = self._auth_budget(address)
+        if bucket is not None and bucket.available(self.clock()) < 1:
+            raise _retry_later("rate_limited", "too many refused credentials", 1)
+        try:
+            return check()
+        except Refused as exc:
+            if bucket is not None and (
+                isinstance(exc, TicketError) or exc.code == "unknown_session"
+            ):
+                bucket.take(self.clock())
+                self.stats["refused_credentials"] += 1
+            raise
+
     async def session_for_ticket(
-        self, ticket: str | None, transport: TransportName, *, reattach: bool = False
+        self,
+        ticket: str | None,
+        transport: TransportName,
+        *,
+        reattach: bool = False,
+        address: str | None = None,
     ) -> Session:
         """The session a WebSocket or SSE request may attach to with ``ticket``.
 
@@ -508,8 +541,15 @@ class Engine:
             TicketError: ``ticket_invalid``, ``ticket_expired`` or ``ticket_used``.
             Refused: ``unknown_session``, ``wrong_transport`` or ``conflict``.
         """
-        verified = self.signer.verify_ticket(ticket, self.wallclock(), allow_expired=True)
-        session = self._local_session(verified.node, verified.sid)
+        found: list[Any] = []
+
+        def check() -> Session:
+            verified = self.signer.verify_ticket(ticket, self.wallclock(), allow_expired=True)
+            found.append(verified)
+            return self._local_session(verified.node, verified.sid)
+
+        session = self._check_credential(address, check)
+        verified = found[0]
         if reattach and transport == "sse" and session.transport == "sse":
             pass  # an EventSource reconnect to its own live session (protocol §5.3)
         elif self.wallclock() > verified.expires:
@@ -521,7 +561,9 @@ class Engine:
         self._check_attachable(session, transport)
         return session
 
-    def session_for_token(self, token: str | None, transport: TransportName | None) -> Session:
+    def session_for_token(
+        self, token: str | None, transport: TransportName | None, address: str | None = None
+    ) -> Session:
         """The session a long-poll or POST request names with its ``X-Realtime-Session`` token.
 
         ``transport`` is the transport the request is for (None for ``POST /send``, which
@@ -533,10 +575,14 @@ class Engine:
         """
         from .protocol.tokens import parse_session_token
 
-        node, sid = parse_session_token(token)
-        session = self._local_session(node, sid)
-        assert token is not None
-        self.signer.verify_session_token(token, session.identity)
+        def check() -> Session:
+            node, sid = parse_session_token(token)
+            found = self._local_session(node, sid)
+            assert token is not None
+            self.signer.verify_session_token(token, found.identity)
+            return found
+
+        session = self._check_credential(address, check)
         if transport is None:
             if session.transport == "websocket":
                 raise Refused("wrong_transport", "this session uses WebSocket")
@@ -876,11 +922,11 @@ class Engine:
         settings = self.settings
         now = self.clock()
         heartbeat = settings.heartbeat
-        if len(self._negotiations) > 1000:  # forget addresses whose bucket is full again
-            burst_time = settings.negotiate_burst / (settings.negotiate_rate or 1)
-            for key, bucket in list(self._negotiations.items()):
-                if now - bucket._at > burst_time:
-                    del self._negotiations[key]
+        for buckets in (self._negotiations, self._auth_failures):
+            if len(buckets) > 1000:  # forget addresses whose bucket is full again
+                for key, bucket in list(buckets.items()):
+                    if bucket.available(now) >= bucket.burst:
+                        del buckets[key]
         due: list[SessionChannel] = []
         for session in list(self._sessions.values()):
             state = session.state

@@ -64,6 +64,10 @@ class Settings:
     negotiate_rate: float | None = 50.0
     """Negotiations per second per client address (None: no limit); beyond it 429."""
     negotiate_burst: int = 200
+    auth_failure_rate: float | None = 10.0
+    """Refused tickets and tokens per second per client address before that address gets 429
+    for every ticket or token it presents (None: no limit). Guessing ids is slow and loud."""
+    auth_failure_burst: int = 50
     max_websocket_backlog: int = 256
     """Messages a WebSocket client may have waiting unread by the server before it is closed
     with 4029 (Quart buffers incoming messages without a bound of its own)."""

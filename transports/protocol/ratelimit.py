@@ -22,6 +22,10 @@ class TokenBucket:
         self._tokens = float(burst)
         self._at = now
 
+    def available(self, now: float) -> float:
+        """Tokens available at ``now`` (without spending any)."""
+        return min(self.burst, self._tokens + (now - self._at) * self.rate)
+
     def take(self, now: float, cost: float = 1.0) -> float:
         """Spend ``cost`` tokens: 0.0 when allowed, else the seconds until it would be."""
         tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)

@@ -80,7 +80,9 @@ class LongPollTransport(Transport):
             if not origin_ok(realtime):
                 return error_response("forbidden_origin", "origin not allowed")
             try:
-                session = engine.session_for_token(request.headers.get(SESSION_HEADER), "longpoll")
+                session = engine.session_for_token(
+                    request.headers.get(SESSION_HEADER), "longpoll", request.remote_addr
+                )
                 cursor = parse_cursor(request.args.get("cursor"))
                 if cursor > session.sent_seq:
                     return error_response("bad_request", "cursor is ahead of the session")
@@ -114,7 +116,9 @@ def register_send(blueprint: Blueprint, realtime: Realtime) -> None:
         if content_type != "application/json":
             return error_response("unsupported_media_type", "Content-Type must be application/json")
         try:
-            session = engine.session_for_token(request.headers.get(SESSION_HEADER), None)
+            session = engine.session_for_token(
+                request.headers.get(SESSION_HEADER), None, request.remote_addr
+            )
             channel = engine.channel_of(session)
             if channel is None or session.state is not State.OPEN:
                 raise Refused("conflict", "attach a transport to the session first")

@@ -34,6 +34,12 @@ async def serve(
 ) -> None:
     """Run ``app`` on Hypercorn until a signal (or ``shutdown_trigger``), draining first."""
     config = config or Config()
+    realtime = app.extensions.get("transports")
+    if realtime is not None:
+        # Hypercorn assembles whole WebSocket messages up to its own limit (16 MiB) before the
+        # app sees them: make that the library's limit (plus room for framing) instead.
+        limit = realtime.settings.max_message_size + 1024
+        config.websocket_max_message_size = min(config.websocket_max_message_size, limit)
     if shutdown_trigger is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

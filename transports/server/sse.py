@@ -82,7 +82,10 @@ class SSETransport(Transport):
                 return error_response("bad_request", "Last-Event-ID must be a sequence number")
             try:
                 session = await engine.session_for_ticket(
-                    request.args.get("ticket"), "sse", reattach=last is not None
+                    request.args.get("ticket"),
+                    "sse",
+                    reattach=last is not None,
+                    address=request.remote_addr,
                 )
                 channel = engine.attach(session, "sse", lambda s: SSEChannel(engine, s))
             except Refused as exc:

@@ -193,7 +193,9 @@ class WebSocketTransport(Transport):
             if not origin_ok(realtime, is_websocket=True):
                 return error_response("forbidden_origin", "origin not allowed")
             try:
-                session = await engine.session_for_ticket(websocket.args.get("ticket"), "websocket")
+                session = await engine.session_for_ticket(
+                    websocket.args.get("ticket"), "websocket", address=websocket.remote_addr
+                )
                 channel = engine.attach(session, "websocket", lambda s: WebSocketChannel(engine, s))
             except Refused as exc:
                 return refused_response(exc)
