@@ -73,20 +73,21 @@ class FaultProxy:
                 _abort(client_writer)
                 return
             cut = asyncio.Event()
-            life = (
-                self.random.expovariate(1 / self.mean_life)
-                if self.mean_life and self.enabled
-                else None
-            )
+            life = self.random.expovariate(1 / self.mean_life) if self.mean_life else None
             pumps = [
                 asyncio.create_task(self._pump(client_reader, up_writer, cut, downstream=False)),
                 asyncio.create_task(self._pump(up_reader, client_writer, cut, downstream=True)),
             ]
             waiter = asyncio.create_task(cut.wait())
             try:
-                done, _ = await asyncio.wait(
-                    [*pumps, waiter], timeout=life, return_when=asyncio.FIRST_COMPLETED
-                )
+                while True:
+                    done, _ = await asyncio.wait(
+                        [*pumps, waiter], timeout=life, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if done or self.enabled:
+                        break
+                    # Its life ran out while cutting was off: give it another one.
+                    life = self.random.expovariate(1 / self.mean_life) if self.mean_life else None
                 if not done or cut.is_set():  # the connection's life ran out, or a cut
                     self.cuts += 1
                     _abort(client_writer)
@@ -142,3 +143,49 @@ def _abort(writer: asyncio.StreamWriter) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     transport = writer.transport
     transport.abort()
+
+
+def main() -> None:
+    """``python -m tests.faultproxy --upstream P --port Q [--seed S] [--mean-life T]``.
+
+    Starts with cutting off. SIGUSR1 turns cutting on, SIGUSR2 off; SIGTERM ends it and prints
+    ``{"cuts": N, "connections": M}`` on stdout.
+    """
+    import argparse
+    import json
+    import signal
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--upstream", type=int, required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--mean-life", type=float, default=1.0)
+    parser.add_argument("--cut-after-response", type=float, default=0.0)
+    args = parser.parse_args()
+
+    async def run() -> None:
+        proxy = FaultProxy(
+            args.upstream,
+            seed=args.seed,
+            mean_life=args.mean_life,
+            cut_after_response=args.cut_after_response,
+        )
+        proxy.enabled = False
+        server = await asyncio.start_server(proxy._handle, "127.0.0.1", args.port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGUSR1, lambda: setattr(proxy, "enabled", True))
+        loop.add_signal_handler(signal.SIGUSR2, lambda: setattr(proxy, "enabled", False))
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        server.close()
+        for task in list(proxy._tasks):
+            task.cancel()
+        await asyncio.gather(*proxy._tasks, return_exceptions=True)
+        print(json.dumps({"cuts": proxy.cuts, "connections": proxy.connections}), flush=True)
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -104,6 +104,11 @@ def build_app(tick_ms: int, settings: dict[str, Any]) -> Quart:
         sent = await rt.send(body["id"], body.get("event", "direct"), body.get("data"))
         return jsonify({"sent": sent})
 
+    @app.get("/applied")
+    async def applied() -> Any:
+        """How many times the ``count`` handler applied each key (for exactly-once checks)."""
+        return jsonify(dict(app.config["APPLIED"]))
+
     async def ticker() -> None:
         n = 0
         while True:
