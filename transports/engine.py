@@ -20,19 +20,18 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, TypeAlias
+from typing import Any, TypeAlias
 
 from .backplanes import Backplane, Published, create_backplane
 from .channel import Channel, Message
+from .channels import SessionChannel
 from .exceptions import (
     BackplaneError,
     ChannelClosed,
     InvalidState,
-    ProtocolError,
     Refused,
     Reject,
     TicketError,
-    channel_closed,
 )
 from .hub import Hub
 from .protocol.codes import CloseCode
@@ -45,14 +44,11 @@ from .protocol.frames import (
     OutFrame,
     Ping,
     Pong,
-    Position,
     Publish,
     Subscribe,
     Unsubscribe,
     encode_data,
     encode_json,
-    hello_frame,
-    msg_frame,
     valid_topic,
 )
 from .protocol.negotiation import NegotiateRequest, choose, negotiate_response
@@ -71,6 +67,7 @@ __all__ = [
     "TopicAuthorizer",
 ]
 
+
 log = logging.getLogger("transports")
 
 EventHandler: TypeAlias = Callable[[Channel, Any], Awaitable[Any]]
@@ -81,9 +78,6 @@ DisconnectHandler: TypeAlias = Callable[[Channel, int, str], Awaitable[None]]
 """``async def handler(channel, code, reason)``, run once when a connection ends."""
 TopicAuthorizer: TypeAlias = Callable[[Channel, str], Awaitable[bool]]
 """``async def allowed(channel, topic) -> bool``; may also raise :class:`Reject`."""
-
-_INBOX_SIZE = 100
-_INBOUND_SIZE = 32
 
 
 def _ref_text(ref: int | str) -> str:
@@ -114,185 +108,6 @@ def _retry_later(code: str, message: str, wait: float) -> Refused:
 
 def _error(ref: int | str, status: str, message: str) -> tuple[str, str, bool]:
     return status, encode_json({"message": message}), False
-
-
-class SessionChannel(Channel):
-    """What every transport's channel shares: a :class:`Session` driven by the engine.
-
-    Transport subclasses (in ``transports.server``) add the loop that writes due frames to
-    their connection; they wait on :meth:`wait_due`.
-    """
-
-    bidirectional = False
-    uses_dispatcher: ClassVar[bool] = True
-    """Whether client frames go through :meth:`submit` to a dispatcher task (HTTP uplinks)."""
-
-    def __init__(self, engine: Engine, session: Session) -> None:
-        self.engine = engine
-        self.session = session
-        self._due = asyncio.Event()
-        self._inbox: asyncio.Queue[Message | None] = asyncio.Queue(_INBOX_SIZE)
-        self._closed: ChannelClosed | None = None
-        self._handler_task: asyncio.Task[None] | None = None
-        self._inbound: asyncio.Queue[tuple[ClientFrame, asyncio.Future[None] | None] | None] = (
-            asyncio.Queue(_INBOUND_SIZE)
-        )
-        self._worker: asyncio.Task[None] | None = None
-        session.waker = self._due.set
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.session.public_id!r}, {self.session.state.name})"
-
-    # --- the Channel API ---------------------------------------------------------------
-
-    @property
-    def id(self) -> str:
-        return self.session.public_id
-
-    @property
-    def identity(self) -> Identity:
-        return self.session.identity
-
-    @property
-    def state(self) -> State:
-        return self.session.state
-
-    @property
-    def topics(self) -> frozenset[str]:
-        return frozenset(self.session.topics)
-
-    def _check_open(self) -> None:
-        if self.session.state >= State.CLOSING:
-            session = self.session
-            raise self._closed or channel_closed(
-                session.close_code or CloseCode.NORMAL, session.close_reason
-            )
-
-    async def send(self, event: str, data: Data = None) -> None:
-        self._check_open()
-        self.session.push(msg_frame(event, data))
-
-    async def receive(self) -> Message:
-        if self._closed is not None and self._inbox.empty():
-            raise self._closed
-        message = await self._inbox.get()
-        if message is None:
-            self._inbox.put_nowait(None)  # wake any other receiver too
-            assert self._closed is not None
-            raise self._closed
-        return message
-
-    async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
-        await self.engine.close(self, code, reason)
-
-    async def subscribe(self, topic: str, since: Position | None = None) -> bool:
-        self._check_open()
-        if not valid_topic(topic, self.engine.limits):
-            raise ProtocolError("bad_topic", "invalid topic name")
-        history = await self.engine.hub.join(self.session, topic, since, None)
-        return history.recovered if since is not None else True
-
-    async def unsubscribe(self, topic: str) -> None:
-        await self.engine.hub.leave(self.session, [topic])
-
-    # --- for transports ----------------------------------------------------------------
-
-    async def submit(self, frame: ClientFrame) -> None:
-        """Hand a client frame to this channel's dispatcher (waits while it is busy).
-
-        Frames are applied in order by one task per channel, which a dropped connection does
-        not cancel: a handler that started always finishes, so its reply can be remembered and
-        a retried message is never applied twice.
-        """
-        if self._closed is not None:
-            raise self._closed
-        await self._inbound.put((frame, None))
-
-    async def submit_all(self, frames: list[ClientFrame]) -> None:
-        """Hand over a batch (a POST body) and wait until all of it has been applied."""
-        if self._closed is not None:
-            raise self._closed
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        for frame in frames[:-1]:
-            await self._inbound.put((frame, None))
-        await self._inbound.put((frames[-1], done))
-        await asyncio.shield(done)
-
-    async def _work(self) -> None:
-        inbound, engine = self._inbound, self.engine
-        while True:
-            item = await inbound.get()
-            if item is None:
-                return
-            frame, done = item
-            try:
-                if self._closed is None:
-                    await engine.dispatch(self, frame)
-            except Exception:
-                log.exception("dispatch failed")
-            finally:
-                if done is not None and not done.done():
-                    done.set_result(None)
-
-    async def wait_due(self, timeout: float | None = None) -> bool:
-        """Wait until frames are due (True) or ``timeout`` passes (False).
-
-        Also returns at once when the session is gone (:attr:`finished`).
-        """
-        if self.session.pending or self.finished:
-            return True
-        self._due.clear()
-        if self.session.pending:
-            return True
-        if timeout is None:
-            await self._due.wait()
-            return True
-        try:
-            async with asyncio.timeout(timeout):
-                await self._due.wait()
-        except TimeoutError:
-            return bool(self.session.pending)
-        return True
-
-    @property
-    def finished(self) -> bool:
-        """The session is gone for good: transports stop serving it."""
-        return self.session.state is State.CLOSED
-
-    def wake(self) -> None:
-        """Make :meth:`wait_due` return (for example to end a superseded poll)."""
-        self._due.set()
-
-    def hello(self) -> OutFrame:
-        """The HELLO frame for this channel."""
-        return hello_frame(
-            {
-                "v": 1,
-                "id": self.session.public_id,
-                "transport": self.transport,
-                "heartbeat": int(self.engine.settings.heartbeat * 1000),
-            }
-        )
-
-    def abort(self) -> None:
-        """Stop writing to a connection whose writes no longer progress (transport-specific)."""
-
-    def _shutdown(self, code: int, reason: str) -> None:
-        if self._closed is None:
-            self._closed = channel_closed(code, reason)
-            with contextlib.suppress(asyncio.QueueFull):
-                self._inbox.put_nowait(None)
-            # Let the dispatcher finish what it is applying, then stop; frames still queued
-            # were never acknowledged, so the client sends them again.
-            while True:
-                try:
-                    item = self._inbound.get_nowait()
-                except asyncio.QueueEmpty:
-                    break
-                if item is not None and item[1] is not None and not item[1].done():
-                    item[1].set_result(None)
-            self._inbound.put_nowait(None)
-        self._due.set()
 
 
 class Engine:

@@ -7,12 +7,11 @@ from typing import TYPE_CHECKING, ClassVar
 
 from quart import Blueprint, Response, request
 
-from ..engine import SessionChannel
+from ..channels import LongPollChannel
 from ..exceptions import Refused
-from ..protocol.codes import CloseCode
-from ..protocol.frames import OutFrame, decode_batch
-from ..protocol.longpoll import encode_poll, parse_cursor
-from ..protocol.session import State, SyncResult
+from ..protocol.frames import decode_batch
+from ..protocol.longpoll import parse_cursor
+from ..protocol.session import State
 from ..typing import TransportName
 from . import Transport
 from .common import error_response, origin_ok, read_body, refused_response
@@ -23,48 +22,6 @@ if TYPE_CHECKING:
 __all__ = ["LongPollChannel", "LongPollTransport", "register_send"]
 
 SESSION_HEADER = "X-Realtime-Session"
-
-
-class LongPollChannel(SessionChannel):
-    """A channel whose downstream is a series of held GET requests."""
-
-    transport: ClassVar[TransportName] = "longpoll"
-    bidirectional: ClassVar[bool] = False
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._generation = 0
-        self._greeted = False
-
-    async def poll(self, cursor: int) -> bytes:
-        """Answer one poll: frames after ``cursor`` now, or after waiting up to the window."""
-        engine, session = self.engine, self.session
-        settings = engine.settings
-        self._generation += 1
-        generation = self._generation
-        try:
-            # HELLO opens the first poll only; it has no sequence number.
-            head: list[OutFrame] = [] if self._greeted else [self.hello()]
-            self._greeted = True
-            result = session.rewind(cursor)
-            if result is SyncResult.TOO_OLD:
-                await engine.close(self, CloseCode.RESYNC, "resync")
-            if not session.pending and not head:
-                await self.wait_due(settings.poll_window)
-            if generation != self._generation or self.finished:  # superseded, or gone
-                return encode_poll(cursor, [])
-            taken = session.take(settings.poll_max_bytes)
-            session.last_sent = engine.clock()
-            last = taken[-1][0] if taken else cursor
-            return encode_poll(last, head + [frame for _, frame in taken])
-        finally:
-            if generation == self._generation:
-                engine.detach(self)
-
-    def supersede(self) -> None:
-        """End the poll in flight (a newer one arrived)."""
-        self._generation += 1
-        self.wake()
 
 
 class LongPollTransport(Transport):

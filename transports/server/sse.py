@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from quart import Blueprint, Response, request
 
-from ..engine import SessionChannel
+from ..channels import SSEChannel
 from ..exceptions import Refused
-from ..protocol.codes import CloseCode
 from ..protocol.session import SyncResult
-from ..protocol.sse import SSE_HEADERS, encode_frame, encode_hello, parse_last_event_id
+from ..protocol.sse import SSE_HEADERS, parse_last_event_id
 from ..typing import TransportName
 from . import Transport
 from .common import error_response, origin_ok, refused_response
@@ -21,45 +18,6 @@ if TYPE_CHECKING:
     from .extension import Realtime
 
 __all__ = ["SSEChannel", "SSETransport"]
-
-
-class SSEChannel(SessionChannel):
-    """A channel whose downstream is an event stream; upstream frames arrive by POST."""
-
-    transport: ClassVar[TransportName] = "sse"
-    bidirectional: ClassVar[bool] = False
-    _stream_task: asyncio.Task[Any] | None = None
-
-    def abort(self) -> None:
-        task = self._stream_task
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-
-    async def stream(self, resync: bool) -> AsyncIterator[bytes]:
-        """The response body: HELLO at once, then every due frame as it comes."""
-        engine, session = self.engine, self.session
-        clock = engine.clock
-        max_bytes = engine.settings.poll_max_bytes
-        self._stream_task = asyncio.current_task()
-        try:
-            yield encode_hello(self.hello(), int(engine.settings.retry * 1000))
-            session.last_sent = clock()
-            if resync:
-                await engine.close(self, CloseCode.RESYNC, "resync")
-            while True:
-                await self.wait_due()
-                if self.finished:
-                    return
-                taken = session.take(max_bytes)
-                if not taken:
-                    continue
-                yield b"".join([encode_frame(frame, seq) for seq, frame in taken])
-                session.last_sent = clock()
-                if taken[-1][1].text.startswith("[9,"):
-                    return
-        finally:
-            self._stream_task = None
-            engine.detach(self)
 
 
 class SSETransport(Transport):

@@ -1,0 +1,253 @@
+"""The benchmark server, run as a subprocess: one app per process, on Hypercorn or uvicorn.
+
+``python -m transports.bench.server --app APP --port P [--server hypercorn|uvicorn]``
+
+Apps (every one also answers ``POST /bench/burst`` ``{"n": N}``: send N messages of about 100
+bytes, ``{"i": i, "t": <monotonic time>, "pad": ...}``, to everything subscribed, as fast as the
+server can):
+
+* ``realtime``: the library (:class:`transports.Realtime`) with an ``echo`` handler (returns
+  its data) and a ``sink`` handler (returns nothing); bursts are ``rt.publish`` on topic
+  ``bench``. The limits that cap one client's rate are lifted (``rate_limit``,
+  ``negotiate_rate``, ``max_sessions_per_address``) and the outbox is large enough for a
+  10,000-message burst; everything else is the library's default (heartbeats 25 s).
+* ``raw``: bare Quart routes, the ceiling: ``websocket /raw/ws`` (echo), ``websocket
+  /raw/sink?n=N`` (reads N messages, then answers ``done``), ``websocket /raw/ws-sub`` and
+  ``GET /raw/sse-sub`` (a subscriber: ``hello`` first, then every burst message; a burst is
+  encoded once and put in every subscriber's queue).
+* ``sio``: python-socketio's ``AsyncServer(async_mode="asgi")`` as an ``ASGIApp`` (defaults,
+  as a user would run it), with events ``echo`` (acknowledged with its data), ``sink``
+  (acknowledged with nothing) and ``join`` (enters room ``bench``); bursts are
+  ``sio.emit("m", data, room="bench")``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from quart import Quart, Response, request, websocket
+
+PAYLOAD_SIZE = 100
+FANOUT_TOPIC = "bench"
+REALTIME_SETTINGS: dict[str, Any] = {
+    "rate_limit": None,
+    "negotiate_rate": None,
+    "auth_failure_rate": None,
+    "max_sessions_per_address": None,
+    "outbox_max_frames": 100_000,
+    "outbox_max_bytes": 64 * 1024 * 1024,
+    "max_websocket_backlog": 10_000,
+    "secret_key": b"transports-bench-not-a-secret-000",
+}
+"""Settings of the library in the benchmark (see the module docstring)."""
+
+
+def burst_payload(i: int, size: int = PAYLOAD_SIZE) -> dict[str, Any]:
+    """The ``i``-th burst message: about ``size`` bytes of JSON, stamped with the send time."""
+    t = round(time.monotonic(), 6)
+    base = len(json.dumps({"i": i, "t": t, "pad": ""}, separators=(",", ":")))
+    return {"i": i, "t": t, "pad": "x" * max(0, size - base)}
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (the most an unprivileged process may)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _common_routes(app: Quart) -> None:
+    @app.get("/bench/pid")
+    async def pid() -> Any:
+        return {"pid": os.getpid()}
+
+
+def realtime_app() -> Quart:
+    """The library with an echo handler and a burst publisher."""
+    from transports import Channel, Realtime
+
+    app = Quart("transports_bench_realtime")
+    rt = Realtime(app, **REALTIME_SETTINGS)
+
+    @rt.on("echo")
+    async def echo(channel: Channel, data: Any) -> Any:
+        return data
+
+    @rt.on("sink")
+    async def sink(channel: Channel, data: Any) -> None:
+        return None
+
+    @app.post("/bench/burst")
+    async def burst() -> Any:
+        body = await request.get_json()
+        for i in range(int(body["n"])):
+            await rt.publish(FANOUT_TOPIC, "m", burst_payload(i))
+        return {"ok": True}
+
+    @app.get("/bench/stats")
+    async def stats() -> Any:
+        return {"channels": len(rt.channels), "stats": dict(rt.engine.stats)}
+
+    _common_routes(app)
+    return app
+
+
+def raw_app() -> Quart:
+    """Bare Quart routes: the ceiling."""
+    app = Quart("transports_bench_raw")
+    subscribers: set[asyncio.Queue[str]] = set()
+
+    @app.websocket("/raw/ws")
+    async def raw_echo() -> None:
+        while True:
+            message = await websocket.receive()
+            await websocket.send(message)
+
+    @app.websocket("/raw/sink")
+    async def raw_sink() -> None:
+        n = int(websocket.args.get("n", "1"))
+        for _ in range(n):
+            await websocket.receive()
+        await websocket.send("done")
+
+    @app.websocket("/raw/ws-sub")
+    async def raw_ws_sub() -> None:
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        await websocket.accept()
+        await websocket.send("hello")
+        subscribers.add(queue)
+        try:
+            while True:
+                await websocket.send(await queue.get())
+        finally:
+            subscribers.discard(queue)
+
+    @app.get("/raw/sse-sub")
+    async def raw_sse_sub() -> Response:
+        queue: asyncio.Queue[str] = asyncio.Queue()
+
+        async def body() -> AsyncIterator[bytes]:
+            subscribers.add(queue)
+            try:
+                yield b"data: hello\r\n\r\n"
+                while True:
+                    yield ("data: " + await queue.get() + "\r\n\r\n").encode()
+            finally:
+                subscribers.discard(queue)
+
+        response = Response(
+            body(),
+            content_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+        response.timeout = None
+        return response
+
+    @app.post("/bench/burst")
+    async def burst() -> Any:
+        body = await request.get_json()
+        for i in range(int(body["n"])):
+            text = json.dumps(burst_payload(i), separators=(",", ":"))
+            for queue in subscribers:
+                queue.put_nowait(text)
+            await asyncio.sleep(0)  # as a publish through a backplane would yield
+        return {"ok": True}
+
+    _common_routes(app)
+    return app
+
+
+def sio_app() -> Any:
+    """python-socketio's ASGI app, with a small Quart app beside it for ``/bench/*``."""
+    import socketio
+
+    sio = socketio.AsyncServer(async_mode="asgi")
+    sinks = {"count": 0}
+
+    @sio.on("echo")
+    async def echo(sid: str, data: Any) -> Any:
+        return data
+
+    @sio.on("sink")
+    async def sink(sid: str, data: Any) -> None:
+        sinks["count"] += 1
+
+    @sio.on("join")
+    async def join(sid: str, data: Any) -> bool:
+        await sio.enter_room(sid, FANOUT_TOPIC)
+        return True
+
+    side = Quart("transports_bench_sio")
+
+    @side.post("/bench/burst")
+    async def burst() -> Any:
+        body = await request.get_json()
+        for i in range(int(body["n"])):
+            await sio.emit("m", burst_payload(i), room=FANOUT_TOPIC)
+        return {"ok": True}
+
+    _common_routes(side)
+    return socketio.ASGIApp(sio, other_asgi_app=side)
+
+
+APPS = {"realtime": realtime_app, "raw": raw_app, "sio": sio_app}
+
+
+async def serve(app_name: str, server: str, host: str, port: int) -> None:
+    """Serve ``app_name`` on ``server`` until SIGTERM."""
+    app = APPS[app_name]()
+    if server == "uvicorn":
+        import uvicorn
+
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            backlog=4096,
+            ws="websockets-sansio",
+        )
+        await uvicorn.Server(config).serve()
+        return
+    from hypercorn.config import Config
+
+    hconfig = Config()
+    hconfig.bind = [f"{host}:{port}"]
+    hconfig.accesslog = None
+    hconfig.errorlog = "-"
+    hconfig.loglevel = "WARNING"
+    hconfig.backlog = 4096
+    if app_name == "realtime":
+        from transports.server.run import serve as realtime_serve
+
+        await realtime_serve(app, hconfig)
+        return
+    from hypercorn.asyncio import serve as hypercorn_serve
+
+    await hypercorn_serve(app, hconfig)
+
+
+def main() -> None:
+    """Parse the arguments and serve."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--app", choices=sorted(APPS), required=True)
+    parser.add_argument("--server", choices=("hypercorn", "uvicorn"), default="hypercorn")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    raise_fd_limit()
+    asyncio.run(serve(args.app, args.server, args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()

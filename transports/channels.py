@@ -1,0 +1,463 @@
+"""The channels: one connected client over each transport, and what they share.
+
+:class:`SessionChannel` implements the :class:`~transports.channel.Channel` API over a
+:class:`~transports.protocol.session.Session` driven by the engine; each transport's subclass adds
+the loop that moves due frames to its connection:
+
+* :class:`WebSocketChannel`: one runner task reads, applies and writes in one turn; a writer task
+  sends what other tasks queue;
+* :class:`SSEChannel`: the event-stream response body;
+* :class:`LongPollChannel`: one held poll at a time.
+
+Nothing here imports Quart: the server layer hands over a socket-like object or iterates the
+stream, and the engine can run a poll for a request that reached another process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .channel import Channel, Message
+from .exceptions import ChannelClosed, PayloadTooBig, ProtocolError, channel_closed
+from .protocol.codes import CloseCode
+from .protocol.frames import (
+    ClientFrame,
+    OutFrame,
+    Position,
+    decode_client_frame,
+    hello_frame,
+    msg_frame,
+    valid_topic,
+)
+from .protocol.longpoll import encode_poll
+from .protocol.session import Session, State, SyncResult
+from .protocol.sse import encode_frame, encode_hello
+from .typing import Data, Identity, TransportName
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+__all__ = ["LongPollChannel", "SSEChannel", "SessionChannel", "WebSocketChannel"]
+
+log = logging.getLogger("transports")
+
+_INBOX_SIZE = 100
+_INBOUND_SIZE = 32
+
+
+class SessionChannel(Channel):
+    """What every transport's channel shares: a :class:`Session` driven by the engine.
+
+    Transport subclasses (in ``transports.server``) add the loop that writes due frames to
+    their connection; they wait on :meth:`wait_due`.
+    """
+
+    bidirectional = False
+    uses_dispatcher: ClassVar[bool] = True
+    """Whether client frames go through :meth:`submit` to a dispatcher task (HTTP uplinks)."""
+
+    def __init__(self, engine: Engine, session: Session) -> None:
+        self.engine = engine
+        self.session = session
+        self._due = asyncio.Event()
+        self._inbox: asyncio.Queue[Message | None] = asyncio.Queue(_INBOX_SIZE)
+        self._closed: ChannelClosed | None = None
+        self._handler_task: asyncio.Task[None] | None = None
+        self._inbound: asyncio.Queue[tuple[ClientFrame, asyncio.Future[None] | None] | None] = (
+            asyncio.Queue(_INBOUND_SIZE)
+        )
+        self._worker: asyncio.Task[None] | None = None
+        session.waker = self._due.set
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.session.public_id!r}, {self.session.state.name})"
+
+    # --- the Channel API ---------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self.session.public_id
+
+    @property
+    def identity(self) -> Identity:
+        return self.session.identity
+
+    @property
+    def state(self) -> State:
+        return self.session.state
+
+    @property
+    def topics(self) -> frozenset[str]:
+        return frozenset(self.session.topics)
+
+    def _check_open(self) -> None:
+        if self.session.state >= State.CLOSING:
+            session = self.session
+            raise self._closed or channel_closed(
+                session.close_code or CloseCode.NORMAL, session.close_reason
+            )
+
+    async def send(self, event: str, data: Data = None) -> None:
+        self._check_open()
+        self.session.push(msg_frame(event, data))
+
+    async def receive(self) -> Message:
+        if self._closed is not None and self._inbox.empty():
+            raise self._closed
+        message = await self._inbox.get()
+        if message is None:
+            self._inbox.put_nowait(None)  # wake any other receiver too
+            assert self._closed is not None
+            raise self._closed
+        return message
+
+    async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        await self.engine.close(self, code, reason)
+
+    async def subscribe(self, topic: str, since: Position | None = None) -> bool:
+        self._check_open()
+        if not valid_topic(topic, self.engine.limits):
+            raise ProtocolError("bad_topic", "invalid topic name")
+        history = await self.engine.hub.join(self.session, topic, since, None)
+        return history.recovered if since is not None else True
+
+    async def unsubscribe(self, topic: str) -> None:
+        await self.engine.hub.leave(self.session, [topic])
+
+    # --- for transports ----------------------------------------------------------------
+
+    async def submit(self, frame: ClientFrame) -> None:
+        """Hand a client frame to this channel's dispatcher (waits while it is busy).
+
+        Frames are applied in order by one task per channel, which a dropped connection does
+        not cancel: a handler that started always finishes, so its reply can be remembered and
+        a retried message is never applied twice.
+        """
+        if self._closed is not None:
+            raise self._closed
+        await self._inbound.put((frame, None))
+
+    async def submit_all(self, frames: list[ClientFrame]) -> None:
+        """Hand over a batch (a POST body) and wait until all of it has been applied."""
+        if self._closed is not None:
+            raise self._closed
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for frame in frames[:-1]:
+            await self._inbound.put((frame, None))
+        await self._inbound.put((frames[-1], done))
+        await asyncio.shield(done)
+
+    async def _work(self) -> None:
+        inbound, engine = self._inbound, self.engine
+        while True:
+            item = await inbound.get()
+            if item is None:
+                return
+            frame, done = item
+            try:
+                if self._closed is None:
+                    await engine.dispatch(self, frame)
+            except Exception:
+                log.exception("dispatch failed")
+            finally:
+                if done is not None and not done.done():
+                    done.set_result(None)
+
+    async def wait_due(self, timeout: float | None = None) -> bool:
+        """Wait until frames are due (True) or ``timeout`` passes (False).
+
+        Also returns at once when the session is gone (:attr:`finished`).
+        """
+        if self.session.pending or self.finished:
+            return True
+        self._due.clear()
+        if self.session.pending:
+            return True
+        if timeout is None:
+            await self._due.wait()
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                await self._due.wait()
+        except TimeoutError:
+            return bool(self.session.pending)
+        return True
+
+    @property
+    def finished(self) -> bool:
+        """The session is gone for good: transports stop serving it."""
+        return self.session.state is State.CLOSED
+
+    def wake(self) -> None:
+        """Make :meth:`wait_due` return (for example to end a superseded poll)."""
+        self._due.set()
+
+    def hello(self) -> OutFrame:
+        """The HELLO frame for this channel."""
+        return hello_frame(
+            {
+                "v": 1,
+                "id": self.session.public_id,
+                "transport": self.transport,
+                "heartbeat": int(self.engine.settings.heartbeat * 1000),
+            }
+        )
+
+    def abort(self) -> None:
+        """Stop writing to a connection whose writes no longer progress (transport-specific)."""
+
+    def _shutdown(self, code: int, reason: str) -> None:
+        if self._closed is None:
+            self._closed = channel_closed(code, reason)
+            with contextlib.suppress(asyncio.QueueFull):
+                self._inbox.put_nowait(None)
+            # Let the dispatcher finish what it is applying, then stop; frames still queued
+            # were never acknowledged, so the client sends them again.
+            while True:
+                try:
+                    item = self._inbound.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                if item is not None and item[1] is not None and not item[1].done():
+                    item[1].set_result(None)
+            self._inbound.put_nowait(None)
+        self._due.set()
+
+
+class WebSocketChannel(SessionChannel):
+    """A channel carried by one WebSocket: frames both ways, one per message.
+
+    One runner task (owned by the engine, not by Quart's request) reads a frame, applies it and
+    writes what it produced, all in one turn of the event loop; a writer task sends what other
+    tasks queue (publications, ``channel.send`` from elsewhere). A lock around "take and send"
+    keeps frames in order between the two. Because Quart cancels the request task, not the
+    runner, when the client disconnects, a handler that started always finishes.
+    """
+
+    transport: ClassVar[TransportName] = "websocket"
+    bidirectional: ClassVar[bool] = True
+    uses_dispatcher: ClassVar[bool] = False
+
+    def __init__(self, engine: Engine, session: Session) -> None:
+        super().__init__(engine, session)
+        self._lock = asyncio.Lock()
+        self._runner: asyncio.Task[None] | None = None
+        self._receiving = False
+        self._dispatching = False
+        self._owed = False
+        self._gone = False
+        self._socket_closed = False
+        self._writer: asyncio.Task[None] | None = None
+        session.waker = self._wake
+
+    def abort(self) -> None:
+        # A write blocked on a client that stopped reading: stop it and stop reading too.
+        self._gone = True
+        for task in (self._writer, self._runner):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+
+    def _wake(self) -> None:
+        # Frames the runner queues while applying a frame are sent by the runner itself right
+        # after; waking the writer for them would cost a task switch per message.
+        if self._dispatching and asyncio.current_task() is self._runner:
+            if not self._owed:
+                self._owed = True
+                asyncio.get_running_loop().call_soon(self._settle)
+            return
+        self._due.set()
+
+    def _settle(self) -> None:
+        self._owed = False
+        if self.session.pending:  # the handler is still waiting on something: writer's turn
+            self._due.set()
+
+    async def serve(self, socket: Any) -> None:
+        """Run the connection until it ends (called from the WebSocket route)."""
+        runner = self.engine.spawn(self._run(socket), f"transports-ws-{self.session.public_id}")
+        self._runner = runner
+        try:
+            await asyncio.shield(runner)
+        except asyncio.CancelledError:
+            # The client went away: Quart cancels this request task. Stop the runner only
+            # while it waits for input; a frame being applied is finished first.
+            self._gone = True
+            if self._receiving:
+                runner.cancel()
+            raise
+
+    async def _run(self, socket: Any) -> None:
+        engine, session = self.engine, self.session
+        limits = engine.limits
+        backlog_limit = engine.settings.max_websocket_backlog
+        await socket.send(self.hello().text)
+        session.last_sent = engine.clock()
+        writer = self._writer = asyncio.create_task(
+            self._write(socket), name="transports-ws-writer"
+        )
+        try:
+            while session.state is State.OPEN and not self._gone:
+                self._receiving = True
+                try:
+                    message = await socket.receive()
+                finally:
+                    self._receiving = False
+                if not message:
+                    raise ProtocolError("bad_frame", "empty message")
+                frame = decode_client_frame(message, limits)
+                if engine.over_rate(session) or self._backlog(socket) > backlog_limit:
+                    await engine.close(self, CloseCode.RATE_LIMITED, "too many messages")
+                    break
+                self._dispatching = True
+                try:
+                    await engine.dispatch(self, frame)
+                finally:
+                    self._dispatching = False
+                if session.pending and not self._lock.locked():
+                    await self._flush(socket)
+        except PayloadTooBig as exc:
+            await engine.close(self, CloseCode.TOO_BIG, exc.message)
+        except ProtocolError as exc:
+            await engine.close(self, CloseCode.BAD_REQUEST, exc.message)
+        except asyncio.CancelledError:
+            if not self._gone:
+                writer.cancel()
+                raise  # the engine is stopping
+        if self._gone:
+            writer.cancel()
+            engine.close_now(session, CloseCode.ABNORMAL, "connection lost")
+            return
+        # Closing on our side: let the writer deliver the close frame (unless the runner
+        # already did), then end.
+        if self._socket_closed:
+            writer.cancel()
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(writer, timeout=5)
+        engine.close_now(session, session.close_code or CloseCode.NORMAL, session.close_reason)
+
+    @staticmethod
+    def _backlog(socket: Any) -> int:
+        """Messages Quart has received for this socket and we have not read yet.
+
+        Quart moves incoming messages into an unbounded queue of its own (``Websocket._receive``
+        is that queue's ``get``), so a flood fills memory unless someone looks at it.
+        """
+        queue = getattr(getattr(socket, "_receive", None), "__self__", None)
+        return queue.qsize() if isinstance(queue, asyncio.Queue) else 0
+
+    async def _flush(self, socket: Any) -> None:
+        session = self.session
+        async with self._lock:
+            if self._socket_closed:
+                return
+            for _, frame in session.take():
+                if frame.text.startswith("[9,"):
+                    await self._close_socket(socket)
+                    return
+                await socket.send(frame.ws)
+            session.last_sent = self.engine.clock()
+
+    async def _close_socket(self, socket: Any) -> None:
+        self._socket_closed = True
+        session = self.session
+        await socket.close(session.close_code or 1000, session.close_reason[:120])
+
+    async def _write(self, socket: Any) -> None:
+        try:
+            while not self._socket_closed:
+                await self.wait_due()
+                if self.finished:
+                    async with self._lock:
+                        if not self._socket_closed:
+                            await self._close_socket(socket)
+                    return
+                await self._flush(socket)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the socket broke under us; the reader will see the disconnect
+            log.debug("websocket write failed", exc_info=True)
+
+
+class SSEChannel(SessionChannel):
+    """A channel whose downstream is an event stream; upstream frames arrive by POST."""
+
+    transport: ClassVar[TransportName] = "sse"
+    bidirectional: ClassVar[bool] = False
+    _stream_task: asyncio.Task[Any] | None = None
+
+    def abort(self) -> None:
+        task = self._stream_task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    async def stream(self, resync: bool) -> AsyncIterator[bytes]:
+        """The response body: HELLO at once, then every due frame as it comes."""
+        engine, session = self.engine, self.session
+        clock = engine.clock
+        max_bytes = engine.settings.poll_max_bytes
+        self._stream_task = asyncio.current_task()
+        try:
+            yield encode_hello(self.hello(), int(engine.settings.retry * 1000))
+            session.last_sent = clock()
+            if resync:
+                await engine.close(self, CloseCode.RESYNC, "resync")
+            while True:
+                await self.wait_due()
+                if self.finished:
+                    return
+                taken = session.take(max_bytes)
+                if not taken:
+                    continue
+                yield b"".join([encode_frame(frame, seq) for seq, frame in taken])
+                session.last_sent = clock()
+                if taken[-1][1].text.startswith("[9,"):
+                    return
+        finally:
+            self._stream_task = None
+            engine.detach(self)
+
+
+class LongPollChannel(SessionChannel):
+    """A channel whose downstream is a series of held GET requests."""
+
+    transport: ClassVar[TransportName] = "longpoll"
+    bidirectional: ClassVar[bool] = False
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._generation = 0
+        self._greeted = False
+
+    async def poll(self, cursor: int) -> bytes:
+        """Answer one poll: frames after ``cursor`` now, or after waiting up to the window."""
+        engine, session = self.engine, self.session
+        settings = engine.settings
+        self._generation += 1
+        generation = self._generation
+        try:
+            # HELLO opens the first poll only; it has no sequence number.
+            head: list[OutFrame] = [] if self._greeted else [self.hello()]
+            self._greeted = True
+            result = session.rewind(cursor)
+            if result is SyncResult.TOO_OLD:
+                await engine.close(self, CloseCode.RESYNC, "resync")
+            if not session.pending and not head:
+                await self.wait_due(settings.poll_window)
+            if generation != self._generation or self.finished:  # superseded, or gone
+                return encode_poll(cursor, [])
+            taken = session.take(settings.poll_max_bytes)
+            session.last_sent = engine.clock()
+            last = taken[-1][0] if taken else cursor
+            return encode_poll(last, head + [frame for _, frame in taken])
+        finally:
+            if generation == self._generation:
+                engine.detach(self)
+
+    def supersede(self) -> None:
+        """End the poll in flight (a newer one arrived)."""
+        self._generation += 1
+        self.wake()
