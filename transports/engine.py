@@ -15,6 +15,7 @@ import asyncio
 import base64
 import contextlib
 import inspect
+import json
 import logging
 import secrets
 import time
@@ -31,6 +32,7 @@ from .exceptions import (
     InvalidState,
     Refused,
     Reject,
+    SessionElsewhere,
     TicketError,
 )
 from .hub import Hub
@@ -54,7 +56,13 @@ from .protocol.frames import (
 from .protocol.negotiation import NegotiateRequest, choose, negotiate_response
 from .protocol.ratelimit import TokenBucket
 from .protocol.session import OutboxLimits, Session, State
-from .protocol.tokens import TokenSigner, identity_fingerprint, new_public_id, new_session_id
+from .protocol.tokens import (
+    TokenSigner,
+    identity_fingerprint,
+    new_public_id,
+    new_session_id,
+    parse_session_token,
+)
 from .settings import Settings
 from .typing import Data, Identity, TransportName
 
@@ -98,6 +106,13 @@ def _reply_frame(ref: int | str, status: str, data_text: str, binary: bool) -> O
         payload=base64.b64decode(data_text),
         binary_header=head + "null]",
     )
+
+
+_INIT = "init:"
+"""Backplane key prefix of a negotiated session's first record (identity, ids)."""
+_OWNER = "owner:"
+"""Backplane key prefix naming the process that holds a live session."""
+_OWNER_TTL = 86_400.0
 
 
 def _retry_later(code: str, message: str, wait: float) -> Refused:
@@ -267,31 +282,38 @@ class Engine:
         if limit is not None and self._per_address[key] >= limit:
             raise _retry_later("too_many_connections", "too many sessions from this address", 5)
 
-    def negotiate(
+    async def negotiate(
         self, identity: Identity, request: NegotiateRequest, address: str | None = None
     ) -> dict[str, Any]:
-        """Create a session for ``identity`` and return the negotiate response body.
+        """Mint a session for ``identity`` and return the negotiate response body.
 
-        Call :meth:`admit` first. Raises :class:`ProtocolError` ``no_transport``.
+        Negotiate keeps no state in this process: it stores the session's first record in the
+        backplane (for ``ticket_ttl``), and the session comes to life on whichever process its
+        transport first attaches to (:meth:`_materialize`). So a negotiate and the transport
+        request that follows may land on different processes. Call :meth:`admit` first.
+
+        Raises:
+            ProtocolError: ``no_transport``.
+            Refused: ``unavailable`` (draining, or the backplane is down).
+            TypeError: ``identity`` is not JSON-serializable.
         """
         settings = self.settings
         if self.draining:
             raise Refused("unavailable", "the server is shutting down")
         transports = choose(request.transports, settings.transports)
         sid = new_session_id()
-        now = self.clock()
-        session = Session(
-            sid, new_public_id(), identity, request.client_key, self.outbox_limits, now
+        public_id = new_public_id()
+        record = json.dumps(
+            {"p": public_id, "i": identity, "k": request.client_key, "a": address or "?"},
+            separators=(",", ":"),
         )
-        session.on_close = self._on_closing
-        session.address = address or "?"
-        self._per_address[session.address] += 1
-        if settings.rate_limit is not None:
-            session.bucket = TokenBucket(settings.rate_limit, settings.rate_burst, now)
-        self._sessions[sid] = session
+        try:
+            await self.backplane.store(_INIT + sid, record, settings.ticket_ttl + 5)
+        except BackplaneError:
+            raise Refused("unavailable", "the backplane is unavailable") from None
         self.stats["negotiated"] += 1
         return negotiate_response(
-            public_id=session.public_id,
+            public_id=public_id,
             token=self.signer.session_token(self.node, sid, identity),
             ticket=self.signer.ticket(self.node, sid, self.wallclock(), settings.ticket_ttl),
             transports=transports,
@@ -306,11 +328,44 @@ class Engine:
             history_ttl=settings.history_ttl,
         )
 
-    def _local_session(self, node: str, sid: str) -> Session:
-        session = self._sessions.get(sid) if node == self.node else None
-        if session is None or session.state is State.CLOSED:
-            raise Refused("unknown_session", "unknown or expired session")
+    async def _materialize(self, sid: str, token: str | None = None) -> Session | None:
+        """Bring session ``sid`` to life in this process from its negotiate record.
+
+        Returns None when the record is gone (the session expired unattached, or it was
+        already brought to life somewhere: records are read once). With ``token``, the token
+        is verified against the record's identity before anything is created.
+        """
+        backplane = self.backplane
+        try:
+            raw = await backplane.load(_INIT + sid)
+            if raw is None:
+                return None
+            record = json.loads(raw)
+            if token is not None:
+                self.signer.verify_session_token(token, record["i"])
+            if not await backplane.claim(_OWNER + sid, _OWNER_TTL, self.node):
+                return None
+            await backplane.store(_INIT + sid, "", 1)  # spent: it never materializes twice
+        except BackplaneError:
+            raise Refused("unavailable", "the backplane is unavailable") from None
+        settings = self.settings
+        now = self.clock()
+        session = Session(sid, record["p"], record["i"], record["k"], self.outbox_limits, now)
+        session.on_close = self._on_closing
+        session.address = record["a"]
+        self._per_address[session.address] += 1
+        if settings.rate_limit is not None:
+            session.bucket = TokenBucket(settings.rate_limit, settings.rate_burst, now)
+        self._sessions[sid] = session
         return session
+
+    async def _owner(self, sid: str) -> str | None:
+        """The process holding session ``sid`` when it is not this one."""
+        try:
+            owner = await self.backplane.load(_OWNER + sid)
+        except BackplaneError:
+            return None
+        return owner if owner and owner != self.node else None
 
     def _auth_budget(self, address: str | None) -> TokenBucket | None:
         settings = self.settings
@@ -324,20 +379,16 @@ class Engine:
             )
         return bucket
 
-    def _check_credential(self, address: str | None, check: Callable[[], Session]) -> Session:
-        """Run a ticket or token check; an address that keeps failing is throttled (429)."""
+    def _budget_left(self, address: str | None) -> TokenBucket | None:
         bucket = self._auth_budget(address)
         if bucket is not None and bucket.available(self.clock()) < 1:
             raise _retry_later("rate_limited", "too many refused credentials", 1)
-        try:
-            return check()
-        except Refused as exc:
-            if bucket is not None and (
-                isinstance(exc, TicketError) or exc.code == "unknown_session"
-            ):
-                bucket.take(self.clock())
-                self.stats["refused_credentials"] += 1
-            raise
+        return bucket
+
+    def _refused(self, bucket: TokenBucket | None, exc: Refused) -> None:
+        if bucket is not None and (isinstance(exc, TicketError) or exc.code == "unknown_session"):
+            bucket.take(self.clock())
+            self.stats["refused_credentials"] += 1
 
     async def session_for_ticket(
         self,
@@ -349,55 +400,76 @@ class Engine:
     ) -> Session:
         """The session a WebSocket or SSE request may attach to with ``ticket``.
 
-        A ticket is spent on first use. With ``reattach`` (an SSE reconnect that carries
-        ``Last-Event-ID``) a spent ticket may reattach a stream to its own live SSE session.
+        A ticket is spent on first use, which brings the session to life in this process. With
+        ``reattach`` (an SSE reconnect that carries ``Last-Event-ID``) a spent ticket may
+        reattach a stream to its own live SSE session, if it lives in this process.
 
         Raises:
             TicketError: ``ticket_invalid``, ``ticket_expired`` or ``ticket_used``.
-            Refused: ``unknown_session``, ``wrong_transport`` or ``conflict``.
+            Refused: ``unknown_session``, ``wrong_transport``, ``conflict``, ``unavailable``;
+                ``rate_limited`` when this address presented too many refused credentials.
         """
-        found: list[Any] = []
-
-        def check() -> Session:
+        bucket = self._budget_left(address)
+        try:
             verified = self.signer.verify_ticket(ticket, self.wallclock(), allow_expired=True)
-            found.append(verified)
-            return self._local_session(verified.node, verified.sid)
-
-        session = self._check_credential(address, check)
-        verified = found[0]
-        if reattach and transport == "sse" and session.transport == "sse":
-            pass  # an EventSource reconnect to its own live session (protocol §5.3)
-        elif self.wallclock() > verified.expires:
-            raise TicketError("ticket_expired", "ticket expired")
-        elif not await self.backplane.claim(
-            "ticket:" + verified.nonce, self.settings.ticket_ttl + 60
-        ):
-            raise TicketError("ticket_used", "ticket already used")
+            session = self._sessions.get(verified.sid)
+            if (
+                session is not None
+                and session.state is not State.CLOSED
+                and (reattach and transport == "sse" and session.transport == "sse")
+            ):
+                self._check_attachable(session, transport)
+                return session  # an EventSource reconnect to its own live session (§5.3)
+            if self.wallclock() > verified.expires:
+                raise TicketError("ticket_expired", "ticket expired")
+            if not await self.backplane.claim(
+                "ticket:" + verified.nonce, self.settings.ticket_ttl + 60
+            ):
+                raise TicketError("ticket_used", "ticket already used")
+            if session is None:
+                session = await self._materialize(verified.sid)
+            if session is None or session.state is State.CLOSED:
+                raise Refused("unknown_session", "unknown or expired session")
+        except Refused as exc:
+            self._refused(bucket, exc)
+            raise
         self._check_attachable(session, transport)
         return session
 
-    def session_for_token(
+    async def session_for_token(
         self, token: str | None, transport: TransportName | None, address: str | None = None
     ) -> Session:
         """The session a long-poll or POST request names with its ``X-Realtime-Session`` token.
 
         ``transport`` is the transport the request is for (None for ``POST /send``, which
-        accepts SSE and long-poll sessions).
+        accepts SSE and long-poll sessions). A long-poll session comes to life in the process
+        that receives its first poll.
 
         Raises:
             TicketError: ``unauthorized`` (missing, malformed or forged token).
-            Refused: ``unknown_session`` or ``wrong_transport``.
+            SessionElsewhere: the session lives in another process (forward the request there).
+            Refused: ``unknown_session``, ``wrong_transport``, ``unavailable``, ``rate_limited``.
         """
-        from .protocol.tokens import parse_session_token
-
-        def check() -> Session:
-            node, sid = parse_session_token(token)
-            found = self._local_session(node, sid)
+        bucket = self._budget_left(address)
+        try:
+            _, sid = parse_session_token(token)
             assert token is not None
-            self.signer.verify_session_token(token, found.identity)
-            return found
-
-        session = self._check_credential(address, check)
+            session = self._sessions.get(sid)
+            if session is None or session.state is State.CLOSED:
+                session = None
+                if transport == "longpoll":
+                    session = await self._materialize(sid, token)
+                if session is None:
+                    owner = await self._owner(sid)
+                    if owner is not None:
+                        raise SessionElsewhere(owner)
+                    raise Refused("unknown_session", "unknown or expired session")
+            self.signer.verify_session_token(token, session.identity)
+        except SessionElsewhere:
+            raise
+        except Refused as exc:
+            self._refused(bucket, exc)
+            raise
         if transport is None:
             if session.transport == "websocket":
                 raise Refused("wrong_transport", "this session uses WebSocket")

@@ -7,6 +7,7 @@
      |    +-- ChannelClosedOK        closed with 1000 (normal)
      |    +-- ChannelClosedError     closed with any other code
      +-- Refused (code, message)     a request refused with a documented error code
+     |    +-- SessionElsewhere       the session lives in another process (forward it)
      |    +-- ProtocolError          a frame or body breaks docs/protocol.md
      |    |    +-- PayloadTooBig     larger than a configured limit
      |    +-- TicketError            a connect ticket or session token was refused
@@ -32,6 +33,7 @@ __all__ = [
     "ProtocolError",
     "Refused",
     "Reject",
+    "SessionElsewhere",
     "ReplyError",
     "TicketError",
     "TransportsError",
@@ -85,6 +87,17 @@ class Refused(TransportsError):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class SessionElsewhere(Refused):
+    """The session lives in another process (``node``); the request must be forwarded there.
+
+    Its code is ``unknown_session``, so where forwarding is not possible it reads as a 404.
+    """
+
+    def __init__(self, node: str) -> None:
+        super().__init__("unknown_session", "the session lives in another process")
+        self.node = node
 
 
 class ProtocolError(Refused):

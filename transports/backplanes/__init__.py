@@ -106,8 +106,9 @@ class Backplane(abc.ABC):
         another epoch, ahead of the topic, or older than the history kept."""
 
     @abc.abstractmethod
-    async def claim(self, key: str, ttl: float) -> bool:
-        """Set ``key`` for ``ttl`` seconds if it is not set; True if this call set it."""
+    async def claim(self, key: str, ttl: float, value: str = "1") -> bool:
+        """Set ``key`` to ``value`` for ``ttl`` seconds if it is not set; True if this call set
+        it (atomic across processes: exactly one of several concurrent claims wins)."""
 
     @abc.abstractmethod
     async def store(self, key: str, value: str, ttl: float) -> None:

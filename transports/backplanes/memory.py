@@ -146,11 +146,11 @@ class MemoryBackplane(Backplane):
             return None
         return item[0]
 
-    async def claim(self, key: str, ttl: float) -> bool:
+    async def claim(self, key: str, ttl: float, value: str = "1") -> bool:
         now = self._clock()
         if self._get(key, now) is not None:
             return False
-        self._set(key, "1", ttl, now)
+        self._set(key, value, ttl, now)
         return True
 
     def _set(self, key: str, value: str, ttl: float, now: float) -> None:

@@ -265,7 +265,7 @@ class Realtime:
                     return error_response("unauthorized", exc.message)
                 if identity is False:
                     return error_response("unauthorized", "not allowed to connect")
-            payload = self.engine.negotiate(identity, asked, address)
+            payload = await self.engine.negotiate(identity, asked, address)
         except Refused as exc:
             if exc.code == "unavailable":
                 return error_response(exc.code, exc.message, headers={"Retry-After": "1"})

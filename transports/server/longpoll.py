@@ -37,7 +37,7 @@ class LongPollTransport(Transport):
             if not origin_ok(realtime):
                 return error_response("forbidden_origin", "origin not allowed")
             try:
-                session = engine.session_for_token(
+                session = await engine.session_for_token(
                     request.headers.get(SESSION_HEADER), "longpoll", request.remote_addr
                 )
                 cursor = parse_cursor(request.args.get("cursor"))
@@ -73,7 +73,7 @@ def register_send(blueprint: Blueprint, realtime: Realtime) -> None:
         if content_type != "application/json":
             return error_response("unsupported_media_type", "Content-Type must be application/json")
         try:
-            session = engine.session_for_token(
+            session = await engine.session_for_token(
                 request.headers.get(SESSION_HEADER), None, request.remote_addr
             )
             channel = engine.channel_of(session)
