@@ -21,11 +21,12 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from .backplanes import Backplane, Published, create_backplane
 from .channel import Channel, Message
-from .channels import SessionChannel
+from .channels import LongPollChannel, SessionChannel
 from .exceptions import (
     BackplaneError,
     ChannelClosed,
@@ -36,7 +37,7 @@ from .exceptions import (
     TicketError,
 )
 from .hub import Hub
-from .protocol.codes import CloseCode
+from .protocol.codes import ERROR_STATUS, CloseCode
 from .protocol.frames import (
     PING,
     PONG,
@@ -49,10 +50,12 @@ from .protocol.frames import (
     Publish,
     Subscribe,
     Unsubscribe,
+    decode_batch,
     encode_data,
     encode_json,
     valid_topic,
 )
+from .protocol.longpoll import parse_cursor
 from .protocol.negotiation import NegotiateRequest, choose, negotiate_response
 from .protocol.ratelimit import TokenBucket
 from .protocol.session import OutboxLimits, Session, State
@@ -107,6 +110,35 @@ def _reply_frame(ref: int | str, status: str, data_text: str, binary: bool) -> O
         binary_header=head + "null]",
     )
 
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An HTTP answer the server layer sends as it is (poll and POST are answered here so that
+    a process can also answer them for a request forwarded from another process)."""
+
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def refused(cls, exc: Refused) -> Answer:
+        """The JSON error answer of ``exc`` (protocol §10.2), with ``Retry-After`` if known."""
+        headers = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
+        body = json.dumps({"error": exc.code, "message": exc.message}).encode()
+        return cls(ERROR_STATUS.get(exc.code, 400), body, headers)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"s": self.status, "b": base64.b64encode(self.body).decode(), "h": self.headers}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> Answer:
+        return cls(int(value["s"]), base64.b64decode(value["b"]), dict(value["h"]))
+
+
+_JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 
 _INIT = "init:"
 """Backplane key prefix of a negotiated session's first record (identity, ids)."""
@@ -176,6 +208,9 @@ class Engine:
         self._negotiations: dict[str, TokenBucket] = {}
         self._auth_failures: dict[str, TokenBucket] = {}
         self._revalidating: asyncio.Task[None] | None = None
+        self._inbox: asyncio.Task[None] | None = None
+        self._calls: dict[str, asyncio.Future[Answer]] = {}
+        self._posting: set[str] = set()
         self.revalidate: Callable[[Channel], Awaitable[Any]] | None = None
         self.stats: Counter[str] = Counter()
         """Counters: ``negotiated``, ``opened``, ``closed:<code>``, ``slow_consumers``,
@@ -187,8 +222,10 @@ class Engine:
     # --- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect the backplane and start the hub and the sweeper."""
+        """Connect the backplane and start the hub, the sweeper and this process's inbox."""
         await self.hub.start()
+        await self.backplane.open_inbox(self.node)
+        self._inbox = asyncio.create_task(self._listen_inbox(), name="transports-inbox")
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="transports-sweeper")
         self.running = True
 
@@ -217,10 +254,11 @@ class Engine:
         """Close every channel with 1001 (going away), then stop everything."""
         self.running = False
         await self.drain(timeout=1.0)
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        for task in (self._sweeper, self._inbox):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -476,6 +514,138 @@ class Engine:
         elif session.transport not in (None, transport):
             raise Refused("wrong_transport", "this session uses another transport")
         return session
+
+    # --- long-poll and POST, answered here or forwarded to the session's process --------
+
+    async def poll(
+        self, token: str | None, cursor_text: str | None, address: str | None, *, hop: int = 0
+    ) -> Answer:
+        """Answer ``GET /poll`` (protocol §6.1), wherever the session lives."""
+        try:
+            session = await self.session_for_token(token, "longpoll", address)
+            cursor = parse_cursor(cursor_text)
+            if cursor > session.sent_seq:
+                raise Refused("bad_request", "cursor is ahead of the session")
+            existing = self._channels.get(session.sid)
+            if isinstance(existing, LongPollChannel) and session.attached:
+                existing.supersede()
+                session.detach(self.clock())
+            channel = self.attach(session, "longpoll", lambda s: LongPollChannel(self, s))
+        except SessionElsewhere as exc:
+            if hop:
+                return Answer.refused(Refused("unknown_session", "unknown or expired session"))
+            call = {"k": "poll", "t": token, "c": cursor_text, "a": address}
+            return await self._forward(exc.node, call, self.settings.poll_window + 10)
+        except Refused as exc:
+            return Answer.refused(exc)
+        assert isinstance(channel, LongPollChannel)
+        return Answer(200, await channel.poll(cursor), dict(_JSON_HEADERS))
+
+    async def post(
+        self,
+        token: str | None,
+        read_body: Callable[[], Awaitable[bytes]],
+        address: str | None,
+        *,
+        hop: int = 0,
+    ) -> Answer:
+        """Answer ``POST /send`` (protocol §6.2), wherever the session lives."""
+        try:
+            session = await self.session_for_token(token, None, address)
+        except SessionElsewhere as exc:
+            if hop:
+                return Answer.refused(Refused("unknown_session", "unknown or expired session"))
+            try:
+                body = await read_body()
+            except Refused as refused:
+                return Answer.refused(refused)
+            call = {"k": "post", "t": token, "b": base64.b64encode(body).decode(), "a": address}
+            return await self._forward(exc.node, call, self.settings.body_timeout + 30)
+        except Refused as exc:
+            return Answer.refused(exc)
+        channel = self._channels.get(session.sid)
+        try:
+            if channel is None or session.state is not State.OPEN:
+                raise Refused("conflict", "attach a transport to the session first")
+            if session.sid in self._posting:
+                raise Refused("conflict", "another POST for this session is in progress")
+            self._posting.add(session.sid)
+            try:
+                frames = decode_batch(await read_body(), self.limits)
+                wait = self.over_rate(session, len(frames))
+                if wait:
+                    raise _retry_later("rate_limited", "too many messages", wait)
+                await channel.submit_all(frames)
+            finally:
+                self._posting.discard(session.sid)
+        except Refused as exc:
+            return Answer.refused(exc)
+        session.last_seen = self.clock()
+        return Answer(204)
+
+    async def _forward(self, node: str, call: dict[str, Any], timeout: float) -> Answer:
+        """Run ``call`` in process ``node`` and return its answer (404 if it does not answer)."""
+        call_id = secrets.token_urlsafe(9)
+        call.update(id=call_id, **{"from": self.node})
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._calls[call_id] = future
+        self.stats["forwarded"] += 1
+        try:
+            await self.backplane.send_to_node(node, json.dumps(call))
+            async with asyncio.timeout(timeout):
+                return await future
+        except (TimeoutError, BackplaneError):
+            # The process holding the session is gone (or unreachable): the session is lost.
+            self.stats["forward_failures"] += 1
+            with contextlib.suppress(BackplaneError):
+                token = call.get("t")
+                if isinstance(token, str) and token.count(".") == 3:
+                    await self.backplane.store(_OWNER + token.split(".")[2], "", 1)
+            return Answer.refused(Refused("unknown_session", "unknown or expired session"))
+        finally:
+            self._calls.pop(call_id, None)
+
+    async def _listen_inbox(self) -> None:
+        while True:
+            try:
+                raw = await self.backplane.receive_from_inbox()
+                message = json.loads(raw)
+                if not isinstance(message, dict):
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("dropped a malformed inbox message")
+                continue
+            if message.get("k") == "answer":
+                future = self._calls.get(str(message.get("id")))
+                if future is not None and not future.done():
+                    with contextlib.suppress(Exception):
+                        future.set_result(Answer.from_json(message))
+            else:
+                self.spawn(self._answer_call(message), "transports-forwarded")
+
+    async def _answer_call(self, call: dict[str, Any]) -> None:
+        """Serve a request another process forwarded here, and send the answer back."""
+        try:
+            token, address = call.get("t"), call.get("a")
+            if call.get("k") == "poll":
+                answer = await self.poll(token, call.get("c"), address, hop=1)
+            elif call.get("k") == "post":
+                body = base64.b64decode(str(call.get("b", "")))
+
+                async def read_body() -> bytes:
+                    return body
+
+                answer = await self.post(token, read_body, address, hop=1)
+            else:
+                return
+            reply = {"k": "answer", "id": call.get("id"), **answer.to_json()}
+            await self.backplane.send_to_node(str(call.get("from")), json.dumps(reply))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("serving a forwarded request failed")
 
     def _check_attachable(self, session: Session, transport: TransportName) -> None:
         if session.transport not in (None, transport):

@@ -7,7 +7,11 @@ A backplane does three jobs:
 2. **Order and history**: it gives every publication its topic's next offset and the topic's
    epoch, and keeps a bounded history so a client can resume (:meth:`Backplane.history`).
 3. **A small shared key-value store with expiry** (:meth:`claim`, :meth:`store`, :meth:`load`):
-   spent tickets and remembered replies must be visible to every process.
+   spent tickets, remembered replies and which process holds a session must be visible to
+   every process.
+4. **Process inboxes** (:meth:`open_inbox`, :meth:`send_to_node`, :meth:`receive_from_inbox`): a
+   long-poll or a POST that reaches a process other than the one holding its session is
+   forwarded there, so no load balancer needs sticky sessions.
 
 Choose one by URL with :func:`create_backplane`: ``memory://`` (one process, the default) or
 ``redis://`` (several processes and machines). Implementations are imported lazily, so the
@@ -117,6 +121,23 @@ class Backplane(abc.ABC):
     @abc.abstractmethod
     async def load(self, key: str) -> str | None:
         """The value of ``key``, or None when unset or expired."""
+
+    @abc.abstractmethod
+    async def open_inbox(self, node: str) -> None:
+        """Start receiving the messages other processes send to ``node`` (this process).
+
+        Effective when it returns. Called once, after :meth:`connect`."""
+
+    @abc.abstractmethod
+    async def send_to_node(self, node: str, message: str) -> None:
+        """Deliver ``message`` to process ``node``'s inbox, at most once. A message to a process
+        that is gone is lost (callers time out). Raises :class:`BackplaneError` when the
+        backplane is unreachable."""
+
+    @abc.abstractmethod
+    async def receive_from_inbox(self) -> str:
+        """The next message sent to this process. Only one task calls it; it never raises
+        while the backplane is away, it waits."""
 
 
 def create_backplane(url: str, **options: Any) -> Backplane:

@@ -59,6 +59,8 @@ class MemoryBackplane(Backplane):
         self._expiry: dict[float, deque[tuple[float, str]]] = {}
         self._connected = False
         self._last_sweep = 0.0
+        self._node = ""
+        self._inbox: asyncio.Queue[str] = asyncio.Queue()
 
     async def connect(self) -> None:
         self._connected = True
@@ -167,6 +169,18 @@ class MemoryBackplane(Backplane):
 
     async def load(self, key: str) -> str | None:
         return self._get(key, self._clock())
+
+    async def open_inbox(self, node: str) -> None:
+        self._node = node
+
+    async def send_to_node(self, node: str, message: str) -> None:
+        # One process: the only inbox is our own.
+        if node != self._node:
+            raise BackplaneError("no such process on the memory backplane")
+        await self._inbox.put(message)
+
+    async def receive_from_inbox(self) -> str:
+        return await self._inbox.get()
 
     # For tests and metrics.
     @property

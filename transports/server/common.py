@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from quart import Response, request, websocket
 
+from ..engine import Answer
 from ..exceptions import PayloadTooBig, Refused
 from ..protocol.codes import ERROR_STATUS
 from ..protocol.origin import origin_allowed
@@ -15,7 +16,7 @@ from ..protocol.origin import origin_allowed
 if TYPE_CHECKING:
     from .extension import Realtime
 
-__all__ = ["error_response", "origin_ok", "read_body", "refused_response"]
+__all__ = ["answer_response", "error_response", "origin_ok", "read_body", "refused_response"]
 
 
 def error_response(code: str, message: str, *, headers: dict[str, str] | None = None) -> Response:
@@ -24,6 +25,14 @@ def error_response(code: str, message: str, *, headers: dict[str, str] | None = 
     response = Response(body, status=ERROR_STATUS.get(code, 400), content_type="application/json")
     response.headers["Cache-Control"] = "no-store"
     for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def answer_response(answer: Answer) -> Response:
+    """The Quart response for an engine :class:`Answer`."""
+    response = Response(answer.body, status=answer.status)
+    for name, value in answer.headers.items():
         response.headers[name] = value
     return response
 
