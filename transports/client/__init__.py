@@ -73,6 +73,13 @@ class Incoming:
     offset: int | None = None
     epoch: str | None = None
 
+    @property
+    def id(self) -> str | None:
+        """A publication's message id, ``epoch:topic:offset`` (protocol §7); None for MSG."""
+        if self.topic is None:
+            return None
+        return f"{self.epoch}:{self.topic}:{self.offset}"
+
 
 class _Closed(Exception):
     """A transport connection ended (internal)."""

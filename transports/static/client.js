@@ -671,7 +671,7 @@ export class LongPollTransport extends HttpTransport {
  * @property {{onLine?: boolean}} [navigator] online status source (default: navigator, tests)
  */
 
-/** @typedef {{topic: string, event: string, data: any, offset: number, epoch: string}} Publication */
+/** @typedef {{id: string, topic: string, event: string, data: any, offset: number, epoch: string}} Publication */
 /** @typedef {{epoch: string, offset: number}} Position */
 /**
  * @typedef {Object} TopicEntry
@@ -779,7 +779,7 @@ export class Client {
   // --- public API ---------------------------------------------------------------------------
 
   /**
-   * Subscribe to a topic. The handler gets `{topic, event, data, offset, epoch}` for every
+   * Subscribe to a topic. The handler gets `{id, topic, event, data, offset, epoch}` for every
    * publication, once, in order, across reconnects and transport switches.
    * @param {string} topic
    * @param {(pub: Publication) => void} handler
@@ -1182,7 +1182,8 @@ export class Client {
     const pos = entry.position;
     if (pos && pos.epoch === epoch && offset <= pos.offset) return; // already processed (§7)
     entry.position = { epoch, offset };
-    const pub = { topic, event, data, offset, epoch };
+    // The message id the server gave this publication (protocol §7): "epoch:topic:offset".
+    const pub = { id: `${epoch}:${topic}:${offset}`, topic, event, data, offset, epoch };
     for (const handler of [...entry.handlers]) this._call(handler, pub);
   }
 
