@@ -13,7 +13,7 @@ async function openClient(options = {}, setup = () => {}) {
   return { world, client, log };
 }
 
-test("subscribe delivers publications as {topic, event, data, offset, epoch}; unsubscribe stops them", async () => {
+test("subscribe delivers publications as {id, topic, event, data, offset, epoch}; unsubscribe stops them", async () => {
   const { world, client } = await openClient();
   const got = [];
   const off = client.subscribe("news", (pub) => got.push(pub));
@@ -22,7 +22,9 @@ test("subscribe delivers publications as {topic, event, data, offset, epoch}; un
   assert.deepEqual(framesOf(world.last(), 5), [[5, 1, "news", null]]); // since null: from now
   world.publish("news", "new", { title: "Build passed" });
   await world.clock.advance(0);
-  assert.deepEqual(got, [{ topic: "news", event: "new", data: { title: "Build passed" }, offset: 1, epoch: "E1" }]);
+  assert.deepEqual(got, [
+    { id: "E1:news:1", topic: "news", event: "new", data: { title: "Build passed" }, offset: 1, epoch: "E1" },
+  ]);
   off();
   await world.clock.advance(0);
   assert.equal(framesOf(world.last(), 6).length, 1);
