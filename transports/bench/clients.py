@@ -161,8 +161,8 @@ class LibraryConn(Conn):
 
     async def next_message(self, timeout: float | None = None) -> dict[str, Any]:
         message = await self._c().next_message(timeout)
-        data: dict[str, Any] = message.data  # type: ignore[assignment]
-        return data
+        data: Any = message.data
+        return data  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         if self.client is not None:
@@ -331,7 +331,7 @@ class SioConn(Conn):
         await asyncio.gather(*(one() for _ in range(n)))
 
     async def subscribe(self) -> None:
-        await self.sio.call("join", None, timeout=60)
+        await self.sio.call("join", {}, timeout=60)
 
     async def next_message(self, timeout: float | None = None) -> dict[str, Any]:
         return await asyncio.wait_for(self.queue.get(), timeout)

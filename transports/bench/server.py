@@ -172,15 +172,15 @@ def sio_app() -> Any:
     sio = socketio.AsyncServer(async_mode="asgi")
     sinks = {"count": 0}
 
-    @sio.on("echo")
+    @sio.on("echo")  # type: ignore[untyped-decorator]
     async def echo(sid: str, data: Any) -> Any:
         return data
 
-    @sio.on("sink")
+    @sio.on("sink")  # type: ignore[untyped-decorator]
     async def sink(sid: str, data: Any) -> None:
         sinks["count"] += 1
 
-    @sio.on("join")
+    @sio.on("join")  # type: ignore[untyped-decorator]
     async def join(sid: str, data: Any) -> bool:
         await sio.enter_room(sid, FANOUT_TOPIC)
         return True

@@ -92,8 +92,17 @@ async def run(spec: dict[str, Any]) -> None:
     stdin = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
 
+    stall: float = spec.get("stall", 15.0)
+
     async def announce() -> None:
-        await complete.wait()
+        # "complete" when every connection has everything, or when deliveries stopped for
+        # ``stall`` seconds after the first one (connections that dropped never complete).
+        while not complete.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(complete.wait(), 0.5)
+            seen = [t for t in last if t]
+            if seen and time.monotonic() - max(seen) > stall:
+                break
         if expect:
             print("complete", flush=True)
 
