@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import pickle
 import secrets
+import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -254,6 +256,25 @@ async def test_claim_store_load_with_expiry(make: Maker) -> None:
     assert await bp.claim("ticket", 5) is True
 
 
+async def test_claim_keeps_the_winner_value(make: Maker) -> None:
+    bp = await make()
+    peer = await make.peer(bp)
+    results = await asyncio.gather(
+        *(backplane.claim("owner", 5, f"node-{i}") for i, backplane in enumerate([bp, peer] * 5))
+    )
+    assert results.count(True) == 1
+    assert await bp.load("owner") == f"node-{results.index(True)}"
+
+
+async def test_inbox_delivers_messages_to_this_process(make: Maker) -> None:
+    bp = await make()
+    await bp.open_inbox("node-a")
+    await bp.send_to_node("node-a", '{"call": "é"}')
+    await bp.send_to_node("node-a", "second")
+    assert await asyncio.wait_for(bp.receive_from_inbox(), 3) == '{"call": "é"}'
+    assert await asyncio.wait_for(bp.receive_from_inbox(), 3) == "second"
+
+
 async def test_binary_flag_and_payload_round_trip(make: Maker) -> None:
     bp = await make()
     await bp.subscribe("bin")
@@ -285,6 +306,31 @@ async def test_two_instances_share_offsets_and_fan_out(make_redis: Maker) -> Non
     assert await a.history("shared", Position(one.epoch, 0)) == await b.history(
         "shared", Position(one.epoch, 0)
     )
+
+
+async def test_inboxes_across_processes(make_redis: Maker, shared_redis: RedisServer) -> None:
+    a = await make_redis()
+    b = await make_redis()
+    await a.open_inbox("a")
+    await b.open_inbox("b")
+    await a.send_to_node("b", "for b")
+    await a.send_to_node("gone", "lost")  # nobody listens: lost, not an error
+    await b.send_to_node("a", "for a")
+    assert await asyncio.wait_for(b.receive_from_inbox(), 3) == "for b"
+    assert await asyncio.wait_for(a.receive_from_inbox(), 3) == "for a"
+    # Survives a reconnection; junk on the channel is dropped.
+    await shared_redis.acommand("PUBLISH", f"{make_redis.prefix}:node:b", b"\xff\xfe")
+    await shared_redis.acommand("CLIENT", "KILL", "TYPE", "pubsub")
+
+    async def send_until_received() -> str:
+        while True:
+            await a.send_to_node("b", "again")
+            try:
+                return await asyncio.wait_for(b.receive_from_inbox(), 0.2)
+            except TimeoutError:
+                continue
+
+    assert await asyncio.wait_for(send_until_received(), 5) == "again"
 
 
 async def test_redis_keys_follow_the_documented_layout(
@@ -423,6 +469,44 @@ async def test_redis_down_then_back_empty() -> None:
             assert (delivered.epoch, delivered.offset) == (after.epoch, 1)
         finally:
             await bp.disconnect()
+
+
+async def test_redis_frozen_times_out_then_catches_up() -> None:
+    """A Redis that stops answering (SIGSTOP: a black hole) makes calls fail within their
+    timeouts; the reader notices by PING, and catches up once Redis answers again."""
+    async with redis_server() as server:
+        options = {**FAST, "socket_timeout": 0.4, "health_interval": 0.3}
+        receiver = RedisBackplane(server.url, **options)
+        publisher = RedisBackplane(server.url, **options)
+        await receiver.connect()
+        await publisher.connect()
+        try:
+            await receiver.subscribe("t")
+            first = await publisher.publish("t", "e", "1", False)
+            assert await recv(receiver) == first
+            assert server.pid is not None
+            os.kill(server.pid, signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                with pytest.raises(BackplaneError):
+                    await asyncio.wait_for(publisher.publish("t", "e", "2", False), 5)
+                assert time.monotonic() - started < 2.5
+                receiving = asyncio.ensure_future(recv_many(receiver, 1, timeout=30))
+                await asyncio.sleep(1.2)  # long enough for the reader's PING to time out
+                assert not receiving.done()
+            finally:
+                os.kill(server.pid, signal.SIGCONT)
+            last = await asyncio.wait_for(_publish_when_up(publisher), 5)
+            got = [*await receiving]
+            while got[-1].offset < last.offset:
+                got.append(await recv(receiver))
+            # The timed-out publish may have been applied once Redis resumed: never twice,
+            # and never leaving a gap.
+            assert [r.offset for r in got] == list(range(2, last.offset + 1))
+            assert got[-1] == last
+        finally:
+            await receiver.disconnect()
+            await publisher.disconnect()
 
 
 async def _publish_when_up(bp: Backplane) -> Published:

@@ -24,7 +24,11 @@ With ``prefix="transports"`` (the default) and a topic ``room:1``:
     ``{"v": 1, "topic", "event", "data", "binary", "offset", "epoch", "time"}``.
 ``transports:kv:<key>``
     the key-value store (:meth:`RedisBackplane.claim`, :meth:`~RedisBackplane.store`,
-    :meth:`~RedisBackplane.load`): plain strings with a millisecond expiry.
+    :meth:`~RedisBackplane.load`): plain strings with a millisecond expiry (``SET NX PX``,
+    ``SET PX``, ``GET``).
+``transports:node:<node>``
+    pub/sub channel of a process's inbox (:meth:`~RedisBackplane.open_inbox`,
+    :meth:`~RedisBackplane.send_to_node`): the message as sent, at most once.
 
 The ``{topic}`` hash tag keeps a topic's keys in one cluster slot, as a script touching several
 keys requires (topic names cannot contain braces, see docs/protocol.md §2.1).
@@ -318,7 +322,11 @@ class RedisBackplane(Backplane):
         self._broken = False
         self._started = False
         self._down = False
+        self._inbox_channel: bytes | None = None
+        self._inbox_ready: asyncio.Future[None] | None = None
+        self._inbox: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)
         self._malformed = _RateLimitedLog("ignored a malformed message on a backplane channel")
+        self._inbox_full = _RateLimitedLog("dropped a message sent to this process")
 
     # --- names ------------------------------------------------------------------------------
 
@@ -333,6 +341,9 @@ class RedisBackplane(Backplane):
 
     def _kv(self, key: str) -> str:
         return f"{self.prefix}:kv:{key}"
+
+    def _node_channel(self, node: str) -> bytes:
+        return f"{self.prefix}:node:{node}".encode()
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -359,6 +370,10 @@ class RedisBackplane(Backplane):
             if not state.ready.done():
                 state.ready.set_exception(BackplaneError("the backplane was disconnected"))
                 state.ready.exception()  # retrieved by waiting subscribers, if any
+        ready, self._inbox_ready, self._inbox_channel = self._inbox_ready, None, None
+        if ready is not None and not ready.done():
+            ready.set_exception(BackplaneError("the backplane was disconnected"))
+            ready.exception()
         self._topics.clear()
         self._by_channel.clear()
         client, pool = self._client, self._pool
@@ -441,9 +456,9 @@ class RedisBackplane(Backplane):
 
     # --- key-value store --------------------------------------------------------------------
 
-    async def claim(self, key: str, ttl: float) -> bool:
+    async def claim(self, key: str, ttl: float, value: str = "1") -> bool:
         async with self._command("claim") as client:
-            return bool(await client.set(self._kv(key), "1", nx=True, px=_ms(ttl)))
+            return bool(await client.set(self._kv(key), value, nx=True, px=_ms(ttl)))
 
     async def store(self, key: str, value: str, ttl: float) -> None:
         async with self._command("store") as client:
@@ -505,6 +520,59 @@ class RedisBackplane(Backplane):
     async def receive(self) -> Published:
         return await self._queue.get()
 
+    # --- process inboxes --------------------------------------------------------------------
+
+    async def open_inbox(self, node: str) -> None:
+        """Subscribe this process to its inbox channel ``<prefix>:node:<node>``.
+
+        The subscription survives reconnections (messages sent while it is down are lost, as
+        the contract allows). Raises BackplaneError when it is not confirmed in time; it stays
+        registered, so it takes effect when Redis comes back.
+        """
+        if self._client is None:
+            raise BackplaneError("backplane is not connected")
+        channel = self._node_channel(node)
+        ready = self._inbox_ready
+        if self._inbox_channel != channel or ready is None:
+            previous = self._inbox_channel
+            self._inbox_channel = channel
+            self._inbox_ready = ready = asyncio.get_running_loop().create_future()
+            pubsub = self._pubsub
+            if pubsub is not None:
+                self._acks[channel] = self._acks.get(channel, 0) + 1
+                try:
+                    if previous is not None:
+                        await pubsub.unsubscribe(previous)
+                    await pubsub.subscribe(channel)
+                except (RedisError, OSError):
+                    log.debug("inbox SUBSCRIBE failed; waiting for the reader to reconnect")
+        try:
+            async with asyncio.timeout(self._subscribe_timeout):
+                await asyncio.shield(ready)
+        except TimeoutError:
+            raise BackplaneError("Redis did not confirm the inbox subscription in time") from None
+
+    async def send_to_node(self, node: str, message: str) -> None:
+        """``PUBLISH`` ``message`` on ``node``'s inbox channel; lost if nobody listens."""
+        async with self._command("send to node") as client:
+            await client.publish(self._node_channel(node), message)
+
+    async def receive_from_inbox(self) -> str:
+        return await self._inbox.get()
+
+    def _to_inbox(self, data: Any) -> None:
+        try:
+            text = data.decode() if isinstance(data, bytes) else None
+        except UnicodeDecodeError:
+            text = None
+        if text is None:
+            self._malformed("an inbox message that is not UTF-8 text")
+            return
+        try:
+            self._inbox.put_nowait(text)
+        except asyncio.QueueFull:
+            self._inbox_full("the inbox is full")
+
     # --- the pub/sub reader -----------------------------------------------------------------
 
     async def _run_reader(self) -> None:
@@ -547,6 +615,8 @@ class RedisBackplane(Backplane):
             self._pubsub = pubsub
             self._acks = {}
             channels = [state.channel for state in self._topics.values()]
+            if self._inbox_channel is not None:
+                channels.append(self._inbox_channel)
             for channel in channels:
                 self._acks[channel] = 1
             for start in range(0, len(channels), 1000):
@@ -601,6 +671,10 @@ class RedisBackplane(Backplane):
             self._acks[channel] = pending
             return
         self._acks.pop(channel, None)
+        if channel == self._inbox_channel:
+            if self._inbox_ready is not None and not self._inbox_ready.done():
+                self._inbox_ready.set_result(None)
+            return
         topic = self._by_channel.get(channel)
         if topic is None:
             return
@@ -613,6 +687,9 @@ class RedisBackplane(Backplane):
             state.ready.set_result(None)
 
     async def _on_message(self, channel: Any, data: Any) -> None:
+        if channel == self._inbox_channel and channel is not None:
+            self._to_inbox(data)
+            return
         topic = self._by_channel.get(channel) if isinstance(channel, bytes) else None
         if topic is None:
             return
