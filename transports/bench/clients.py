@@ -337,7 +337,9 @@ class SioConn(Conn):
         return await asyncio.wait_for(self.queue.get(), timeout)
 
     async def close(self) -> None:
-        await self.sio.disconnect()
+        # On polling, disconnect() waits for the held poll to come back (up to 25 s).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.sio.disconnect(), 1.0)
 
 
 def make_conn(

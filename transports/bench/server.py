@@ -216,6 +216,7 @@ async def serve(app_name: str, server: str, host: str, port: int) -> None:
             lifespan="on",
             backlog=4096,
             ws="websockets-sansio",
+            timeout_graceful_shutdown=1,
         )
         await uvicorn.Server(config).serve()
         return
@@ -227,10 +228,11 @@ async def serve(app_name: str, server: str, host: str, port: int) -> None:
     hconfig.errorlog = "-"
     hconfig.loglevel = "WARNING"
     hconfig.backlog = 4096
+    hconfig.graceful_timeout = 1.0  # the harness stops a server after each measurement
     if app_name == "realtime":
         from transports.server.run import serve as realtime_serve
 
-        await realtime_serve(app, hconfig)
+        await realtime_serve(app, hconfig, drain_timeout=1.0)
         return
     from hypercorn.asyncio import serve as hypercorn_serve
 
