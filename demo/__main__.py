@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 
 from hypercorn.config import Config
 
@@ -27,7 +28,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--backplane", default="memory://", help="memory:// (default) or redis://host:port/db"
     )
+    parser.add_argument(
+        "--secret-key",
+        default=os.environ.get("TRANSPORTS_SECRET_KEY"),
+        help="key signing session tokens; the same for every process on a shared backplane "
+        "(default: $TRANSPORTS_SECRET_KEY, else random, which is fine for memory://)",
+    )
     args = parser.parse_args(argv)
+    if args.secret_key:
+        os.environ["TRANSPORTS_SECRET_KEY"] = args.secret_key
+    elif not args.backplane.startswith("memory"):
+        parser.error("a shared backplane needs --secret-key (or $TRANSPORTS_SECRET_KEY)")
     config = Config()
     config.bind = [f"{args.host}:{args.port}"]
     config.accesslog = None

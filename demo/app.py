@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import random
 import time
 from collections import deque
@@ -81,6 +82,9 @@ def create_app(
     what it publishes repeatable.
     """
     app = Quart(__name__, static_folder="static", template_folder="templates")
+    # Several processes on one backplane must share the key that signs session tokens.
+    if os.environ.get("TRANSPORTS_SECRET_KEY"):
+        app.config["TRANSPORTS_SECRET_KEY"] = os.environ["TRANSPORTS_SECRET_KEY"]
     rt = Realtime(app, backplane=backplane)
     store = Store()
     app.extensions["demo.store"] = store

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ from transports.server.testing import QuartTestConnector
 from transports.typing import TransportName
 
 from .apps import make_app
+from .redis_server import RedisServer
 from .servers import hypercorn_server
 
 TRANSPORTS: list[TransportName] = ["websocket", "sse", "longpoll"]
@@ -49,14 +51,35 @@ class Server:
         return client
 
 
-@pytest.fixture(params=["inprocess", "hypercorn"])
+@pytest.fixture(scope="session")
+def session_redis() -> Iterator[RedisServer]:
+    """One real redis-server for the whole run (tests keep apart by key prefix)."""
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(params=["inprocess", "hypercorn", "redis"])
 async def serve(request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., Any]]:
-    """Start the contract app (with settings) in-process or on real Hypercorn."""
+    """Start the contract app (with settings) in-process, on real Hypercorn with the memory
+    backplane, or on real Hypercorn with a real Redis backplane."""
     mode: str = request.param
     stack: list[Any] = []
     servers: list[Server] = []
 
     async def start(**settings: Any) -> Server:
+        if mode == "redis":
+            from transports.backplanes.redis import RedisBackplane
+
+            redis_url = request.getfixturevalue("session_redis").url
+            settings["backplane"] = RedisBackplane(
+                redis_url,
+                prefix="t" + secrets.token_hex(4),
+                history_size=settings.get("history_size", 1000),
+            )
         app = make_app(**settings)
         if mode == "inprocess":
             test_manager = app.test_app()

@@ -35,6 +35,12 @@ async def hypercorn_server(app: Any, **config: Any) -> AsyncIterator[str]:
                 await writer.wait_closed()
                 break
             await asyncio.sleep(0.01)
+        # The port accepts before the app's startup hooks have finished: wait for them too.
+        realtime = getattr(app, "extensions", {}).get("transports")
+        for _ in range(500):
+            if realtime is None or realtime.engine.running:
+                break
+            await asyncio.sleep(0.01)
         yield f"http://127.0.0.1:{port}"
     finally:
         stop.set()

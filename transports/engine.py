@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from .backplanes import Backplane, Published, create_backplane
+from .backplanes.memory import MemoryBackplane
 from .channel import Channel, Message
 from .channels import LongPollChannel, SessionChannel
 from .exceptions import (
@@ -179,12 +180,18 @@ class Engine:
         self.clock = clock
         self.wallclock = wallclock
         self.node = settings.node_id or secrets.token_hex(4)
-        self.signer = TokenSigner(settings.secret_key or secrets.token_bytes(32))
         self.backplane = backplane or create_backplane(
             settings.backplane,
             history_size=settings.history_size,
             history_ttl=settings.history_ttl,
         )
+        if settings.secret_key is None and not isinstance(self.backplane, MemoryBackplane):
+            # Another process would refuse every token this one signs with a random key.
+            raise ValueError(
+                "a backplane shared by several processes needs a shared signing key: "
+                "set TRANSPORTS_SECRET_KEY (or the app's SECRET_KEY) to the same value everywhere"
+            )
+        self.signer = TokenSigner(settings.secret_key or secrets.token_bytes(32))
         self.hub = Hub(self.backplane, limits=self.limits)
         self.outbox_limits = OutboxLimits(
             max_frames=settings.outbox_max_frames,
@@ -591,7 +598,8 @@ class Engine:
         self._calls[call_id] = future
         self.stats["forwarded"] += 1
         try:
-            await self.backplane.send_to_node(node, json.dumps(call))
+            if not await self.backplane.send_to_node(node, json.dumps(call)):
+                raise TimeoutError  # nobody listens there: that process is gone
             async with asyncio.timeout(timeout):
                 return await future
         except (TimeoutError, BackplaneError):

@@ -43,7 +43,8 @@ class Published:
     offset: int
     epoch: str
     time: float = field(default=0.0, compare=False)
-    """When it was published (the backplane's clock), for age-based history trimming."""
+    """When it was published, on the backplane's own clock (monotonic seconds in memory, the
+    Redis server's wall clock with Redis); only for age-based history trimming."""
 
     @property
     def id(self) -> str:
@@ -75,7 +76,8 @@ class Backplane(abc.ABC):
 
     @abc.abstractmethod
     async def connect(self) -> None:
-        """Open connections; called once before anything else (``before_serving``)."""
+        """Open connections; called once before anything else (``before_serving``). It does not
+        fail when the backplane is unreachable (the Redis backplane keeps retrying)."""
 
     @abc.abstractmethod
     async def disconnect(self) -> None:
@@ -93,13 +95,20 @@ class Backplane(abc.ABC):
     @abc.abstractmethod
     async def publish(self, topic: str, event: str, data: str, binary: bool) -> Published:
         """Append a publication to ``topic``: give it the next offset, keep it in history, and
-        deliver it to every subscribed process. Returns the stored record."""
+        deliver it to every subscribed process. Returns the stored record.
+
+        A :class:`BackplaneError` leaves the outcome unknown: the publication may have been
+        stored (never twice). A topic keeps its epoch while any process is subscribed to it;
+        an idle topic whose history expired starts a new epoch."""
 
     @abc.abstractmethod
     async def receive(self) -> Published:
         """The next publication on a subscribed topic, in offset order per topic.
 
-        Only one task should call this (the hub's listener)."""
+        Never repeats a record. It may skip ahead, or move to a new epoch, when its history
+        cannot cover a gap (after an outage); the hub's sessions then resync (4010). Never
+        raises while the backplane is away: it waits. Only one task calls this (the hub's
+        listener)."""
 
     @abc.abstractmethod
     async def history(self, topic: str, since: Position | None) -> History:
@@ -107,7 +116,8 @@ class Backplane(abc.ABC):
 
         With ``since=None`` the answer is the current position, ``recovered=True`` and no
         messages. Recovery fails (``recovered=False``, no messages) when ``since`` is from
-        another epoch, ahead of the topic, or older than the history kept."""
+        another epoch, ahead of the topic, or older than the history kept. For a topic with no
+        publication yet, the epoch reported is the one its next publication will carry."""
 
     @abc.abstractmethod
     async def claim(self, key: str, ttl: float, value: str = "1") -> bool:
@@ -126,13 +136,18 @@ class Backplane(abc.ABC):
     async def open_inbox(self, node: str) -> None:
         """Start receiving the messages other processes send to ``node`` (this process).
 
-        Effective when it returns. Called once, after :meth:`connect`."""
+        Effective when it returns. Called once, after :meth:`connect`; raises
+        :class:`BackplaneError` when the backplane cannot be reached in time (the server then
+        fails to start rather than run unable to forward)."""
 
     @abc.abstractmethod
-    async def send_to_node(self, node: str, message: str) -> None:
-        """Deliver ``message`` to process ``node``'s inbox, at most once. A message to a process
-        that is gone is lost (callers time out). Raises :class:`BackplaneError` when the
-        backplane is unreachable."""
+    async def send_to_node(self, node: str, message: str) -> bool:
+        """Deliver ``message`` to process ``node``'s inbox, at most once.
+
+        Returns False when no process ``node`` is listening (the message is dropped), True when
+        it was handed to one (which may still die before answering: callers time out). Inbox
+        messages come from the backplane, not from this code: receivers must treat them as
+        untrusted input. Raises :class:`BackplaneError` when the backplane is unreachable."""
 
     @abc.abstractmethod
     async def receive_from_inbox(self) -> str:

@@ -173,11 +173,12 @@ class MemoryBackplane(Backplane):
     async def open_inbox(self, node: str) -> None:
         self._node = node
 
-    async def send_to_node(self, node: str, message: str) -> None:
+    async def send_to_node(self, node: str, message: str) -> bool:
         # One process: the only inbox is our own.
         if node != self._node:
-            raise BackplaneError("no such process on the memory backplane")
+            return False
         await self._inbox.put(message)
+        return True
 
     async def receive_from_inbox(self) -> str:
         return await self._inbox.get()

@@ -552,10 +552,11 @@ class RedisBackplane(Backplane):
         except TimeoutError:
             raise BackplaneError("Redis did not confirm the inbox subscription in time") from None
 
-    async def send_to_node(self, node: str, message: str) -> None:
-        """``PUBLISH`` ``message`` on ``node``'s inbox channel; lost if nobody listens."""
+    async def send_to_node(self, node: str, message: str) -> bool:
+        """``PUBLISH`` ``message`` on ``node``'s inbox channel; False when nobody listens."""
         async with self._command("send to node") as client:
-            await client.publish(self._node_channel(node), message)
+            receivers = await client.publish(self._node_channel(node), message)
+        return bool(receivers)
 
     async def receive_from_inbox(self) -> str:
         return await self._inbox.get()
