@@ -244,7 +244,8 @@ async def latencies(
 @pytest.mark.slow
 @pytest.mark.parametrize("transport", ["websocket", "sse"])
 async def test_slow_consumer_is_closed_and_others_unharmed(transport: TransportName) -> None:
-    """A client that stops reading is closed as slow (4008) and others keep their latency."""
+    """L1, L2, L4 (security catalogue): a client that stops reading is closed as slow (4008)
+    and the others keep their latency (the 4008 and no-leak half: tests/test_security_flow.py)."""
     app = make_app(outbox_max_bytes=256 * 1024, write_timeout=2.0, heartbeat=60)
     realtime = app.extensions["transports"]
 

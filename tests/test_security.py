@@ -1,7 +1,15 @@
 """Security and bad input: every case gets its documented answer and hurts nobody else.
 
-Every case checks the exact status or close code and JSON body; the module-level fixture keeps a
-healthy control client connected throughout and checks it still works afterwards.
+The in-process part of the security catalogue (docs: security-and-faults.md §4); each test
+names the catalogue cases it covers. Every case checks the exact status or close code and JSON
+body; the fixture keeps a healthy control client connected throughout, and afterwards requires
+it to still work and sessions, subscribed topics and the library's asyncio tasks to be back to
+their baseline (tests/secharness.py ``Baseline``).
+
+The rest of the catalogue, against a real Hypercorn: tests/test_security_frames.py (A, B, C on
+every transport), tests/test_security_wire.py (raw sockets), tests/test_security_access.py
+(D, E, F, G), tests/test_security_flow.py (H5, L, O), tests/test_security_bomb.py (B3),
+tests/test_security_fuzz.py (fuzzing, G7), tests/browser/test_browser_security.py (F6).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from quart.testing.connections import WebsocketDisconnectError, WebsocketRespons
 
 from .apps import make_app
 from .conftest import eventually
+from .secharness import Baseline
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -54,16 +63,24 @@ class Harness:
 
 @pytest.fixture
 async def h() -> AsyncIterator[Harness]:
-    app = make_app(poll_window=0.5)
+    app = make_app(poll_window=0.5, session_ttl=0.5)
     async with app.test_app() as test_app:
         harness = Harness(app, test_app.test_client())
         # A healthy control client on WebSocket, connected throughout.
         info = await harness.negotiate()
         async with harness.client.websocket("/realtime/ws?ticket=" + info["ticket"]) as control:
             assert json.loads(await control.receive())[0] == 0
+            await control.send('[3,1,"echo","ready"]')
+            assert json.loads(await control.receive()) == [4, 1, "ok", "ready"]
+            baseline = Baseline.take(harness.engine)
             yield harness
-            await control.send('[3,1,"echo","still alive"]')
-            assert json.loads(await control.receive()) == [4, 1, "ok", "still alive"]
+            # No leak: sessions, topics and library tasks back to where they were.
+            await baseline.settle()
+            await control.send('[3,2,"echo","still alive"]')
+            reply = json.loads(await control.receive())
+            while reply == [7]:  # a heartbeat PING may come first
+                reply = json.loads(await control.receive())
+            assert reply == [4, 2, "ok", "still alive"]
 
 
 async def error_of(response: Any) -> tuple[int, str]:
@@ -85,12 +102,18 @@ async def error_of(response: Any) -> tuple[int, str]:
         ('[3,1,"bad event name",null]', 4500),
         ('[3,1,"x",' + "[" * 5000 + "]" * 5000 + "]", 4500),
         ('[3,1,"x",' + "9" * 5000 + "]", 4500),
+        ('[3,1,"x",1e999]', 4500),
+        ('[3,1,"x",NaN]', 4500),
+        ('[3,1,"x",-Infinity]', 4500),
         (b"[3,1,\xff]", 4500),
         ('[3,1,"x","' + "a" * 70_000 + '"]', 1009),
     ],
 )
 async def test_websocket_bad_frame_closes(h: Harness, message: str | bytes, code: int) -> None:
-    """A frame that breaks the protocol closes that socket with 4500 (1009 when too big)."""
+    """A1 (not JSON), A2 (wrong shapes, unknown type), A9 (5000 levels deep), A10 (5000-digit
+    integer, 1e999, NaN, Infinity), A5 at the application layer (invalid UTF-8 in a binary
+    message) and B1 (over the limit): the frame closes that socket with 4500 (1009 when too
+    big); the control client is unaffected."""
     info = await h.negotiate()
     async with h.client.websocket("/realtime/ws?ticket=" + info["ticket"]) as ws:
         await ws.receive()  # HELLO
@@ -103,7 +126,8 @@ async def test_websocket_bad_frame_closes(h: Harness, message: str | bytes, code
 
 
 async def test_websocket_frame_at_limit_accepted(h: Harness) -> None:
-    """A frame of exactly the size limit is accepted."""
+    """B1: a frame of exactly the size limit is accepted (limit+1 and limit+2 on every
+    transport: tests/test_security_frames.py)."""
     info = await h.negotiate()
     limit = info["limits"]["message"]
     head = '[3,1,"echo","'
@@ -128,28 +152,44 @@ async def test_websocket_frame_at_limit_accepted(h: Harness) -> None:
         (b'{"a":1}', 400, "bad_frame"),
         (b"[[99]]", 400, "bad_frame"),
         (b"[" + b"[" * 5000 + b"]" * 5000 + b"]", 400, "bad_json"),
+        (b'[[3,1,"x",' + b"9" * 5000 + b"]]", 400, "bad_json"),
+        (b'[[3,1,"x",NaN]]', 400, "bad_json"),
         (b"[" + b",".join([b"[7]"] * 101) + b"]", 413, "too_many_frames"),
         (b'[[3,1,"x","' + b"a" * 70_000 + b'"]]', 413, "payload_too_large"),
     ],
 )
 async def test_post_bad_body(h: Harness, body: bytes, status: int, code: str) -> None:
-    """Bad POST bodies get the documented status; the session stays usable."""
+    """A1 (not JSON), A2 (wrong shapes), A9 (deep), A10 (long integer, NaN), C1 (not UTF-8),
+    B4/B5 (too many frames, a frame over the limit): bad POST bodies get the documented
+    status; the session stays usable."""
     info = await h.open_poll_session()
     assert await error_of(await h.post(info, body)) == (status, code)
     assert (await h.post(info, b'[[3,1,"echo",1]]')).status_code == 204
 
 
-async def test_post_batch_is_atomic(h: Harness) -> None:
-    """A batch with one bad frame applies none of its good frames."""
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b'[[3,1,"count",{"key":"atomic"}],[3,2,"count",{"key":"atomic"}],["bad"]]', "bad_frame"),
+        (b'[[3,1,"count",{"key":"atomic"}],[3,2,"count",{"key":"ato', "bad_json"),
+        (b'[[3,1,"count",{"key":"atomic"}],[3,2,"count",{"key":"atomic"}]]trailing', "bad_json"),
+        (b'[[3,1,"count",{"key":"atomic"}]][[3,2,"count",{"key":"atomic"}]]', "bad_json"),
+        (b'[[3,1,"count",{"key":"atomic"}],[3,2,"count",{"key":"atomic"}]]\x00', "bad_json"),
+    ],
+    ids=["bad-frame-last", "truncated", "trailing-garbage", "two-arrays", "trailing-nul"],
+)
+async def test_post_batch_is_atomic(h: Harness, body: bytes, code: str) -> None:
+    """A8: a batch with one bad frame, a truncated batch, a batch with trailing garbage: 400,
+    and none of its good frames is applied (a Content-Length that disagrees with the body is
+    in tests/test_security_wire.py G6)."""
     info = await h.open_poll_session()
-    body = b'[[3,1,"count",{"key":"atomic"}],[3,2,"count",{"key":"atomic"}],["bad"]]'
-    assert await error_of(await h.post(info, body)) == (400, "bad_frame")
+    assert await error_of(await h.post(info, body)) == (400, code)
     await asyncio.sleep(0.05)
     assert h.app.config["APPLIED"]["atomic"] == 0
 
 
 async def test_post_body_limit_before_reading(h: Harness) -> None:
-    """A Content-Length over the limit is refused with 413 before the body is read."""
+    """B4: a Content-Length over the limit is refused with 413 before the body is read."""
     info = await h.open_poll_session()
     response = await h.post(info, b"[]", **{"Content-Length": str(10 * 1024 * 1024)})
     assert await error_of(response) == (413, "payload_too_large")
@@ -160,7 +200,7 @@ async def test_post_body_limit_before_reading(h: Harness) -> None:
     ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", ""],
 )
 async def test_post_simple_content_types_refused(h: Harness, content_type: str) -> None:
-    """CORS-simple content types (the CSRF shapes) get 415 and nothing is applied."""
+    """C2: CORS-simple content types (the CSRF shapes) get 415 and nothing is applied."""
     info = await h.open_poll_session()
     response = await h.post(
         info, b'[[3,1,"count",{"key":"csrf"}]]', **{"Content-Type": content_type}
@@ -170,7 +210,7 @@ async def test_post_simple_content_types_refused(h: Harness, content_type: str) 
 
 
 async def test_post_without_session_header(h: Harness) -> None:
-    """No session token: 401."""
+    """C3: a POST without the custom session header: 401."""
     response = await h.client.post("/realtime/send", data=b"[[7]]", headers=JSON_HEADERS)
     assert await error_of(response) == (401, "unauthorized")
 
@@ -179,8 +219,9 @@ async def test_post_without_session_header(h: Harness) -> None:
 
 
 async def test_forged_and_unknown_tokens(h: Harness) -> None:
-    """A tampered token is refused; a well-formed token for no session is unknown; no session
-    is ever created by a poll."""
+    """E1 (and E7 for the malformed one): on poll, POST and SSE, a tampered token or ticket is
+    refused (401); a well-formed token for no session is unknown (404); no session is ever
+    created by them."""
     info = await h.open_poll_session()
     before = h.engine.session_count
     tampered = info["token"][:-4] + ("AAAA" if not info["token"].endswith("AAAA") else "BBBB")
@@ -189,11 +230,20 @@ async def test_forged_and_unknown_tokens(h: Harness) -> None:
     unknown = f"v1.{node}.{'A' * 22}.{'B' * 22}"
     assert await error_of(await h.poll({"token": unknown}, 0)) == (404, "unknown_session")
     assert await error_of(await h.poll({"token": "garbage"}, 0)) == (401, "unauthorized")
+    assert await error_of(await h.post({"token": tampered}, b"[[7]]")) == (401, "unauthorized")
+    assert await error_of(await h.post({"token": unknown}, b"[[7]]")) == (404, "unknown_session")
+    sse_info = await h.negotiate()
+    forged = sse_info["ticket"][:-4] + (
+        "AAAA" if not sse_info["ticket"].endswith("AAAA") else "BBBB"
+    )
+    response = await h.client.get("/realtime/sse?ticket=" + forged)
+    assert await error_of(response) == (401, "ticket_invalid")
     assert h.engine.session_count == before
 
 
 async def test_expired_session_is_never_revived(h: Harness) -> None:
-    """A long-poll session with no poll for 2 x poll_window expires; its token answers 404."""
+    """E2: a long-poll session with no poll for its idle TTL expires; its token answers 404
+    on poll and POST (never resurrected)."""
     info = await h.open_poll_session()
     await asyncio.sleep(1.0)  # poll_window 0.5 s: idle TTL 1 s
     await eventually(lambda: h.engine.session_count == 1, timeout=5)
@@ -202,7 +252,9 @@ async def test_expired_session_is_never_revived(h: Harness) -> None:
 
 
 async def test_ticket_single_use_and_transport_binding(h: Harness) -> None:
-    """A ticket is spent on first use; a session bound to one transport refuses another."""
+    """E6 (reused ticket; expired ones in tests/test_security_access.py), G5 and H3 (a
+    session bound to one transport refuses another: 400 wrong_transport): a ticket is spent on
+    first use; malformed tickets are refused."""
     info = await h.negotiate()
     async with h.client.websocket("/realtime/ws?ticket=" + info["ticket"]) as ws:
         await ws.receive()
@@ -224,7 +276,7 @@ async def test_ticket_single_use_and_transport_binding(h: Harness) -> None:
 
 
 async def test_client_cannot_choose_its_session(h: Harness) -> None:
-    """Negotiate ignores any id the client proposes and mints fresh, distinct ids."""
+    """E5: negotiate ignores any id the client proposes and mints fresh, distinct ids."""
     first = await h.negotiate(id="chosen-by-client", token="v1.x.y.z")
     second = await h.negotiate()
     assert first["id"] != "chosen-by-client" and first["token"] != "v1.x.y.z"
@@ -245,10 +297,13 @@ async def test_client_cannot_choose_its_session(h: Harness) -> None:
     ],
 )
 async def test_foreign_origin_refused_everywhere(h: Harness, origin: str) -> None:
-    """Every endpoint refuses a foreign Origin with 403 before doing anything."""
+    """F1 (WebSocket upgrade from a foreign origin), F3 (``null``, suffix tricks, wrong
+    scheme or port), F4 (SSE, poll, POST, negotiate): every endpoint refuses a foreign Origin
+    with 403 before doing anything, without CORS headers."""
     bad = {"Origin": origin}
     response = await h.client.post("/realtime/negotiate", json={}, headers=bad)
     assert await error_of(response) == (403, "forbidden_origin")
+    assert "Access-Control-Allow-Origin" not in response.headers
     info = await h.negotiate()
     async with h.client.websocket("/realtime/ws?ticket=" + info["ticket"], headers=bad) as ws:
         with pytest.raises(WebsocketResponseError) as refused:
@@ -269,7 +324,7 @@ async def test_foreign_origin_refused_everywhere(h: Harness, origin: str) -> Non
 
 
 async def test_same_origin_accepted(h: Harness) -> None:
-    """The server's own origin passes."""
+    """F3 (the control case): the server's own origin passes."""
     response = await h.client.post(
         "/realtime/negotiate", json={}, headers={"Origin": "http://localhost"}
     )
@@ -295,7 +350,8 @@ async def test_same_origin_accepted(h: Harness) -> None:
 async def test_wrong_method_or_route(
     h: Harness, method: str, path: str, status: int, code: str
 ) -> None:
-    """Wrong methods and unknown paths under the prefix answer JSON, with Allow on 405."""
+    """G1 (wrong methods: 405 with Allow), G2 (plain GET on the WebSocket URL: 426), G4 (an
+    unknown path, a dot-dot segment; more in tests/test_security_access.py): JSON answers."""
     response = await h.client.open(path, method=method)  # type: ignore[call-arg]
     assert await error_of(response) == (status, code)
     if status == 405:
@@ -303,7 +359,7 @@ async def test_wrong_method_or_route(
 
 
 async def test_websocket_upgrade_on_http_routes(h: Harness) -> None:
-    """A WebSocket upgrade aimed at negotiate, SSE or poll is refused without a crash."""
+    """G2: a WebSocket upgrade aimed at negotiate, SSE or poll is refused without a crash."""
     for path in ("/realtime/negotiate", "/realtime/sse", "/realtime/poll?cursor=0"):
         async with h.client.websocket(path) as ws:
             with pytest.raises((WebsocketResponseError, WebsocketDisconnectError)):
@@ -312,7 +368,8 @@ async def test_websocket_upgrade_on_http_routes(h: Harness) -> None:
 
 @pytest.mark.parametrize("cursor", ["", "-1", "abc", "1e3", "99999999999999999999"])
 async def test_bad_cursor(h: Harness, cursor: str) -> None:
-    """A malformed cursor is 400 bad_request."""
+    """G7 (the cursor parameter; fuzzed in tests/test_security_fuzz.py): a malformed cursor is
+    400 bad_request."""
     info = await h.open_poll_session()
     response = await h.client.get(
         f"/realtime/poll?cursor={cursor}", headers={"X-Realtime-Session": info["token"]}
@@ -321,7 +378,8 @@ async def test_bad_cursor(h: Harness, cursor: str) -> None:
 
 
 async def test_cursor_ahead_refused(h: Harness) -> None:
-    """A cursor beyond anything sent is refused (a confused or lying client)."""
+    """H5 (a cursor ahead): a cursor beyond anything sent is refused (a confused or lying
+    client); a cursor going back is in tests/test_security_flow.py."""
     info = await h.open_poll_session()
     assert await error_of(await h.poll(info, 5)) == (400, "bad_request")
 
@@ -330,7 +388,8 @@ async def test_cursor_ahead_refused(h: Harness) -> None:
 
 
 async def test_newest_poll_wins(h: Harness) -> None:
-    """A second poll supersedes the held one: the older ends empty, nothing is lost or doubled."""
+    """H1: a second poll supersedes the held one: the older ends empty, nothing is lost or
+    doubled."""
     info = await h.open_poll_session()
     first = asyncio.create_task(h.poll(info, 0))
     await asyncio.sleep(0.05)
@@ -344,7 +403,7 @@ async def test_newest_poll_wins(h: Harness) -> None:
 
 
 async def test_concurrent_post_conflict(h: Harness) -> None:
-    """A second POST while one is being applied gets 409; the first completes."""
+    """H2: a second POST while one is being applied gets 409; the first completes."""
     info = await h.open_poll_session()
     slow = asyncio.create_task(h.post(info, b'[[3,1,"count",{"key":"slow","delay":0.3}]]'))
     await asyncio.sleep(0.1)
@@ -354,7 +413,7 @@ async def test_concurrent_post_conflict(h: Harness) -> None:
 
 
 async def test_second_sse_stream_conflict(h: Harness) -> None:
-    """A second stream for the same SSE session is refused with 409."""
+    """H4: a second stream for the same SSE session is refused with 409."""
     info = await h.negotiate()
     async with h.client.request("/realtime/sse?ticket=" + info["ticket"]) as stream:
         await stream.send_complete()
@@ -367,7 +426,7 @@ async def test_second_sse_stream_conflict(h: Harness) -> None:
 
 
 async def test_bad_last_event_id(h: Harness) -> None:
-    """A Last-Event-ID that is not a sequence number is 400."""
+    """G7 (the Last-Event-ID header): one that is not a sequence number is 400."""
     info = await h.negotiate()
     response = await h.client.get(
         "/realtime/sse?ticket=" + info["ticket"], headers={"Last-Event-ID": "not-a-number"}
@@ -385,13 +444,14 @@ async def test_bad_last_event_id(h: Harness) -> None:
     ],
 )
 async def test_negotiate_bad_bodies(h: Harness, body: bytes, status: int, code: str) -> None:
-    """Negotiate refuses bad bodies with documented codes."""
+    """A2 at negotiate: bad bodies get documented codes."""
     response = await h.client.post("/realtime/negotiate", data=body, headers=JSON_HEADERS)
     assert await error_of(response) == (status, code)
 
 
 async def test_negotiate_auth_refused(h: Harness) -> None:
-    """on_connect refusing (Reject) answers 401 with the app's message; no session is made."""
+    """E3 (authentication at the door): on_connect refusing (Reject) answers 401; no session
+    is made."""
     before = h.engine.session_count
     response = await h.client.post(
         "/realtime/negotiate", json={}, headers={"Authorization": "Bearer nope"}
@@ -401,7 +461,7 @@ async def test_negotiate_auth_refused(h: Harness) -> None:
 
 
 async def test_negotiate_form_post_refused(h: Harness) -> None:
-    """A cross-site form POST shape to negotiate is refused with 415."""
+    """C2 at negotiate: a cross-site form POST shape is refused with 415."""
     response = await h.client.post(
         "/realtime/negotiate",
         data=b"v=1",

@@ -1,0 +1,176 @@
+"""Security catalogue B3: the permessage-deflate bomb, with the server's memory measured.
+
+The app runs in a subprocess (tests/browser/serve_app.py, under ``transports.server.run.serve``)
+so that its peak resident memory can be read from ``/proc/<pid>/status`` (``VmHWM``, reset
+before the bomb through ``/proc/<pid>/clear_refs``). A WebSocket that negotiated
+permessage-deflate sends, as its first message, 64 MiB of ``"0"`` compressed to about 64 KiB.
+With the library's hardening (``harden_websocket_deflate``, the default) inflation stops at the
+frame limit; without it, wsproto inflates a whole 64 KiB read before anything checks the size.
+Both peaks are printed (``-s``) and recorded as user properties; only the hardened one is
+asserted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from transports.client import connect
+
+from .browser.harness import AppServer
+from .rawws import TEXT, RawWebSocket, build_frame, deflate
+from .secharness import ContractBroken, expect
+
+BOMB_SIZE = 64 * 1024 * 1024
+MiB = 1024 * 1024
+HARDENED_PEAK_LIMIT = 16 * MiB
+"""About three times the 64 KiB message limit per connection, plus room for the allocator."""
+
+HYPERCORN_DROPS_1009 = (
+    "with harden_websocket_deflate the inflater returns MESSAGE_TOO_BIG, which wsproto turns "
+    "into a failed connection (CloseConnection 1009 from a ParseFailed) and Hypercorn drops "
+    "the TCP connection without sending that close frame: the client sees 1006 (reconnect) "
+    "instead of 1009 (stop), and a client that retries sends the bomb again"
+)
+
+
+@pytest.fixture(scope="module")
+def bomb() -> bytes:
+    """64 MiB of zeros (the digit), deflated: about 64 KiB."""
+    return deflate(b"0" * BOMB_SIZE)
+
+
+def memory(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM of ``pid`` in bytes."""
+    values: dict[str, int] = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            name, _, rest = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                values[name] = int(rest.split()[0]) * 1024
+    return values
+
+
+def reset_peak(pid: int) -> bool:
+    """Reset the process's VmHWM to its current RSS (Linux clear_refs 5); False if refused."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def subprocess_app(tmp_path: Path, **settings: Any) -> Iterator[AppServer]:
+    server = AppServer(tmp_path / "app.log", tick_ms=0, settings=settings)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def send_bomb(server: AppServer, payload: bytes) -> int | None:
+    """Negotiate, open a WebSocket with permessage-deflate, send ``payload`` as one compressed
+    text message (the first after HELLO); the close code the client sees."""
+    async with aiohttp.ClientSession() as http:
+        async with http.post(server.url + "/realtime/negotiate", json={}) as response:
+            ticket = (await response.json())["ticket"]
+    ws = await RawWebSocket.connect(
+        "127.0.0.1", server.port, "/realtime/ws?ticket=" + ticket, deflate=True
+    )
+    try:
+        assert ws.accepted
+        assert "permessage-deflate" in ws.reply.headers.get("sec-websocket-extensions", "")
+        await ws.read_text()  # HELLO
+        await ws.send(build_frame(TEXT, payload, rsv=4))  # RSV1: compressed
+        return await ws.close_code(20)
+    finally:
+        await ws.aclose()
+
+
+async def warm_up(server: AppServer) -> None:
+    """One ordinary compressed message and echo, so first-use allocations are behind us."""
+    async with aiohttp.ClientSession() as http:
+        async with http.post(server.url + "/realtime/negotiate", json={}) as response:
+            ticket = (await response.json())["ticket"]
+        url = server.url.replace("http://", "ws://") + "/realtime/ws?ticket=" + ticket
+        async with http.ws_connect(url, compress=15) as ws:
+            await ws.receive()  # HELLO
+            await ws.send_str('[3,1,"echo","' + "0" * 60_000 + '"]', compress=15)
+            reply = await ws.receive_json(timeout=5)
+            assert reply[:3] == [4, 1, "ok"]
+
+
+async def measured_bomb(server: AppServer, payload: bytes) -> tuple[int | None, int]:
+    """The close code and the peak memory growth (bytes) of one bomb."""
+    assert server.proc is not None
+    pid = server.proc.pid
+    await warm_up(server)
+    await asyncio.sleep(0.2)
+    before = memory(pid)
+    baseline = before["VmRSS"] if reset_peak(pid) else before["VmHWM"]
+    code = await send_bomb(server, payload)
+    await asyncio.sleep(0.2)
+    return code, memory(pid)["VmHWM"] - baseline
+
+
+@pytest.mark.xfail(strict=True, raises=ContractBroken, reason=HYPERCORN_DROPS_1009)
+async def test_b3_deflate_bomb_hardened(tmp_path: Path, bomb: bytes, record_property: Any) -> None:
+    """B3: a 64 KiB permessage-deflate message inflating to 64 MiB, as the first message of a
+    connection: refused with 1009 while the server's peak memory grows by less than 16 MiB
+    (about three times the 64 KiB limit plus allocator slack); a client connected before is
+    unaffected and the server keeps serving; then 20 bombs at once: the server survives."""
+    with subprocess_app(tmp_path) as server:
+        control = await connect(server.url + "/realtime", transports=["websocket"])
+        try:
+            code, growth = await measured_bomb(server, bomb)
+            print(f"\nB3 hardened: close {code}, peak RSS growth {growth / MiB:.1f} MiB")
+            record_property("b3_hardened_peak_growth_bytes", growth)
+            assert code is not None, "the bomb's connection must end"
+            assert growth < HARDENED_PEAK_LIMIT, f"peak grew by {growth / MiB:.1f} MiB"
+            assert await control.send("echo", "after one bomb", timeout=5) == "after one bomb"
+            codes = await asyncio.gather(*(send_bomb(server, bomb) for _ in range(20)))
+            after = memory(server.proc.pid if server.proc else 0)
+            print(
+                f"B3 hardened, 20 bombs at once: closes {sorted(set(codes), key=str)}, "
+                f"RSS {after['VmRSS'] / MiB:.0f} MiB, peak {after['VmHWM'] / MiB:.0f} MiB"
+            )
+            assert all(c is not None for c in codes)
+            assert server.proc is not None and server.proc.poll() is None
+            assert await control.send("echo", "after 20", timeout=5) == "after 20"
+        finally:
+            await control.close()
+    expect(code == 1009, f"the bomb's connection closed with {code}, documented 1009")
+
+
+async def test_b3_deflate_bomb_unhardened_for_comparison(
+    tmp_path: Path, bomb: bytes, record_property: Any
+) -> None:
+    """B3 (reference, nothing asserted about memory): the same bomb with
+    ``harden_websocket_deflate=False``, in a fresh process, to quote what the hardening saves;
+    the connection still ends with 1009 (Hypercorn's own size check, after inflating)."""
+    with subprocess_app(tmp_path, harden_websocket_deflate=False) as server:
+        code, growth = await measured_bomb(server, bomb)
+        print(f"\nB3 without hardening: close {code}, peak RSS growth {growth / MiB:.1f} MiB")
+        record_property("b3_unhardened_peak_growth_bytes", growth)
+        assert server.proc is not None and server.proc.poll() is None
+        assert code == 1009
+
+
+def test_b3_bomb_is_what_it_claims(bomb: bytes) -> None:
+    """B3 (the fixture): the compressed message is small and inflates to 64 MiB."""
+    import zlib
+
+    assert len(bomb) < 100 * 1024
+    inflater = zlib.decompressobj(-15)
+    assert len(inflater.decompress(bomb + b"\x00\x00\xff\xff")) == BOMB_SIZE
+    assert os.sep == "/"  # /proc is Linux
