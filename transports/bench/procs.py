@@ -199,6 +199,7 @@ class Worker:
             cwd=ROOT,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,  # python-engineio's clients log every cancel
             limit=64 * 1024 * 1024,
         )
         self.ps = psutil.Process(self.proc.pid)

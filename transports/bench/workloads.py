@@ -42,7 +42,7 @@ class Plan:
     fanout_messages: int = 100
     fanout_deadline: float = 90.0
     memory_conns: int = 2000
-    idle_conns: int = 18000
+    idle_conns: int = 15000
     idle_window: float = 60.0
     wire_messages: int = 50
     workers: int = 2
