@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -298,11 +299,26 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="record every server with py-spy (raw format) into this directory",
     )
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        default=None,
+        help="measure nothing: rebuild the Markdown and the charts from this results.json",
+    )
+    parser.add_argument(
+        "--docs",
+        type=Path,
+        default=None,
+        help="also copy the charts into this directory (the docs site's, e.g. docs/bench)",
+    )
     args = parser.parse_args(argv)
     raise_fd_limit()
     out: Path = args.out or (ROOT / "bench" / "results" / ("tmp/quick" if args.quick else ""))
     out.mkdir(parents=True, exist_ok=True)
-    data = asyncio.run(run(args))
+    if args.from_json is not None:
+        data = json.loads(args.from_json.read_text())
+    else:
+        data = asyncio.run(run(args))
     summary = report.summarize(data)
     data["summary"] = summary
     data["goals"] = report.goals(data)
@@ -310,6 +326,10 @@ def main(argv: list[str] | None = None) -> int:
     markdown = report.markdown(data)
     (out / "results.md").write_text(markdown)
     charts = report.charts(data, out)
+    if args.docs is not None:
+        args.docs.mkdir(parents=True, exist_ok=True)
+        for chart in charts:
+            shutil.copyfile(chart, args.docs / chart.name)
     print()
     print(markdown)
     print(

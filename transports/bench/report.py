@@ -372,12 +372,14 @@ def markdown(data: dict[str, Any]) -> str:
         "`srv us/msg` is server CPU time (user + system) per message: the figure least "
         "disturbed by a shared machine.",
         "",
+        "<!-- --8<-- [start:tables] -->",
+        "",
     ]
     for note in meta.get("notes", []):
         lines += [f"> {note}", ""]
     if data.get("goals"):
         lines += [
-            "## Goals (issue #7)",
+            "### Goals (issue #7)",
             "",
             "| goal | target | ratio | measured | server CPU | vs peer | met |",
             "|---|---|---|---|---|---|---|",
@@ -429,11 +431,11 @@ def markdown(data: dict[str, Any]) -> str:
     for workload, title, columns, ratios in sections:
         table = _table(s, workload, columns, ratios, data)
         if table:
-            lines += [f"## {title}", "", *table, ""]
+            lines += [f"### {title}", "", *table, ""]
     idle = (data["results"].get("idle", {}).get("mixed") or [None])[0]
     if idle:
         lines += [
-            "## Idle connections, heartbeats on (library only, one server process)",
+            "### Idle connections, heartbeats on (library only, one server process)",
             "",
             "| open at end | WebSocket | SSE | long-poll | failed | connect s | server CPU % "
             "| clients CPU % | server RSS MiB | KiB/conn |",
@@ -445,10 +447,11 @@ def markdown(data: dict[str, Any]) -> str:
             "",
         ]
     if data.get("errors"):
-        lines += ["## Errors", ""]
+        lines += ["### Errors", ""]
         for e in data["errors"]:
             lines.append(f"* {e['workload']} {e['config']} rep {e['rep']}: `{e['error']}`")
         lines.append("")
+    lines += ["<!-- --8<-- [end:tables] -->", ""]
     return "\n".join(lines)
 
 
