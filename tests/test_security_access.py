@@ -267,13 +267,6 @@ async def test_d8_authorizer_raising(
 # --- E: credentials -------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ContractBroken,
-    reason="a poll with the token of a long-poll session that ended within 1 s of coming to "
-    "life answers 500: the session's spent negotiate record is stored as '' for 1 s and "
-    "Engine._materialize json-decodes it (JSONDecodeError) instead of treating it as gone",
-)
 async def test_e2_token_of_an_ended_session(live: Live) -> None:
     """E2 (a session that just ended, rather than expired): once a long-poll session has
     ended (here the client sent CLOSE), its token answers ``404 unknown_session`` at once, on

@@ -383,7 +383,7 @@ class Engine:
         backplane = self.backplane
         try:
             raw = await backplane.load(_INIT + sid)
-            if raw is None:
+            if not raw:  # never negotiated, expired, or already brought to life (spent)
                 return None
             record = json.loads(raw)
             if token is not None:
