@@ -36,6 +36,7 @@ from quart import Quart, Response, request, websocket
 
 PAYLOAD_SIZE = 100
 FANOUT_TOPIC = "bench"
+ROOT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REALTIME_SETTINGS: dict[str, Any] = {
     "rate_limit": None,
     "negotiate_rate": None,
@@ -68,6 +69,41 @@ def _common_routes(app: Quart) -> None:
     @app.get("/bench/pid")
     async def pid() -> Any:
         return {"pid": os.getpid()}
+
+    marks: dict[str, Any] = {}
+
+    @app.post("/bench/memmark")
+    async def memmark() -> Any:
+        """With BENCH_TRACEMALLOC=1: remember the allocations now (the baseline)."""
+        import tracemalloc
+
+        if not tracemalloc.is_tracing():
+            return {"tracing": False}
+        marks["base"] = tracemalloc.take_snapshot()
+        return {"tracing": True}
+
+    @app.get("/bench/memtop")
+    async def memtop() -> Any:
+        """With BENCH_TRACEMALLOC=1: what was allocated since the mark, by source line."""
+        import tracemalloc
+
+        if not tracemalloc.is_tracing() or "base" not in marks:
+            return {"tracing": False}
+        group = request.args.get("by", "lineno")
+        now = tracemalloc.take_snapshot()
+        diff = now.compare_to(marks["base"], group)
+        return {
+            "tracing": True,
+            "total_kib": sum(d.size_diff for d in diff) / 1024,
+            "top": [
+                {
+                    "where": str(d.traceback).replace(str(ROOT_DIR), ""),
+                    "kib": round(d.size_diff / 1024, 1),
+                    "count": d.count_diff,
+                }
+                for d in diff[: int(request.args.get("n", "30"))]
+            ],
+        }
 
 
 def realtime_app() -> Quart:
@@ -248,6 +284,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     raise_fd_limit()
+    if os.environ.get("BENCH_TRACEMALLOC"):
+        import tracemalloc
+
+        tracemalloc.start(int(os.environ["BENCH_TRACEMALLOC"]))
     asyncio.run(serve(args.app, args.server, args.host, args.port))
 
 
