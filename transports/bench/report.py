@@ -446,6 +446,7 @@ def markdown(data: dict[str, Any]) -> str:
             f"{idle['kib_per_conn']:.1f} |",
             "",
         ]
+    lines += _uvicorn_section(data)
     if data.get("errors"):
         lines += ["### Errors", ""]
         for e in data["errors"]:
@@ -453,6 +454,59 @@ def markdown(data: dict[str, Any]) -> str:
         lines.append("")
     lines += ["<!-- --8<-- [end:tables] -->", ""]
     return "\n".join(lines)
+
+
+UVICORN_FIGURES = [
+    ("messages", "pipe_msg_s", "pipelined msg/s"),
+    ("messages", "c50_msg_s", "50-client msg/s"),
+    ("messages", "c50_srv_us", "srv us/msg (50c)"),
+    ("messages", "rtt_p50_ms", "RTT p50"),
+    ("fanout", "deliv_s", "fan-out deliveries/s"),
+    ("fanout", "srv_us", "srv us/delivery"),
+    ("memory", "kib_per_conn", "KiB/conn"),
+]
+
+
+def _uvicorn_section(data: dict[str, Any]) -> list[str]:
+    """Same configuration on uvicorn / on Hypercorn, same repetition (when both ran)."""
+    rows = []
+    names = sorted(
+        {
+            c.partition("@")[0]
+            for configs in data["results"].values()
+            for c in configs
+            if c.endswith("@uvicorn")
+        }
+    )
+    for name in names:
+        cells = []
+        for workload, key, _ in UVICORN_FIGURES:
+            ratio = _pair_ratio(data, workload, f"{name}@uvicorn", name, key)
+            absolute = _get(data["summary"], workload, f"{name}@uvicorn", key)
+            cells.append(
+                "-"
+                if ratio is None
+                else f"{ratio:.2f}x ({fmt(absolute['median']) if absolute else '-'})"
+            )
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    head = ["config", *[label for _, _, label in UVICORN_FIGURES]]
+    return [
+        "### uvicorn / Hypercorn",
+        "",
+        "<!-- --8<-- [start:uvicorn] -->",
+        "",
+        "Each cell: the figure on uvicorn divided by the same configuration's on Hypercorn in "
+        "the same repetition (median), and the uvicorn figure itself.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+        *rows,
+        "",
+        "<!-- --8<-- [end:uvicorn] -->",
+        "",
+    ]
 
 
 def missing(data: dict[str, Any]) -> list[str]:
