@@ -34,7 +34,7 @@ from transports.typing import TransportName
 from .apps import make_app
 from .conftest import TRANSPORTS
 from .rawws import TEXT, build_frame
-from .secharness import LIVE_DEFAULTS, ContractBroken, Live, expect, live_server
+from .secharness import LIVE_DEFAULTS, Live, expect, live_server
 
 
 @pytest.fixture
@@ -602,13 +602,6 @@ async def test_g4_path_tricks_never_bypass_auth(live: Live, path: str) -> None:
 # --- O3: a negotiate whose response is lost --------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ContractBroken,
-    reason="stateless negotiate keeps the session's first record for ticket_ttl + 5 s, so a "
-    "first poll with the token up to 5 s after ticketTtl still brings the session to life "
-    "(protocol §3: a session no transport attaches to within ticketTtl expires)",
-)
 async def test_o3_lost_negotiate_leaves_no_orphan() -> None:
     """O3: negotiations whose response never reaches the client (the client resets the
     connection) leave no session in the process and use none of the address's session budget;

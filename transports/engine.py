@@ -128,6 +128,8 @@ class Answer:
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             headers["Retry-After"] = str(retry_after)
+        if getattr(exc, "close_connection", False):
+            headers["Connection"] = "close"
         body = json.dumps({"error": exc.code, "message": exc.message}).encode()
         return cls(ERROR_STATUS.get(exc.code, 400), body, headers)
 
@@ -353,7 +355,7 @@ class Engine:
             separators=(",", ":"),
         )
         try:
-            await self.backplane.store(_INIT + sid, record, settings.ticket_ttl + 5)
+            await self.backplane.store(_INIT + sid, record, settings.ticket_ttl)
         except BackplaneError:
             raise Refused("unavailable", "the backplane is unavailable") from None
         self.stats["negotiated"] += 1

@@ -57,8 +57,14 @@ async def read_body(limit: int, timeout: float) -> bytes:
 
     Raises:
         PayloadTooBig: ``Content-Length`` or the bytes received pass ``limit``.
-        Refused: ``request_timeout`` when the body trickles in too slowly.
+        Refused: ``request_timeout`` when the body trickles in too slowly; ``bad_request`` when
+            the request carries both ``Content-Length`` and ``Transfer-Encoding`` (RFC 9112
+            §6.3: a smuggling shape, refused rather than guessed at).
     """
+    if "Transfer-Encoding" in request.headers and "Content-Length" in request.headers:
+        refused = Refused("bad_request", "Content-Length and Transfer-Encoding together")
+        refused.close_connection = True  # type: ignore[attr-defined]  # RFC 9112 §6.3
+        raise refused
     length = request.content_length
     if length is not None and length > limit:
         raise PayloadTooBig(f"body larger than {limit} bytes")

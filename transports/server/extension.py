@@ -306,7 +306,7 @@ _ROUTES: dict[str, tuple[str, ...]] = {
     "/poll": ("GET",),
     "/send": ("POST",),
 }
-_OTHER_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
+_OTHER_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "TRACE", "CONNECT")
 
 
 def _register_refusals(blueprint: Blueprint, transports: tuple[str, ...]) -> None:

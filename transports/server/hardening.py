@@ -6,7 +6,11 @@ Two gaps are closed here, both outside this library's own code:
   wsproto inflates each read of compressed data without a size bound; Hypercorn checks the
   message size only afterwards. A 64 KiB read of compressed zeros therefore becomes 64 MiB in
   memory before anything refuses it. :func:`bound_websocket_inflation` makes wsproto's inflater
-  stop at the message size limit and fail the message (close 1009) instead.
+  stop one byte past the message size limit and discard the rest of that message, so the
+  application receives a message one byte too long and refuses it the documented way (close
+  1009, which tells the client not to retry). Failing the frame inside wsproto instead would
+  make Hypercorn drop the connection without a close frame: a client would see 1006, reconnect
+  and send the same message again.
 * **Secrets in access logs.** WebSocket and EventSource URLs carry a connect ticket, and access
   logs print URLs. :func:`redact_access_logs` rewrites ``ticket=``/``token=`` values in
   Hypercorn's access log records.
@@ -44,20 +48,29 @@ def bound_websocket_inflation(limit: int) -> None:
     def frame_inbound_payload_data(self: Any, proto: Any, data: bytes) -> Any:
         if not self._inbound_compressed or not self._inbound_is_compressible:
             return data
+        if getattr(self, "_transports_over", False):
+            return b""  # past the limit: the rest of this message is dropped unread
         used = getattr(self, "_transports_inflated", 0)
-        budget = _limit - used
         try:
-            out = self._decompressor.decompress(bytes(data), budget + 1)
+            out = self._decompressor.decompress(bytes(data), _limit - used + 1)
         except zlib.error:
             return CloseReason.INVALID_FRAME_PAYLOAD_DATA
         used += len(out)
         self._transports_inflated = used
         if used > _limit or self._decompressor.unconsumed_tail:
-            self._transports_inflated = 0
-            return CloseReason.MESSAGE_TOO_BIG
+            # One byte past the limit is enough for the application to refuse the message
+            # (1009); the connection closes right after, so the inflater's state no longer
+            # matters.
+            self._transports_over = True
         return out
 
     def frame_inbound_complete(self: Any, proto: Any, fin: bool) -> Any:
+        if getattr(self, "_transports_over", False):
+            if fin:
+                self._transports_over = False
+                self._transports_inflated = 0
+                self._inbound_compressed = None
+            return None
         if fin:
             self._transports_inflated = 0
         return original_complete(self, proto, fin)
