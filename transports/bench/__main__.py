@@ -33,10 +33,19 @@ from .workloads import (
 )
 
 WORKLOADS = ("connect", "messages", "fanout", "memory", "wire", "idle")
-MESSAGE_CONFIGS = ["raw-ws", "raw-sse", "websocket", "sse", "longpoll", "sio-ws", "sio-polling"]
-FANOUT_CONFIGS = MESSAGE_CONFIGS
-MEMORY_CONFIGS = MESSAGE_CONFIGS
-WIRE_CONFIGS = MESSAGE_CONFIGS
+MESSAGE_CONFIGS = [
+    "raw-ws",
+    "raw-sse",
+    "raw-http",
+    "websocket",
+    "sse",
+    "longpoll",
+    "sio-ws",
+    "sio-polling",
+]
+FANOUT_CONFIGS = ["raw-ws", "raw-sse", "websocket", "sse", "longpoll", "sio-ws", "sio-polling"]
+MEMORY_CONFIGS = FANOUT_CONFIGS
+WIRE_CONFIGS = FANOUT_CONFIGS
 CONNECT_DIRECT = [
     "raw-ws",
     "raw-sse",

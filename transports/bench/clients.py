@@ -26,13 +26,16 @@ PAYLOAD: dict[str, Any] = {"pad": "x" * 89}
 PAYLOAD_TEXT = json.dumps(PAYLOAD)
 
 LIBRARY = ("websocket", "sse", "longpoll")
-RAW = ("raw-ws", "raw-sse")
+RAW = ("raw-ws", "raw-sse", "raw-http")
 PEER = ("sio-ws", "sio-polling")
-BIDIRECTIONAL = ("raw-ws", *LIBRARY, *PEER)
+BIDIRECTIONAL = ("raw-ws", "raw-http", *LIBRARY, *PEER)
 """Configurations that can echo (raw SSE has no upstream)."""
+SUBSCRIBERS = ("raw-ws", "raw-sse", *LIBRARY, *PEER)
+"""Configurations that can receive a server burst (a bare HTTP echo cannot)."""
 APP_OF = {
     "raw-ws": "raw",
     "raw-sse": "raw",
+    "raw-http": "raw",
     "websocket": "realtime",
     "sse": "realtime",
     "longpoll": "realtime",
@@ -240,6 +243,37 @@ class RawWSConn(Conn):
             await self.session.close()
 
 
+class RawHTTPConn(Conn):
+    """aiohttp POSTs to a bare Quart route that answers with the body (one request per
+    message: the floor under any transport that sends client messages as requests)."""
+
+    def __init__(self, base: str, session: aiohttp.ClientSession | None = None) -> None:
+        super().__init__(base, session)
+        self.own = session is None
+        self.transport = "http"
+        self.headers = {"Content-Type": "application/json"}
+
+    async def open(self, timeout: float = 30.0) -> None:
+        if self.session is None:
+            self.session = new_session()
+
+    async def echo(self) -> None:
+        assert self.session is not None
+        async with self.session.post(
+            self.base + "/raw/echo", data=PAYLOAD_TEXT, headers=self.headers
+        ) as response:
+            await response.read()
+            if response.status != 200:
+                raise OSError(f"raw echo answered {response.status}")
+
+    async def up(self, n: int, window: int) -> None:
+        await self.pipelined(n, window)
+
+    async def close(self) -> None:
+        if self.own and self.session is not None:
+            await self.session.close()
+
+
 class RawSSEConn(Conn):
     """aiohttp streaming GET of the bare Quart SSE route."""
 
@@ -359,6 +393,8 @@ def make_conn(
         return RawWSConn(base, session, "/raw/ws-sub" if subscriber else "/raw/ws")
     if config == "raw-sse":
         return RawSSEConn(base, session)
+    if config == "raw-http":
+        return RawHTTPConn(base, session)
     if config == "sio-ws":
         return SioConn(base, ["websocket"], session)
     if config == "sio-polling":

@@ -99,7 +99,6 @@ class Server:
                     "200",
                     "-o",
                     str(self.profile),
-                    "--nonblocking",
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,

@@ -122,7 +122,6 @@ async def run(args: argparse.Namespace) -> str:
                 "250",
                 "-o",
                 str(out),
-                "--nonblocking",
                 "-d",
                 str(int(args.seconds) + 5),
             ],

@@ -11,9 +11,10 @@ server can):
   ``bench``. The limits that cap one client's rate are lifted (``rate_limit``,
   ``negotiate_rate``, ``max_sessions_per_address``) and the outbox is large enough for a
   10,000-message burst; everything else is the library's default (heartbeats 25 s).
-* ``raw``: bare Quart routes, the ceiling: ``websocket /raw/ws`` (echo), ``websocket
-  /raw/sink?n=N`` (reads N messages, then answers ``done``), ``websocket /raw/ws-sub`` and
-  ``GET /raw/sse-sub`` (a subscriber: ``hello`` first, then every burst message; a burst is
+* ``raw``: bare Quart routes, the ceiling: ``websocket /raw/ws`` (echo), ``POST /raw/echo``
+  (an HTTP echo: the ceiling of a transport that sends each client message as a request),
+  ``websocket /raw/sink?n=N`` (reads N messages, then answers ``done``),
+  ``websocket /raw/ws-sub`` and ``GET /raw/sse-sub`` (a subscriber: ``hello`` first, then every burst message; a burst is
   encoded once and put in every subscriber's queue).
 * ``sio``: python-socketio's ``AsyncServer(async_mode="asgi")`` as an ``ASGIApp`` (defaults,
   as a user would run it), with events ``echo`` (acknowledged with its data), ``sink``
@@ -146,6 +147,10 @@ def raw_app() -> Quart:
         while True:
             message = await websocket.receive()
             await websocket.send(message)
+
+    @app.post("/raw/echo")
+    async def raw_http_echo() -> Response:
+        return Response(await request.get_data(), content_type="application/json")
 
     @app.websocket("/raw/sink")
     async def raw_sink() -> None:

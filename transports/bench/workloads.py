@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import psutil
 
-from .clients import APP_OF, BIDIRECTIONAL, Conn, close_many, make_conn, open_many
+from .clients import APP_OF, BIDIRECTIONAL, SUBSCRIBERS, Conn, close_many, make_conn, open_many
 from .procs import Nginx, Server, Worker
 from .proxy import RecordingProxy
 
@@ -199,6 +199,8 @@ async def messages(config: str, plan: Plan) -> Figures:
             finally:
                 await close_many(conns)
 
+        if name not in SUBSCRIBERS:
+            return out
         # downstream: a burst to one subscriber
         conn = make_conn(name, base, subscriber=True)
         await conn.open()
