@@ -14,8 +14,8 @@ server can):
 * ``raw``: bare Quart routes, the ceiling: ``websocket /raw/ws`` (echo), ``POST /raw/echo``
   (an HTTP echo: the ceiling of a transport that sends each client message as a request),
   ``websocket /raw/sink?n=N`` (reads N messages, then answers ``done``),
-  ``websocket /raw/ws-sub`` and ``GET /raw/sse-sub`` (a subscriber: ``hello`` first, then every burst message; a burst is
-  encoded once and put in every subscriber's queue).
+  ``websocket /raw/ws-sub`` and ``GET /raw/sse-sub`` (a subscriber: ``hello`` first, then
+  every burst message; a burst is encoded once and put in every subscriber's queue).
 * ``sio``: python-socketio's ``AsyncServer(async_mode="asgi")`` as an ``ASGIApp`` (defaults,
   as a user would run it), with events ``echo`` (acknowledged with its data), ``sink``
   (acknowledged with nothing) and ``join`` (enters room ``bench``); bursts are
