@@ -46,7 +46,6 @@ __all__ = ["LongPollChannel", "SSEChannel", "SessionChannel", "WebSocketChannel"
 log = logging.getLogger("transports")
 
 _INBOX_SIZE = 100
-_INBOUND_SIZE = 32
 
 
 class SessionChannel(Channel):
@@ -57,24 +56,26 @@ class SessionChannel(Channel):
     """
 
     bidirectional = False
-    uses_dispatcher: ClassVar[bool] = True
-    """Whether client frames go through :meth:`submit` to a dispatcher task (HTTP uplinks)."""
 
     def __init__(self, engine: Engine, session: Session) -> None:
         self.engine = engine
         self.session = session
         self._due = asyncio.Event()
-        self._inbox: asyncio.Queue[Message | None] = asyncio.Queue(_INBOX_SIZE)
         self._closed: ChannelClosed | None = None
         self._handler_task: asyncio.Task[None] | None = None
-        self._inbound: asyncio.Queue[tuple[ClientFrame, asyncio.Future[None] | None] | None] = (
-            asyncio.Queue(_INBOUND_SIZE)
-        )
-        self._worker: asyncio.Task[None] | None = None
+        # A queue costs memory on every idle connection: made only when a handler needs it.
+        self._inbox_queue: asyncio.Queue[Message | None] | None = None
         session.waker = self._due.set
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.session.public_id!r}, {self.session.state.name})"
+
+    @property
+    def _inbox(self) -> asyncio.Queue[Message | None]:
+        """Messages for :meth:`receive` (only with a channel handler)."""
+        if self._inbox_queue is None:
+            self._inbox_queue = asyncio.Queue(_INBOX_SIZE)
+        return self._inbox_queue
 
     # --- the Channel API ---------------------------------------------------------------
 
@@ -130,42 +131,28 @@ class SessionChannel(Channel):
 
     # --- for transports ----------------------------------------------------------------
 
-    async def submit(self, frame: ClientFrame) -> None:
-        """Hand a client frame to this channel's dispatcher (waits while it is busy).
+    async def submit_all(self, frames: list[ClientFrame]) -> None:
+        """Apply a batch of client frames (a POST body) in order, and wait until it is done.
 
-        Frames are applied in order by one task per channel, which a dropped connection does
-        not cancel: a handler that started always finishes, so its reply can be remembered and
-        a retried message is never applied twice.
+        The frames are applied by a task the engine owns, not by the request: if the client
+        drops the request meanwhile, a handler that started still finishes, so its reply can be
+        remembered and a retry of that message is never applied twice. The session admits one
+        POST at a time, so batches never overlap.
         """
         if self._closed is not None:
             raise self._closed
-        await self._inbound.put((frame, None))
+        task = self.engine.spawn(self._apply(frames), "transports-apply")
+        await asyncio.shield(task)
 
-    async def submit_all(self, frames: list[ClientFrame]) -> None:
-        """Hand over a batch (a POST body) and wait until all of it has been applied."""
-        if self._closed is not None:
-            raise self._closed
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        for frame in frames[:-1]:
-            await self._inbound.put((frame, None))
-        await self._inbound.put((frames[-1], done))
-        await asyncio.shield(done)
-
-    async def _work(self) -> None:
-        inbound, engine = self._inbound, self.engine
-        while True:
-            item = await inbound.get()
-            if item is None:
-                return
-            frame, done = item
+    async def _apply(self, frames: list[ClientFrame]) -> None:
+        engine = self.engine
+        for frame in frames:
+            if self._closed is not None:
+                return  # not acknowledged: the client sends these again
             try:
-                if self._closed is None:
-                    await engine.dispatch(self, frame)
+                await engine.dispatch(self, frame)
             except Exception:
                 log.exception("dispatch failed")
-            finally:
-                if done is not None and not done.done():
-                    done.set_result(None)
 
     async def wait_due(self, timeout: float | None = None) -> bool:
         """Wait until frames are due (True) or ``timeout`` passes (False).
@@ -213,18 +200,9 @@ class SessionChannel(Channel):
     def _shutdown(self, code: int, reason: str) -> None:
         if self._closed is None:
             self._closed = channel_closed(code, reason)
-            with contextlib.suppress(asyncio.QueueFull):
-                self._inbox.put_nowait(None)
-            # Let the dispatcher finish what it is applying, then stop; frames still queued
-            # were never acknowledged, so the client sends them again.
-            while True:
-                try:
-                    item = self._inbound.get_nowait()
-                except asyncio.QueueEmpty:
-                    break
-                if item is not None and item[1] is not None and not item[1].done():
-                    item[1].set_result(None)
-            self._inbound.put_nowait(None)
+            if self._inbox_queue is not None:
+                with contextlib.suppress(asyncio.QueueFull):
+                    self._inbox_queue.put_nowait(None)
         self._due.set()
 
 
@@ -240,7 +218,6 @@ class WebSocketChannel(SessionChannel):
 
     transport: ClassVar[TransportName] = "websocket"
     bidirectional: ClassVar[bool] = True
-    uses_dispatcher: ClassVar[bool] = False
 
     def __init__(self, engine: Engine, session: Session) -> None:
         super().__init__(engine, session)

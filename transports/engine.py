@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hmac
 import inspect
 import json
 import logging
@@ -511,7 +512,12 @@ class Engine:
                     if owner is not None:
                         raise SessionElsewhere(owner)
                     raise Refused("unknown_session", "unknown or expired session")
-            self.signer.verify_session_token(token, session.identity)
+            verified = session.verified_token
+            if verified is None or not hmac.compare_digest(verified, token):
+                # First request with this token here: check its signature once, then compare
+                # later requests with the verified token (constant time) instead of re-signing.
+                self.signer.verify_session_token(token, session.identity)
+                session.verified_token = token
         except SessionElsewhere:
             raise
         except Refused as exc:
@@ -692,10 +698,6 @@ class Engine:
         if first:
             self.stats["opened"] += 1
             self.stats["opened:" + transport] += 1
-            if channel.uses_dispatcher:
-                channel._worker = self.spawn(
-                    channel._work(), f"transports-dispatch-{session.public_id}"
-                )
             if self.channel_handler is not None:
                 channel._handler_task = self.spawn(
                     self._run_channel_handler(channel), f"transports-channel-{session.public_id}"
@@ -844,7 +846,7 @@ class Engine:
         waiters = self._inflight[key] = []  # retries that arrive meanwhile wait here
         try:
             answer = await work()
-        except BaseException:  # only engine shutdown cancels a dispatcher
+        except BaseException:  # only engine shutdown cancels the task applying frames
             self._inflight.pop(key, None)
             for waiter in waiters:
                 waiter.set_result(_error(ref, "internal_error", "the server is stopping"))

@@ -282,6 +282,7 @@ MESSAGE_COLUMNS = [
     ("c50_p99_ms", "50c p99 ms", 1),
     ("up_msg_s", "up msg/s", 0),
     ("up_srv_us", "srv us/msg (up)", 0),
+    ("down_got", "down: got", 0),
     ("down_msg_s", "down msg/s", 0),
     ("down_srv_us", "srv us/msg (down)", 0),
 ]

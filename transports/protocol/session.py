@@ -142,6 +142,7 @@ class Session:
         "frames_dropped",
         "answers_pings",
         "retry_scope",
+        "verified_token",
         "address",
         "bucket",
         "validated_at",
@@ -197,6 +198,8 @@ class Session:
         """The client's frame-rate budget (set by the engine when limits apply)."""
         self.validated_at = now
         """Last time the application confirmed the client may stay connected."""
+        self.verified_token: str | None = None
+        """The session token once its signature was checked (later requests compare to it)."""
         self.retry_scope: str | None = None
         """Where this client's retried refs are recognised (set by the engine on first use)."""
         self.answers_pings = False
