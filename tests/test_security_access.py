@@ -191,7 +191,7 @@ async def test_d7_subscribe_unsubscribe_race_then_vanish(transport: TransportNam
     a burst of subscriptions: no wedge (an echo right after the storm is answered), the hub
     agrees with the last operation on each topic, and when the client vanishes every topic
     and the session are released (the baseline check)."""
-    async with live_server(rate_limit=None, max_websocket_backlog=10_000) as live:
+    async with live_server(rate_limit=None) as live:
         wire = await live.wire(transport)
         frames = []
         for i in range(2000):

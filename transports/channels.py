@@ -41,11 +41,15 @@ from .typing import Data, Identity, TransportName
 if TYPE_CHECKING:
     from .engine import Engine
 
-__all__ = ["LongPollChannel", "SSEChannel", "SessionChannel", "WebSocketChannel"]
+__all__ = ["LongPollChannel", "SSEChannel", "SessionChannel", "SocketGone", "WebSocketChannel"]
 
 log = logging.getLogger("transports")
 
 _INBOX_SIZE = 100
+
+
+class SocketGone(Exception):
+    """The WebSocket client disconnected (raised by a socket's ``receive()``)."""
 
 
 class SessionChannel(Channel):
@@ -209,11 +213,12 @@ class SessionChannel(Channel):
 class WebSocketChannel(SessionChannel):
     """A channel carried by one WebSocket: frames both ways, one per message.
 
-    One runner task (owned by the engine, not by Quart's request) reads a frame, applies it and
-    writes what it produced, all in one turn of the event loop; a writer task sends what other
-    tasks queue (publications, ``channel.send`` from elsewhere). A lock around "take and send"
-    keeps frames in order between the two. Because Quart cancels the request task, not the
-    runner, when the client disconnects, a handler that started always finishes.
+    The connection's own task reads a frame and applies it; a writer task sends every frame
+    that becomes due. The reading task never writes: when the connection dies during a write,
+    the ASGI server hands the disconnect to the app's receive queue (Hypercorn does this from
+    inside the failed write), and only a reader that is free to drain that queue can receive
+    it. A disconnect arrives as :class:`SocketGone` from ``receive()``, never as a
+    cancellation, so a handler that started always finishes.
     """
 
     transport: ClassVar[TransportName] = "websocket"
@@ -221,15 +226,10 @@ class WebSocketChannel(SessionChannel):
 
     def __init__(self, engine: Engine, session: Session) -> None:
         super().__init__(engine, session)
-        self._lock = asyncio.Lock()
-        self._runner: asyncio.Task[None] | None = None
-        self._receiving = False
-        self._dispatching = False
-        self._owed = False
+        self._runner: asyncio.Task[Any] | None = None
         self._gone = False
         self._socket_closed = False
         self._writer: asyncio.Task[None] | None = None
-        session.waker = self._wake
 
     def abort(self) -> None:
         # A write blocked on a client that stopped reading: stop it and stop reading too.
@@ -238,121 +238,78 @@ class WebSocketChannel(SessionChannel):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
 
-    def _wake(self) -> None:
-        # Frames the runner queues while applying a frame are sent by the runner itself right
-        # after; waking the writer for them would cost a task switch per message.
-        if self._dispatching and asyncio.current_task() is self._runner:
-            if not self._owed:
-                self._owed = True
-                asyncio.get_running_loop().call_soon(self._settle)
-            return
-        self._due.set()
-
-    def _settle(self) -> None:
-        self._owed = False
-        if self.session.pending:  # the handler is still waiting on something: writer's turn
-            self._due.set()
-
     async def serve(self, socket: Any) -> None:
-        """Run the connection until it ends (called from the WebSocket route)."""
-        runner = self.engine.spawn(self._run(socket), f"transports-ws-{self.session.public_id}")
-        self._runner = runner
-        try:
-            await asyncio.shield(runner)
-        except asyncio.CancelledError:
-            # The client went away: Quart cancels this request task. Stop the runner only
-            # while it waits for input; a frame being applied is finished first.
-            self._gone = True
-            if self._receiving:
-                runner.cancel()
-            raise
+        """Run the connection in this task until it ends.
 
-    async def _run(self, socket: Any) -> None:
+        ``socket`` has ``receive()`` (raising :class:`SocketGone` once the client is gone),
+        ``send(message)`` and ``close(code, reason)``; the server layer passes an
+        :class:`~transports.server.websocket.ASGISocket`. Nothing cancels this task when the
+        client disconnects, so a frame being applied is always finished.
+        """
+        self._runner = asyncio.current_task()
         engine, session = self.engine, self.session
         limits = engine.limits
-        backlog_limit = engine.settings.max_websocket_backlog
-        await socket.send(self.hello().text)
-        session.last_sent = engine.clock()
+        session.push(self.hello())  # HELLO is the first frame the writer sends
         writer = self._writer = asyncio.create_task(
             self._write(socket), name="transports-ws-writer"
         )
         try:
             while session.state is State.OPEN and not self._gone:
-                self._receiving = True
-                try:
-                    message = await socket.receive()
-                finally:
-                    self._receiving = False
+                message = await socket.receive()
                 if not message:
                     raise ProtocolError("bad_frame", "empty message")
                 frame = decode_client_frame(message, limits)
-                if engine.over_rate(session) or self._backlog(socket) > backlog_limit:
+                if engine.over_rate(session):
                     await engine.close(self, CloseCode.RATE_LIMITED, "too many messages")
                     break
-                self._dispatching = True
-                try:
-                    await engine.dispatch(self, frame)
-                finally:
-                    self._dispatching = False
-                if session.pending and not self._lock.locked():
-                    await self._flush(socket)
+                await engine.dispatch(self, frame)
+        except SocketGone:
+            self._gone = True
         except PayloadTooBig as exc:
             await engine.close(self, CloseCode.TOO_BIG, exc.message)
         except ProtocolError as exc:
             await engine.close(self, CloseCode.BAD_REQUEST, exc.message)
         except asyncio.CancelledError:
+            writer.cancel()
             if not self._gone:
-                writer.cancel()
-                raise  # the engine is stopping
+                engine.close_now(session, CloseCode.GOING_AWAY, "server stopping")
+            raise
         if self._gone:
             writer.cancel()
             engine.close_now(session, CloseCode.ABNORMAL, "connection lost")
             return
-        # Closing on our side: let the writer deliver the close frame (unless the runner
-        # already did), then end.
-        if self._socket_closed:
+        # Closing on our side: let the writer deliver the close frame, while this task keeps
+        # reading so that the server can hand over a disconnect.
+        try:
+            async with asyncio.timeout(5):
+                while not writer.done():
+                    reading = asyncio.ensure_future(socket.receive())
+                    await asyncio.wait({reading, writer}, return_when=asyncio.FIRST_COMPLETED)
+                    if not reading.done():
+                        reading.cancel()
+                    elif reading.exception() is not None:
+                        break  # gone, or anything else: the connection is over
+        except TimeoutError:
             writer.cancel()
-        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(writer, timeout=5)
         engine.close_now(session, session.close_code or CloseCode.NORMAL, session.close_reason)
 
-    @staticmethod
-    def _backlog(socket: Any) -> int:
-        """Messages Quart has received for this socket and we have not read yet.
-
-        Quart moves incoming messages into an unbounded queue of its own (``Websocket._receive``
-        is that queue's ``get``), so a flood fills memory unless someone looks at it.
-        """
-        queue = getattr(getattr(socket, "_receive", None), "__self__", None)
-        return queue.qsize() if isinstance(queue, asyncio.Queue) else 0
-
-    async def _flush(self, socket: Any) -> None:
-        session = self.session
-        async with self._lock:
-            if self._socket_closed:
-                return
-            for _, frame in session.take():
-                if frame.text.startswith("[9,"):
-                    await self._close_socket(socket)
-                    return
-                await socket.send(frame.ws)
-            session.last_sent = self.engine.clock()
-
-    async def _close_socket(self, socket: Any) -> None:
-        self._socket_closed = True
-        session = self.session
-        await socket.close(session.close_code or 1000, session.close_reason[:120])
-
     async def _write(self, socket: Any) -> None:
+        session, clock = self.session, self.engine.clock
         try:
-            while not self._socket_closed:
+            while True:
                 await self.wait_due()
                 if self.finished:
-                    async with self._lock:
-                        if not self._socket_closed:
-                            await self._close_socket(socket)
+                    if not self._socket_closed:
+                        self._socket_closed = True
+                        await socket.close(session.close_code or 1000, session.close_reason[:120])
                     return
-                await self._flush(socket)
+                for _, frame in session.take():
+                    if frame.text.startswith("[9,"):
+                        self._socket_closed = True
+                        await socket.close(session.close_code or 1000, session.close_reason[:120])
+                        return
+                    await socket.send(frame.ws)
+                session.last_sent = clock()
         except asyncio.CancelledError:
             raise
         except Exception:  # the socket broke under us; the reader will see the disconnect

@@ -68,9 +68,6 @@ class Settings:
     """Refused tickets and tokens per second per client address before that address gets 429
     for every ticket or token it presents (None: no limit). Guessing ids is slow and loud."""
     auth_failure_burst: int = 50
-    max_websocket_backlog: int = 256
-    """Messages a WebSocket client may have waiting unread by the server before it is closed
-    with 4029 (Quart buffers incoming messages without a bound of its own)."""
     revalidate_interval: float = 300.0
     """How often the ``revalidate`` hook re-checks each open connection, in seconds."""
     harden_websocket_deflate: bool = True

@@ -45,7 +45,6 @@ REALTIME_SETTINGS: dict[str, Any] = {
     "max_sessions_per_address": None,
     "outbox_max_frames": 100_000,
     "outbox_max_bytes": 64 * 1024 * 1024,
-    "max_websocket_backlog": 10_000,
     "secret_key": b"transports-bench-not-a-secret-000",
 }
 """Settings of the library in the benchmark (see the module docstring)."""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar
 from ..typing import TransportName
 
 if TYPE_CHECKING:
-    from quart import Blueprint
+    from quart import Blueprint, Quart
 
     from .extension import Realtime
 
@@ -28,5 +28,5 @@ class Transport(abc.ABC):
     """Whether one connection carries both directions."""
 
     @abc.abstractmethod
-    def register(self, blueprint: Blueprint, realtime: Realtime) -> None:
-        """Add this transport's routes to ``blueprint``."""
+    def register(self, app: Quart, blueprint: Blueprint, realtime: Realtime) -> None:
+        """Add this transport's routes to ``blueprint`` (or in front of ``app``'s routing)."""

@@ -117,7 +117,7 @@ class Realtime:
         blueprint.add_url_rule("/negotiate", "negotiate", self._negotiate, methods=["POST"])
         blueprint.add_url_rule("/client.js", "client_js", self._client_js, methods=["GET"])
         for name in settings.transports:
-            _TRANSPORTS[name]().register(blueprint, self)
+            _TRANSPORTS[name]().register(app, blueprint, self)
         if "sse" in settings.transports or "longpoll" in settings.transports:
             register_send(blueprint, self)
         _register_refusals(blueprint, settings.transports)

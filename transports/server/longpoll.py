@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from quart import Blueprint, Response, request
+from quart import Blueprint, Quart, Response, request
 
 from ..channels import LongPollChannel
 from ..typing import TransportName
@@ -25,7 +25,7 @@ class LongPollTransport(Transport):
     name: ClassVar[TransportName] = "longpoll"
     bidirectional: ClassVar[bool] = False
 
-    def register(self, blueprint: Blueprint, realtime: Realtime) -> None:
+    def register(self, app: Quart, blueprint: Blueprint, realtime: Realtime) -> None:
         engine = realtime.engine
 
         async def poll_route() -> Response:

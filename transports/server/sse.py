@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from quart import Blueprint, Response, request
+from quart import Blueprint, Quart, Response, request
 
 from ..channels import SSEChannel
 from ..exceptions import Refused
@@ -26,7 +26,7 @@ class SSETransport(Transport):
     name: ClassVar[TransportName] = "sse"
     bidirectional: ClassVar[bool] = False
 
-    def register(self, blueprint: Blueprint, realtime: Realtime) -> None:
+    def register(self, app: Quart, blueprint: Blueprint, realtime: Realtime) -> None:
         engine = realtime.engine
 
         async def sse_route() -> Response:
