@@ -358,12 +358,16 @@ def markdown(data: dict[str, Any]) -> str:
     lines = [
         "# Transport comparison",
         "",
+        "<!-- --8<-- [start:header] -->",
+        "",
         f"**Command:** `{meta['command']}` ({meta['duration_s'] / 60:.0f} min, "
         f"{meta['repeat']} repetition(s)).  ",
         f"**Date:** {meta['date']}; commit `{m['commit']}`.  ",
         f"**Machine:** {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, {m['os']}, "
         f"Python {m['python']}; client and server processes share the cores.  ",
         "**Versions:** " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
+        "",
+        "<!-- --8<-- [end:header] -->",
         "",
         "Cells are **median [min–max]** over repetitions; a fresh server process per "
         "measurement; configurations interleaved inside each repetition. Ratios are computed "
