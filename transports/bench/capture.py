@@ -133,7 +133,7 @@ async def run(configs: list[str]) -> str:
     ]
     for config in configs:
         text = await capture(config)
-        parts += [f"### {TITLES.get(config, config)}", "", "```text", text, "```", ""]
+        parts += [f"#### Captured: {TITLES.get(config, config)}", "", "```text", text, "```", ""]
     return "\n".join(parts)
 
 
