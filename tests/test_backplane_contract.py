@@ -530,3 +530,19 @@ async def test_disconnect_leaves_no_task(make_redis: Maker) -> None:
     assert [t.get_name() for t in left if "redis" in t.get_name()] == []
     with pytest.raises(BackplaneError):
         await bp.publish("t", "e", "2", False)
+
+
+async def test_memory_key_store_is_bounded() -> None:
+    """The in-memory key-value store keeps at most max_keys; the soonest to expire go first."""
+    from transports.backplanes.memory import MemoryBackplane
+
+    backplane = MemoryBackplane(max_keys=100)
+    await backplane.connect()
+    for n in range(150):
+        await backplane.store(f"reply:{n}", str(n), ttl=60)
+    await backplane.store("ticket:x", "1", ttl=600)
+    assert backplane.key_count <= 100
+    assert await backplane.load("reply:0") is None  # evicted
+    assert await backplane.load("reply:149") == "149"
+    assert await backplane.load("ticket:x") == "1"
+    await backplane.disconnect()

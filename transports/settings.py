@@ -78,7 +78,7 @@ class Settings:
     """Longest a POST body may take to arrive (slow-body clients get 408)."""
     history_size: int = 1000
     history_ttl: float = 300.0
-    dedup_ttl: float = 120.0
+    dedup_ttl: float = 60.0
     node_id: str | None = None
     """Name of this process among several (default: random)."""
     extra: Mapping[str, Any] = field(default_factory=dict)

@@ -37,6 +37,9 @@ class MemoryBackplane(Backplane):
         history_size: publications kept per topic.
         history_ttl: seconds a publication is kept.
         queue_size: publications buffered for :meth:`receive` before :meth:`publish` waits.
+        max_keys: most keys the key-value store holds; past it the keys closest to expiring
+            go first (remembered replies are the bulk: a busy client would otherwise keep one
+            per message for the whole retry window).
         clock: the time source (tests pass a fake one).
     """
 
@@ -46,10 +49,12 @@ class MemoryBackplane(Backplane):
         history_size: int = 1000,
         history_ttl: float = 300.0,
         queue_size: int = 10_000,
+        max_keys: int = 200_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.history_size = history_size
         self.history_ttl = history_ttl
+        self.max_keys = max_keys
         self._clock = clock
         self._logs: dict[str, _Log] = {}
         self._wanted: set[str] = set()
@@ -163,6 +168,17 @@ class MemoryBackplane(Backplane):
             queue = self._expiry[ttl] = deque()
         queue.append((expires, key))
         self._sweep(now)
+        if len(self._kv) > self.max_keys:
+            self._evict()
+
+    def _evict(self) -> None:
+        """Drop the keys that expire soonest until the store is back under ``max_keys``."""
+        while len(self._kv) > self.max_keys:
+            queue = min((q for q in self._expiry.values() if q), key=lambda q: q[0][0])
+            _, key = queue.popleft()
+            item = self._kv.get(key)
+            if item is not None:
+                del self._kv[key]
 
     async def store(self, key: str, value: str, ttl: float) -> None:
         self._set(key, value, ttl, self._clock())

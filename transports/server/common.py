@@ -32,6 +32,8 @@ def error_response(code: str, message: str, *, headers: dict[str, str] | None = 
 def answer_response(answer: Answer) -> Response:
     """The Quart response for an engine :class:`Answer`."""
     response = Response(answer.body, status=answer.status)
+    if answer.status == 204:
+        del response.headers["Content-Type"]  # no body, no type
     for name, value in answer.headers.items():
         response.headers[name] = value
     return response
