@@ -23,6 +23,7 @@ from ..protocol.negotiation import parse_negotiate
 from ..settings import Settings
 from ..typing import Data, Identity
 from .common import error_response, origin_ok, read_body, refused_response
+from .fastpath import install_fast_path
 from .hardening import bound_websocket_inflation, redact_access_logs
 from .longpoll import LongPollTransport, register_send
 from .sse import SSETransport
@@ -122,6 +123,7 @@ class Realtime:
             register_send(blueprint, self)
         _register_refusals(blueprint, settings.transports)
         blueprint.after_request(self._cors)
+        install_fast_path(app, self)  # GET /poll and POST /send in front of Quart's routing
         app.register_blueprint(blueprint)
         app.extensions["transports"] = self
         app.before_serving(engine.start)
