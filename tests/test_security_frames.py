@@ -5,9 +5,13 @@ and long-poll + POST against a real Hypercorn, with a control client connected t
 the case ends, sessions, topics and the library's tasks must be back to their baseline and the
 control client must still echo (:func:`tests.secharness.live_server`).
 
-Cases A1, A2, A8, A9, A10, B1 (in-process), B4, C1, C2 and C3 live in tests/test_security.py;
-raw-socket cases (A3, A5, A7, B2, B5, B6, B9, G3, G6) in tests/test_security_wire.py; the
-decompression bomb (B3) in tests/test_security_bomb.py.
+A9 at the catalogue's full depth (10^5 levels, arrays and objects) is here: every decoder of the
+server and of the Python client, then a WebSocket message and a ``POST /send`` body over a real
+server whose size limits are raised so that the depth guard, not the size limit, refuses them.
+Cases A1, A2, A8, A9 (5000 levels, in-process), A10, B1 (in-process), B4, C1, C2 and C3 live in
+tests/test_security.py; raw-socket cases (A3, A5, A7, B2, B5, B6, B9, G3, G6) in
+tests/test_security_wire.py; the decompression bomb (B3) in tests/test_security_bomb.py; the JS
+client's side of A11 in tests/js/prototype.test.mjs and tests/browser/test_browser_security.py.
 """
 
 from __future__ import annotations
@@ -15,13 +19,30 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
 import pytest
 
-from transports.exceptions import ProtocolError
+from transports.client import Client
+from transports.client.connector import (
+    Connector,
+    HTTPResponse,
+    StreamResponse,
+    WebSocketConnection,
+)
+from transports.exceptions import NegotiationError, PayloadTooBig, ProtocolError
+from transports.protocol.frames import (
+    Limits,
+    decode_batch,
+    decode_client_frame,
+    decode_server_frame,
+)
+from transports.protocol.longpoll import decode_poll
+from transports.protocol.negotiation import parse_negotiate
+from transports.protocol.sse import SSEParser
 from transports.typing import TransportName
 
 from .conftest import TRANSPORTS
@@ -86,6 +107,267 @@ async def test_a6_binary_data_is_protocol_defined(live: Live, transport: Transpo
     await refused_frame(wire, '[21,3,"topic",null]')
 
 
+# --- A9 at full depth: 10^5 levels of nesting ------------------------------------------------
+
+DEPTH = 100_000
+NESTINGS = {
+    "array": "[" * DEPTH + "]" * DEPTH,
+    "object": '{"a":' * DEPTH + "0" + "}" * DEPTH,
+}
+"""10^5 levels of arrays (200,000 bytes) and of objects (600,001 bytes): both over the default
+64 KiB frame limit, so the cases that must reach the depth guard raise the size limits."""
+TOO_DEEP = "JSON nested too deep"
+"""The message of the depth guard (``bad_json``), distinct from every size refusal."""
+BIG_LIMITS = Limits(max_message_size=1 << 20, max_body_size=2 << 20)
+"""Limits under which a 10^5-level frame is not refused for its size."""
+BIG_SETTINGS: dict[str, Any] = {
+    "max_message_size": 1 << 20,
+    "max_body_size": 2 << 20,
+    # The deflate bound is process-wide (the largest limit of any app wins); these cases use
+    # no compression, so leave the bound of the rest of the run at the default frame limit.
+    "harden_websocket_deflate": False,
+}
+
+
+def deep_data_frame(nesting: str, kind: int = 3) -> str:
+    """An EVENT (or with ``kind`` 19 a binary EVENT header) whose data is ``nesting``."""
+    return f'[{kind},1,"count",{{"key":"a9","deep":{nesting}}}]'
+
+
+def flat_echo(ref: int, size: int) -> str:
+    """An echo EVENT of exactly ``size`` bytes with no nesting (a string of ``a``)."""
+    head = f'[3,{ref},"echo","'
+    return head + "a" * (size - len(head) - 2) + '"]'
+
+
+def refused_as_too_deep(decode: Any, *args: Any) -> ProtocolError:
+    """``decode(*args)`` raises the library's ``ProtocolError`` (never ``RecursionError``,
+    never a size refusal); its elapsed time is printed, not asserted."""
+    started = time.perf_counter()
+    with pytest.raises(ProtocolError) as info:
+        decode(*args)
+    elapsed = (time.perf_counter() - started) * 1000
+    print(f"\nA9 {getattr(decode, '__name__', decode)}: {info.value.code} in {elapsed:.1f} ms")
+    assert not isinstance(info.value, PayloadTooBig), info.value
+    assert info.value.code == "bad_json"
+    return info.value
+
+
+@pytest.mark.parametrize("nesting", NESTINGS, ids=list(NESTINGS))
+def test_a9_full_depth_server_decoders(nesting: str) -> None:
+    """A9 at the catalogue's depth (10^5 levels of arrays, and of objects), through every
+    decoder of client input: a WebSocket text message, a WebSocket binary message holding
+    UTF-8 JSON, a binary message (header, NUL, raw bytes) whose header is deep, a POST batch
+    with a deep frame, and a POST body that is itself the deep array. Each is refused with
+    ``bad_json`` "JSON nested too deep" (the depth guard; the limits are raised so that size is
+    not what refuses them) and no ``RecursionError`` escapes. With the default limits the same
+    frames are refused for size first, which is why the limits are raised."""
+    deep = NESTINGS[nesting]
+    frame = deep_data_frame(deep)
+    assert len(frame) > Limits().max_message_size
+    with pytest.raises(PayloadTooBig):
+        decode_client_frame(frame)
+    binary = deep_data_frame(deep, kind=19).encode() + b"\x00\x01raw\xff"
+    cases: list[tuple[Any, str | bytes]] = [
+        (decode_client_frame, frame),
+        (decode_client_frame, frame.encode()),
+        (decode_client_frame, binary),
+        (decode_batch, ("[" + frame + "]").encode()),
+        (decode_batch, ("[" + deep + "]").encode()),
+    ]
+    for decode, message in cases:
+        assert refused_as_too_deep(decode, message, BIG_LIMITS).message == TOO_DEEP
+
+
+def test_a9_full_depth_negotiate_body() -> None:
+    """A9 on the last server decoder, the negotiate body: its 4 KiB cap refuses 10^5 levels
+    for size before parsing, and the deepest body that fits (2047 levels) is ``bad_json``."""
+    with pytest.raises(PayloadTooBig):
+        parse_negotiate(NESTINGS["array"].encode())
+    levels = 4096 // 2 - 1
+    refused_as_too_deep(parse_negotiate, ("[" * levels + "]" * levels).encode())
+
+
+@pytest.mark.parametrize("nesting", NESTINGS, ids=list(NESTINGS))
+def test_a9_full_depth_client_decoders(nesting: str) -> None:
+    """A9 in the Python client's decoders (a hostile or broken server): a WebSocket text
+    frame, a binary frame (deep header, NUL, raw bytes), an SSE event's data (through the
+    client's ``SSEParser``) and a long-poll response are refused with ``bad_json`` and no
+    ``RecursionError``; frame decoders say "JSON nested too deep", the poll decoder (which
+    parses the whole response first) "poll response is not JSON"."""
+    deep = NESTINGS[nesting]
+    pub = '[1,"t","e",' + deep + ',1,"epoch"]'
+    binary = ('[17,"t","e",' + deep + ',1,"epoch"]').encode() + b"\x00raw"
+    events = SSEParser().feed(b"id: 1\r\ndata: " + pub.encode() + b"\r\n\r\n")
+    assert len(events) == 1 and events[0].data == pub
+    for message in (pub, binary, events[0].data):
+        assert refused_as_too_deep(decode_server_frame, message).message == TOO_DEEP
+    poll = ('{"cursor":1,"frames":[' + pub + "]}").encode()
+    refused_as_too_deep(decode_poll, poll)
+
+
+class AnswersNegotiate(Connector):
+    """A server that answers every negotiate with ``body`` and opens nothing else."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status = status
+        self.body = body
+        self.calls = 0
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        timeout: float | None = None,
+    ) -> HTTPResponse:
+        self.calls += 1
+        return HTTPResponse(self.status, {}, self.body)
+
+    async def stream(
+        self, url: str, *, headers: Mapping[str, str] | None = None, timeout: float | None = None
+    ) -> StreamResponse:
+        raise OSError("no streams here")
+
+    async def websocket(
+        self, url: str, *, headers: Mapping[str, str] | None = None, timeout: float | None = None
+    ) -> WebSocketConnection:
+        raise OSError("no websockets here")
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "state"),
+    [
+        (200, NESTINGS["array"], "reconnecting"),
+        (200, NESTINGS["object"], "reconnecting"),
+        (200, "[]", "reconnecting"),
+        (503, NESTINGS["object"], "reconnecting"),
+        (400, NESTINGS["array"], "closed"),
+    ],
+    ids=["200-array", "200-object", "200-not-an-object", "503-deep-error", "400-deep-error"],
+)
+async def test_a9_python_client_survives_deep_negotiate_answer(
+    status: int, body: str, state: str
+) -> None:
+    """A9 in the Python client's one decoder outside transports/protocol/: the negotiate
+    answer (and the JSON error body of a refused negotiate). A 10^5-level answer (or one that
+    is not an object) is a failed attempt, retried with backoff and reported as an ``error``
+    event; a deep 400 error body is the terminal refusal it would be anyway. The client's task
+    never dies of a ``RecursionError`` and ``close()`` returns normally."""
+    connector = AnswersNegotiate(status, body.encode())
+    client = Client(
+        "http://127.0.0.1:9/realtime", connector, transports=["websocket"], backoff=(0.01, 0.02)
+    )
+    errors: list[BaseException] = []
+    client.on("error", errors.append)
+    client.start()
+    for _ in range(200):
+        if client.state == state and errors and (state == "closed" or connector.calls >= 3):
+            break
+        await asyncio.sleep(0.01)
+    assert client.state == state
+    assert errors and not any(isinstance(e, RecursionError) for e in errors), errors
+    if state == "closed":
+        assert isinstance(errors[0], NegotiationError)
+    else:
+        assert connector.calls >= 3  # it keeps trying
+        assert client._runner is not None and not client._runner.done()
+    await client.close()
+
+
+async def deep_websocket_close(live: Live, message: str | bytes) -> tuple[int | None, str]:
+    """Send ``message`` as the first message of a new WebSocket; the close code and reason."""
+    ticket = (await live.negotiate(["websocket"]))["ticket"]
+    url = live.url.replace("http://", "ws://") + "/ws?ticket=" + ticket
+    async with live.http.ws_connect(url, max_msg_size=0) as ws:
+        assert (await ws.receive_json(timeout=5))[0] == 0  # HELLO
+        started = time.perf_counter()
+        if isinstance(message, str):
+            await ws.send_str(message)
+        else:
+            await ws.send_bytes(message)
+        while True:
+            received = await ws.receive(timeout=10)
+            if received.type in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSING,
+                aiohttp.WSMsgType.CLOSED,
+            ):
+                break
+        elapsed = (time.perf_counter() - started) * 1000
+        reason = received.extra if received.type == aiohttp.WSMsgType.CLOSE else ""
+        print(f"\nA9 WebSocket {len(message)} bytes: close {ws.close_code} in {elapsed:.0f} ms")
+        return ws.close_code, str(reason or "")
+
+
+async def test_a9_full_depth_websocket_live() -> None:
+    """A9 at 10^5 levels over a real server, on WebSocket: a text frame nested 10^5 arrays deep,
+    one nested 10^5 objects deep, and a binary message whose header is 10^5 arrays deep each
+    close their socket with 4500 and the depth guard's reason "JSON nested too deep". The frame
+    limit is raised to 1 MiB, so size is not what refuses them: a flat frame of the same size
+    as the largest is accepted and echoed. A WebSocket and an SSE session opened before are
+    unaffected, nothing is applied, and the harness checks the process still serves."""
+    async with live_server(**BIG_SETTINGS) as live:
+        limit = live.engine.settings.max_message_size
+        others = [await live.wire("websocket"), await live.wire("sse")]
+        messages: list[str | bytes] = [
+            deep_data_frame(NESTINGS["array"]),
+            deep_data_frame(NESTINGS["object"]),
+            deep_data_frame(NESTINGS["array"], kind=19).encode() + b"\x00raw",
+        ]
+        for ref, message in enumerate(messages, start=1):
+            assert Limits().max_message_size < len(message) <= limit
+            assert await deep_websocket_close(live, message) == (4500, TOO_DEEP)
+            for other in others:
+                await other.echo(ref, f"after deep message {ref}")
+        assert any(code == 4500 and why == TOO_DEEP for _, code, why in live.disconnects)
+        assert live.applied["a9"] == 0
+        flat = flat_echo(9, len(messages[1]))
+        assert len(flat) == len(messages[1])
+        await others[0].send(flat)
+        assert (await others[0].reply(9, timeout=10))[:3] == [4, 9, "ok"]
+
+
+@pytest.mark.parametrize("transport", ["sse", "longpoll"])
+async def test_a9_full_depth_post_live(transport: TransportName) -> None:
+    """A9 at 10^5 levels over a real server, on ``POST /send``: a batch whose frame is nested
+    10^5 arrays deep, one nested 10^5 objects deep, and a body that is itself 10^5 arrays deep
+    are answered ``400 {"error": "bad_json", "message": "JSON nested too deep"}``, with nothing
+    applied; the limits are raised (frame 1 MiB, body 2 MiB) so size is not what refuses them:
+    a flat body of the same size as the largest is accepted. The session and a WebSocket opened
+    before stay usable, and the harness checks the process still serves."""
+    async with live_server(**BIG_SETTINGS) as live:
+        wire = await live.wire(transport)
+        other = await live.wire("websocket")
+        bodies = [
+            "[" + deep_data_frame(NESTINGS["array"]) + "]",
+            "[" + deep_data_frame(NESTINGS["object"]) + "]",
+            "[" + NESTINGS["array"] + "]",
+        ]
+        for ref, body in enumerate(bodies, start=1):
+            assert Limits().max_message_size < len(body) <= live.engine.settings.max_body_size
+            started = time.perf_counter()
+            status, response = await wire.post(body.encode())
+            elapsed = (time.perf_counter() - started) * 1000
+            print(f"\nA9 POST /send {len(body)} bytes: {status} in {elapsed:.0f} ms")
+            assert status == 400
+            assert response.content_type == "application/json"
+            assert await response.json() == {"error": "bad_json", "message": TOO_DEEP}
+            await wire.echo(ref, f"after deep body {ref}")
+            await other.echo(ref, f"after deep body {ref}")
+        assert live.applied["a9"] == 0
+        flat = "[" + flat_echo(9, len(bodies[1]) - 2) + "]"
+        assert len(flat) == len(bodies[1])
+        status, _ = await wire.post(flat.encode())
+        assert status == 204
+        assert (await wire.reply(9, timeout=10))[:3] == [4, 9, "ok"]
+
+
 # --- A11: duplicate keys, prototype keys, many keys -----------------------------------------
 
 
@@ -94,7 +376,8 @@ async def test_a11_duplicate_and_prototype_keys(live: Live, transport: Transport
     """A11: duplicate JSON keys keep the last value (the policy of Python's and the browser's
     JSON parsers alike); ``__proto__``/``constructor`` keys are plain data, echoed unchanged;
     2000 keys in one payload are fine within the frame limit. (The browser client's side of
-    this case, no prototype merge, belongs to the JS client's suite.)"""
+    this case, no prototype merge, is in tests/js/prototype.test.mjs and
+    tests/browser/test_browser_security.py.)"""
     wire = await live.wire(transport)
     await wire.send('[3,1,"echo",{"a":1,"a":2,"b":{"c":1,"c":[3]}}]')
     assert await wire.reply(1) == [4, 1, "ok", {"a": 2, "b": {"c": [3]}}]

@@ -9,6 +9,13 @@ and the upstream POST as a simple request, a preflighted JSON request, a beacon 
 Each must fail in the browser (no open, no message, nothing readable) and nothing may happen on
 the server (the app's counters from ``GET /counters``). The same calls from the app's own origin
 work, so the refusals are the origin check's doing, not the harness's.
+
+Catalogue A11 (browser side): the app publishes, sends and echoes payloads holding
+``__proto__`` and ``constructor`` keys to the real client in the page, on each transport; the
+page checks that ``Object.prototype`` is untouched and that the handlers got ``__proto__`` as an
+own data property. (Duplicate keys and 10^5 keys cannot come from the Python server, whose
+``json`` never writes a key twice; they are in the JS client's suite,
+tests/js/prototype.test.mjs.)
 """
 
 from __future__ import annotations
@@ -22,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import BrowserContext
+from playwright.sync_api import BrowserContext, Page
 
-from .harness import AppServer, open_page, post_json
+from .harness import AppServer, open_page, post_json, publish, send_to, wait_for
 
 ATTACK_PAGE = """<!doctype html>
 <meta charset="utf-8">
@@ -247,3 +254,75 @@ def test_f6_cross_site_page_refused_everywhere(
     fresh = post_json(target.url + "/realtime/negotiate", {"transports": ["websocket"]})
     control = own.evaluate(SAME_ORIGIN_CONTROL, {"ws": config["ws"], "ticket": fresh["ticket"]})
     assert control == {"negotiated": 200, "opened": "open"}
+
+
+# --- A11: prototype keys in payloads, in the real browser client ------------------------------
+
+A11_PAYLOAD: dict[str, Any] = {
+    "__proto__": {"polluted": 1},
+    "constructor": {"prototype": {"polluted": 1}},
+    "keep": [1],
+}
+
+A11_START = """async (transport) => {
+  const client = Transports.connect("/realtime", {transports: [transport]});
+  const got = window.a11 = {client, pubs: [], messages: []};
+  client.on("message", (m) => got.messages.push(m.data));
+  await client.subscribe("a11", (pub) => got.pubs.push(pub.data)).ready;
+  return {state: client.state, transport: client.transport, id: client.id};
+}"""
+
+A11_CHECK = """async (text) => {
+  const {client, pubs, messages} = window.a11;
+  // The echo: the page sends a value with an own __proto__ key (JSON.parse makes one).
+  const reply = await client.send("echo", JSON.parse(text));
+  client.close();
+  const own = (value, key) => {
+    const d = Object.getOwnPropertyDescriptor(value, key);
+    return d && "value" in d ? d.value : "missing";
+  };
+  const describe = (value) => ({
+    plain: Object.getPrototypeOf(value) === Object.prototype,
+    keys: Object.keys(value),
+    proto: own(value, "__proto__"),
+    ctor: own(value, "constructor"),
+    reachable: value.polluted === undefined ? "no" : "yes",
+  });
+  return {
+    publication: describe(pubs[0]),
+    message: describe(messages[0]),
+    reply: describe(reply),
+    polluted: [({}).polluted, Object.prototype.polluted, [].polluted].map(String),
+    objectConstructor: ({}).constructor === Object,
+  };
+}"""
+
+
+def test_a11_prototype_keys_never_pollute_the_page(page: Page, target: SecurityAppServer) -> None:
+    """A11 in real Chromium, on each transport: a publication, a direct message (MSG) and an
+    echo reply whose data holds ``__proto__`` and ``constructor`` keys reach the page's
+    handlers as plain objects with ``__proto__`` and ``constructor`` as own data properties
+    (what ``JSON.parse`` gives), nothing reachable through a prototype, and ``Object.prototype``
+    untouched: ``({}).polluted`` stays undefined."""
+    open_page(page, target.url)
+    text = json.dumps(A11_PAYLOAD)
+    expected = {
+        "plain": True,
+        "keys": ["__proto__", "constructor", "keep"],
+        "proto": {"polluted": 1},
+        "ctor": {"prototype": {"polluted": 1}},
+        "reachable": "no",
+    }
+    for transport in ("websocket", "sse", "longpoll"):
+        opened = page.evaluate(A11_START, transport)
+        assert opened["state"] == "open" and opened["transport"] == transport, opened
+        publish(target.url, "a11", "proto", A11_PAYLOAD)
+        assert send_to(target.url, opened["id"], "direct", A11_PAYLOAD)
+        wait_for(page, "() => window.a11.pubs.length > 0 && window.a11.messages.length > 0")
+        result = page.evaluate(A11_CHECK, text)
+        print(f"\nA11 in Chromium over {transport}:", json.dumps(result))
+        assert result["publication"] == expected, result
+        assert result["message"] == expected, result
+        assert result["reply"] == expected, result
+        assert result["polluted"] == ["undefined"] * 3, result
+        assert result["objectConstructor"] is True

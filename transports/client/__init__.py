@@ -785,12 +785,19 @@ class Client:
         if response.status != 200:
             try:
                 error = json.loads(response.body).get("error", "")
-            except (ValueError, AttributeError):
+            except (ValueError, AttributeError, RecursionError):
                 error = ""
             if response.status in (400, 401, 403):
                 raise NegotiationError(f"negotiate refused: {response.status} {error}")
             raise OSError(f"negotiate answered {response.status}")
-        info: dict[str, Any] = json.loads(response.body)
+        # A malformed answer (too deep for the parser, or not an object) is a failed attempt
+        # (ValueError: retried with backoff), never an exception that kills the client's task.
+        try:
+            info: Any = json.loads(response.body)
+        except RecursionError:
+            raise ValueError("negotiate answer is nested too deep") from None
+        if not isinstance(info, dict):
+            raise ValueError("negotiate answer is not a JSON object")
         return info
 
     async def _open_one(self) -> _Connection:
