@@ -336,10 +336,13 @@ class SioConn(Conn):
         import socketio
 
         self.transports = list(transports) if transports else None
-        kwargs: dict[str, Any] = {"reconnection": False, "handle_sigint": False}
-        if session is not None:
-            kwargs["http_session"] = session
-        self.sio = socketio.AsyncClient(**kwargs)
+        # python-engineio leaves the aiohttp session it creates itself open when a disconnect
+        # is cut short (see close()), so the harness always hands it one and closes it.
+        self.own = session is None
+        self.session = session if session is not None else new_session()
+        self.sio = socketio.AsyncClient(
+            reconnection=False, handle_sigint=False, http_session=self.session
+        )
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
         async def on_message(data: dict[str, Any]) -> None:
@@ -372,8 +375,12 @@ class SioConn(Conn):
 
     async def close(self) -> None:
         # On polling, disconnect() waits for the held poll to come back (up to 25 s).
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.sio.disconnect(), 1.0)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.sio.disconnect(), 1.0)
+        finally:
+            if self.own and self.session is not None:
+                await self.session.close()
 
 
 def make_conn(

@@ -241,9 +241,19 @@ def sio_app() -> Any:
 APPS = {"realtime": realtime_app, "raw": raw_app, "sio": sio_app}
 
 
+def _quiet_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    if isinstance(context.get("exception"), asyncio.CancelledError):
+        return
+    loop.default_exception_handler(context)
+
+
 async def serve(app_name: str, server: str, host: str, port: int) -> None:
     """Serve ``app_name`` on ``server`` until SIGTERM."""
     app = APPS[app_name]()
+    # Hypercorn cancels the connections still open when its graceful timeout ends (the peer's
+    # clients do not always finish their disconnect in time), and asyncio's stream callback
+    # then logs each cancelled connection task with a traceback: noise, not a failure.
+    asyncio.get_running_loop().set_exception_handler(_quiet_cancelled)
     if server == "uvicorn":
         import uvicorn
 
