@@ -422,6 +422,7 @@ class Wire:
 
     async def _poll_loop(self) -> None:
         live = self.live
+        greeted = False
         try:
             while self.code is None and not self._closed:
                 async with live.http.get(
@@ -434,6 +435,9 @@ class Wire:
                     body = await response.json()
                 self.cursor = body["cursor"]
                 for frame in body["frames"]:
+                    if frame[0] == 0 and greeted:
+                        continue  # HELLO opens every answer to cursor 0 (protocol §6.1)
+                    greeted = greeted or frame[0] == 0
                     self._got(frame)
         except (aiohttp.ClientError, asyncio.CancelledError):
             pass

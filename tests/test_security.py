@@ -399,7 +399,9 @@ async def test_newest_poll_wins(h: Harness) -> None:
     old = json.loads(await (await first).get_data())
     new = json.loads(await (await second).get_data())
     assert old == {"cursor": 0, "frames": []}
-    assert new["frames"] == [[4, 1, "ok", "x"]]
+    # cursor 0: the response opens with HELLO again (protocol §6.1), then the reply
+    assert new["frames"][0][0] == 0
+    assert new["frames"][1:] == [[4, 1, "ok", "x"]]
 
 
 async def test_concurrent_post_conflict(h: Harness) -> None:

@@ -49,7 +49,15 @@ _INBOX_SIZE = 100
 
 
 class SocketGone(Exception):
-    """The WebSocket client disconnected (raised by a socket's ``receive()``)."""
+    """The WebSocket client disconnected (raised by a socket's ``receive()``).
+
+    ``code`` is the close code the ASGI server reported: 1006 (or None) when the connection
+    dropped without a closing handshake, else the code of the client's close.
+    """
+
+    def __init__(self, code: int | None = None) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 class SessionChannel(Channel):
@@ -248,6 +256,7 @@ class WebSocketChannel(SessionChannel):
         """
         self._runner = asyncio.current_task()
         engine, session = self.engine, self.session
+        gone_code: int | None = None
         limits = engine.limits
         session.push(self.hello())  # HELLO is the first frame the writer sends
         writer = self._writer = asyncio.create_task(
@@ -263,8 +272,9 @@ class WebSocketChannel(SessionChannel):
                     await engine.close(self, CloseCode.RATE_LIMITED, "too many messages")
                     break
                 await engine.dispatch(self, frame)
-        except SocketGone:
+        except SocketGone as exc:
             self._gone = True
+            gone_code = exc.code
         except PayloadTooBig as exc:
             await engine.close(self, CloseCode.TOO_BIG, exc.message)
         except ProtocolError as exc:
@@ -276,7 +286,12 @@ class WebSocketChannel(SessionChannel):
             raise
         if self._gone:
             writer.cancel()
-            engine.close_now(session, CloseCode.ABNORMAL, "connection lost")
+            # 1005 is ambiguous (a close frame without a code, or what uvicorn reports for a
+            # dropped connection): never call a dropped connection clean.
+            if gone_code is None or not 1000 <= gone_code <= 4999 or gone_code in (1005, 1006):
+                engine.close_now(session, CloseCode.ABNORMAL, "connection lost")
+            else:  # the client's closing handshake, as a CLOSE frame is on SSE and long-poll
+                engine.close_now(session, gone_code, "closed by the client")
             return
         # Closing on our side: let the writer deliver the close frame, while this task keeps
         # reading so that the server can hand over a disconnect.
@@ -301,12 +316,12 @@ class WebSocketChannel(SessionChannel):
                 if self.finished:
                     if not self._socket_closed:
                         self._socket_closed = True
-                        await socket.close(session.close_code or 1000, session.close_reason[:120])
+                        await socket.close(session.close_code or 1000, session.close_reason)
                     return
                 for _, frame in session.take():
                     if frame.text.startswith("[9,"):
                         self._socket_closed = True
-                        await socket.close(session.close_code or 1000, session.close_reason[:120])
+                        await socket.close(session.close_code or 1000, session.close_reason)
                         return
                     await socket.send(frame.ws)
                 session.last_sent = clock()
@@ -373,13 +388,16 @@ class LongPollChannel(SessionChannel):
         self._generation += 1
         generation = self._generation
         try:
-            # HELLO opens the first poll only; it has no sequence number.
-            head: list[OutFrame] = [] if self._greeted else [self.hello()]
+            # HELLO has no sequence number, so a cursor of 0 is the only sign that the client
+            # may not have it (the first response was lost, or superseded): it opens every
+            # response to such a poll. Only the first poll is answered without waiting.
+            head: list[OutFrame] = [self.hello()] if cursor == 0 else []
+            first = not self._greeted
             self._greeted = True
             result = session.rewind(cursor)
             if result is SyncResult.TOO_OLD:
                 await engine.close(self, CloseCode.RESYNC, "resync")
-            if not session.pending and not head:
+            if not session.pending and not first:
                 await self.wait_due(settings.poll_window)
             if generation != self._generation or self.finished:  # superseded, or gone
                 return encode_poll(cursor, [])

@@ -161,6 +161,9 @@ def _error(ref: int | str, status: str, message: str) -> tuple[str, str, bool]:
     return status, encode_json({"message": message}), False
 
 
+_UNAVAILABLE = ("unavailable", encode_json({"message": "the backplane is unavailable"}), False)
+
+
 class Engine:
     """Sessions, hooks and dispatch, shared by the three transports.
 
@@ -837,11 +840,24 @@ class Engine:
         key = "reply:" + self._scope(session) + ":" + _ref_text(ref)
         ttl = self.settings.dedup_ttl
         backplane = self.backplane
-        if not await backplane.claim(key, ttl):
-            answer = await self._remembered(key)
+        try:
+            claimed = await backplane.claim(key, ttl)
+        except BackplaneError:
+            # Without the reply memory a retry could run the handler twice: refuse this one
+            # (the client may send it again, with the same ref, once the backplane is back).
+            log.warning("backplane unavailable: a client message was refused")
+            session.push(_reply_frame(ref, *_UNAVAILABLE))
+            return
+        if not claimed:
+            try:
+                answer = await self._remembered(key)
+            except BackplaneError:
+                answer = None
             self.stats["retries_answered"] += 1
-            if answer is not None and session.state < State.CLOSING:
-                session.push(_reply_frame(ref, *answer))
+            if session.state < State.CLOSING:
+                # Nothing remembered (the answer could not be stored, or the process that ran
+                # it died before storing it): say so rather than leave the retry unanswered.
+                session.push(_reply_frame(ref, *(answer or _UNAVAILABLE)))
             return
         waiters = self._inflight[key] = []  # retries that arrive meanwhile wait here
         try:
@@ -858,7 +874,7 @@ class Engine:
         try:
             await backplane.store(key, f"{int(binary)}{status}\x00{text}", ttl)
         except BackplaneError:
-            log.warning("could not remember a reply; a retry of it would run again")
+            log.warning("could not remember a reply; a retry of it will be answered unavailable")
         if session.state < State.CLOSING:
             session.push(_reply_frame(ref, *answer))
 

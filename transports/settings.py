@@ -127,6 +127,8 @@ class Settings:
                 values[key] = tuple(values[key])
         if isinstance(values.get("secret_key"), str):
             values["secret_key"] = values["secret_key"].encode("utf-8")
+        for name, value in values.items():
+            values[name] = _coerce(name, value)
         settings = cls(**values)
         settings.validate()
         return settings
@@ -144,3 +146,50 @@ class Settings:
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied."""
         return dataclasses.replace(self, **changes)
+
+
+_NUMBERS: dict[str, tuple[type, bool]] = {}
+"""Numeric and boolean settings: name -> (type, whether ``None`` is allowed)."""
+for _field in fields(Settings):
+    _hint = str(_field.type).replace(" ", "")
+    for _kind in (bool, int, float):
+        if _hint in (_kind.__name__, _kind.__name__ + "|None"):
+            _NUMBERS[_field.name] = (_kind, _hint.endswith("|None"))
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """``value`` as the setting's type: numbers from strings (config often comes from the
+    environment); anything else of the wrong kind raises :class:`ValueError` at start-up, not
+    at the first request."""
+    kind_and_none = _NUMBERS.get(name)
+    if kind_and_none is None:
+        return value
+    kind, nullable = kind_and_none
+    if value is None and nullable:
+        return None
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{name} must be a boolean, not {value!r}")
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number, not {value!r}")
+    try:
+        if isinstance(value, str):
+            number: float = float(value.strip())
+        elif isinstance(value, int | float):
+            number = value
+        else:
+            raise TypeError
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, not {value!r}") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be a finite number, not {value!r}")
+    if kind is int:
+        if number != int(number):
+            raise ValueError(f"{name} must be a whole number, not {value!r}")
+        return int(number)
+    return float(number)

@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from .conftest import RESTARTS, TIMINGS
 from .harness import (
     AppServer,
     Nginx,
+    app_server,
     nginx_proxy,
     open_page,
     publish,
@@ -136,6 +138,52 @@ def test_forced_transport_end_to_end(page: Page, app: AppServer, transport: str)
         }
     )
     check_round_trip(page, app.url, fresh_topic(f"only-{transport}"))
+
+
+QUIET_HEARTBEAT_S = 1.0
+QUIET_POLL_WINDOW_S = 2.0
+QUIET_IDLE_S = 14.0
+"""A short heartbeat and poll window, and an idle time past both liveness limits the client
+used to apply on long-poll: heartbeat + 10 s (11 s, from the last frame) and
+max(heartbeat, pollWindow) + 10 s (12 s) when only frames count."""
+
+
+@pytest.fixture(scope="module")
+def quiet_app(log_dir: Path) -> Iterator[AppServer]:
+    """An app server with no ticker (an idle page) and a short heartbeat and poll window."""
+    settings = {"heartbeat": QUIET_HEARTBEAT_S, "poll_window": QUIET_POLL_WINDOW_S}
+    with app_server(log_dir, tick_ms=0, settings=settings) as server:
+        yield server
+
+
+@pytest.mark.parametrize("transport", ["websocket", "sse", "longpoll"])
+def test_idle_page_keeps_its_connection(page: Page, quiet_app: AppServer, transport: str) -> None:
+    """A page on which nothing happens for many heartbeat periods keeps its session: PINGs
+    (WebSocket, SSE) and empty poll answers (long-poll, §6.1) are the heartbeat (§9), so the
+    client never declares the connection dead, and a publish after the quiet spell arrives."""
+    open_page(page, quiet_app.url)
+    start_client(page, {"transports": [transport], "failback": False})
+    wait_open(page)
+    topic = fresh_topic(f"idle-{transport}")
+    page.evaluate("(t) => harness.listen(t)", topic)
+    session = page.evaluate("() => window.client.id")
+    negotiated = page.evaluate("() => window.client.stats.attempts")
+    time.sleep(QUIET_IDLE_S)
+    rec = record(page)
+    stats = rec["info"]["stats"]
+    assert rec["states"] == ["open"], (rec["states"], stats["lastClose"], rec["errors"])
+    assert stats["reconnects"] == 0
+    assert stats["lastClose"] is None
+    assert stats["attempts"] == negotiated
+    assert page.evaluate("() => window.client.id") == session
+    assert rec["errors"] == []
+    published = publish(quiet_app.url, topic, "after", {"idle": QUIET_IDLE_S})
+    wait_for(page, "(t) => window.rec.pubs[t].length >= 1", 10_000, arg=topic)
+    pubs = record(page)["pubs"][topic]
+    assert [(p["event"], p["offset"]) for p in pubs] == [("after", published["offset"])]
+    assert page.evaluate("() => window.client.send('echo', 'awake')") == "awake"
+    assert page.evaluate("() => window.client.id") == session
+    page.evaluate("() => window.client.close()")
 
 
 def test_buffering_proxy_stalls_sse(page: Page, proxies: dict[str, Nginx]) -> None:

@@ -163,6 +163,9 @@ export function createWorld() {
     mode: { websocket: "ok", sse: "ok", longpoll: "ok" },
     offered: ["websocket", "sse", "longpoll"],
     heartbeat: 25000,
+    pollWindow: 25000, // negotiate's pollWindow; with emptyPolls, how long a poll is held
+    emptyPolls: false, // true: a held poll answers {cursor, frames: []} after pollWindow (§6.1)
+    emptyAnswers: 0, // how many empty poll answers were sent
     retry: 1000,
     limits: { message: 65536, body: 1048576, batch: 100, subscriptions: 128, topic: 200, depth: 32 },
     epoch: "E1",
@@ -217,7 +220,7 @@ export function createWorld() {
         v: 1, id: s.id, token: s.token, ticket: s.ticket,
         transports: world.offered.filter((t) => request.body.transports.includes(t)),
         urls: { websocket: "/rt/ws", sse: "/rt/sse", longpoll: "/rt/poll", send: "/rt/send" },
-        heartbeat: world.heartbeat, pollWindow: 25000, retry: world.retry, ticketTtl: 30000,
+        heartbeat: world.heartbeat, pollWindow: world.pollWindow, retry: world.retry, ticketTtl: 30000,
         limits: world.limits, history: { size: 1000, ttl: 300000 },
       });
     }
@@ -257,10 +260,21 @@ export function createWorld() {
         }
         for (const [, frame] of s.outbox) frames.push(JSON.parse(encodeFrame(frame, false)));
         if (frames.length) return response(200, { cursor: s.seq, frames });
-        await new Promise((resolve, reject) => {
-          s.waiters.push(resolve);
-          if (init.signal) init.signal.addEventListener("abort", () => reject(new DOMException("aborted", "AbortError")));
+        const woke = await new Promise((resolve, reject) => {
+          // Like the server: with nothing to send, the poll ends empty after the poll window.
+          const timer = world.emptyPolls ? clock.setTimeout(() => resolve("window"), world.pollWindow) : null;
+          s.waiters.push(() => { clock.clearTimeout(timer); resolve("woken"); });
+          if (init.signal) {
+            init.signal.addEventListener("abort", () => {
+              clock.clearTimeout(timer);
+              reject(new DOMException("aborted", "AbortError"));
+            });
+          }
         });
+        if (woke === "window") {
+          world.emptyAnswers++;
+          return response(200, { cursor, frames: [] });
+        }
       }
     }
     return response(404, { error: "not_found", message: "no" });

@@ -43,9 +43,9 @@ test("the server's retry hint is a lower bound and the spread stays above it", (
   assert.equal(reconnectDelay(10, backoff, 30000, () => 0.99), 30000); // hint above max wins
 });
 
-test("close codes: 1001, 1006, 1011-1013 and 4000-4499 reconnect, everything else stops", () => {
-  const reconnect = [1001, 1006, 1011, 1012, 1013, 4000, 4004, 4008, 4010, 4029, 4499];
-  const stop = [1000, 1002, 1003, 1005, 1008, 1009, 1010, 1014, 1015, 3000, 4500, 4501, 4503, 4504, 4509, 4999];
+test("close codes: 1001, 1005, 1006, 1011-1015 and 4000-4499 reconnect, everything else stops", () => {
+  const reconnect = [1001, 1005, 1006, 1011, 1012, 1013, 1014, 1015, 4000, 4004, 4008, 4010, 4029, 4499];
+  const stop = [1000, 1002, 1003, 1004, 1007, 1008, 1009, 1010, 1016, 3000, 4500, 4501, 4503, 4504, 4509, 4999];
   for (const code of reconnect) assert.equal(classifyClose(code), "reconnect", String(code));
   for (const code of stop) assert.equal(classifyClose(code), "stop", String(code));
 });

@@ -1,6 +1,6 @@
 """Backplanes carry publications between processes and keep each topic's history.
 
-A backplane does three jobs:
+A backplane does four jobs:
 
 1. **Fan-out across processes**: :meth:`Backplane.publish` on any process reaches
    :meth:`Backplane.receive` on every process that :meth:`Backplane.subscribe`\\ d the topic.

@@ -49,6 +49,8 @@ __all__ = [
     "ServerFrame",
     "Subscribe",
     "Unsubscribe",
+    "MAX_REASON_CHARS",
+    "clip_reason",
     "close_frame",
     "decode_batch",
     "decode_client_frame",
@@ -223,6 +225,21 @@ class Reply:
 
 ServerFrame: TypeAlias = Hello | Pub | Msg | Reply | Ping | Pong | Close
 """A frame a server sends."""
+
+
+class UnknownFrameType(ProtocolError):
+    """A well-formed server frame whose type this client does not know (client side).
+
+    A JSON array starting with an integer type code that is not in docs/protocol.md §2 (nor
+    that code plus 16): a later protocol version may add frame types, and a client ignores
+    them, as the browser client does. Raised by :func:`decode_server_frame` only; a frame with
+    a known type and bad fields, or one that is not such an array, raises the plain
+    :class:`~transports.exceptions.ProtocolError`.
+    """
+
+    def __init__(self, kind: int) -> None:
+        super().__init__("bad_frame", "unknown server frame type")
+        self.kind = kind
 
 
 # --- JSON with limits -------------------------------------------------------------------
@@ -435,6 +452,19 @@ def error_reply_frame(ref: int | str, status: str, message: str) -> OutFrame:
     return reply_frame(ref, status, {"message": message})
 
 
+MAX_REASON_CHARS: Final = 120
+"""A close reason is cut to this many characters, and to 123 UTF-8 bytes (what a WebSocket
+close frame can carry), on every transport."""
+
+
+def clip_reason(reason: str) -> str:
+    """``reason`` cut to at most 120 characters and 123 UTF-8 bytes."""
+    reason = reason[:MAX_REASON_CHARS]
+    while len(reason.encode("utf-8", "surrogatepass")) > 123:
+        reason = reason[:-1]
+    return reason
+
+
 def close_frame(code: int, reason: str = "") -> OutFrame:
     """CLOSE ``[9, code, reason]``."""
     return OutFrame("[9," + str(int(code)) + "," + encode_json(reason) + "]")
@@ -644,8 +674,19 @@ def encode_client_frame(frame: ClientFrame, *, binary_native: bool = False) -> s
     return encode_json([kind, *prefix, data])
 
 
+_SERVER_KNOWN: Final = frozenset(int(kind) for kind in FrameType)
+"""Frame types a v1 client knows (a client-to-server type from the server is malformed)."""
+
+
 def decode_server_frame(message: str | bytes, max_depth: int = 64) -> ServerFrame:
-    """Decode one server frame (for clients). Raises :class:`ProtocolError`."""
+    """Decode one server frame (for clients).
+
+    Raises:
+        UnknownFrameType: a well-formed frame of a type this version does not know (a client
+            ignores it).
+        ProtocolError: anything else wrong (not JSON, not an array starting with an integer
+            type, missing fields).
+    """
     raw: bytes | None = None
     if isinstance(message, bytes):
         head, sep, tail = message.partition(_WS_BINARY_SEPARATOR)
@@ -657,11 +698,18 @@ def decode_server_frame(message: str | bytes, max_depth: int = 64) -> ServerFram
     else:
         text = message
     value = _loads(text, max_depth)
-    if not isinstance(value, list) or not value or not isinstance(value[0], int):
+    if (
+        not isinstance(value, list)
+        or not value
+        or not isinstance(value[0], int)
+        or isinstance(value[0], bool)
+    ):
         raise _bad("a frame is a non-empty JSON array starting with its type")
     kind = value[0]
     binary = kind >= BINARY
     base = kind - BINARY if binary else kind
+    if base not in _SERVER_KNOWN:
+        raise UnknownFrameType(kind)
     try:
         if base == FrameType.HELLO:
             return Hello(dict(value[1]))
@@ -680,4 +728,4 @@ def decode_server_frame(message: str | bytes, max_depth: int = 64) -> ServerFram
             return Close(int(value[1]), str(value[2]))
     except (IndexError, TypeError, ValueError):
         raise _bad("server frame is missing fields") from None
-    raise _bad("unknown server frame type")
+    raise _bad("a client frame type from the server")  # EVENT, SUB, UNSUB, PUBLISH

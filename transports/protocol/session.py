@@ -33,7 +33,7 @@ from enum import IntEnum
 from ..exceptions import InvalidState
 from ..typing import Identity, TransportName
 from .codes import CloseCode
-from .frames import OutFrame, close_frame
+from .frames import OutFrame, clip_reason, close_frame
 from .ratelimit import TokenBucket
 
 __all__ = ["OutboxLimits", "Retention", "Session", "State", "SyncResult", "TopicState"]
@@ -248,7 +248,7 @@ class Session:
             return False
         self.state = State.CLOSING
         self.close_code = int(code)
-        self.close_reason = reason
+        self.close_reason = reason = clip_reason(reason)
         for topic in self.topics.values():
             topic.buffer.clear()
         self._append(close_frame(code, reason))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,6 +29,8 @@ from .hardening import bound_websocket_inflation, redact_access_logs
 from .longpoll import LongPollTransport, register_send
 from .sse import SSETransport
 from .websocket import WebSocketTransport
+
+log = logging.getLogger("transports")
 
 __all__ = ["ConnectHook", "Realtime", "RevalidateHook"]
 
@@ -265,6 +268,9 @@ class Realtime:
                     identity = await result if inspect.isawaitable(result) else result
                 except Reject as exc:
                     return error_response("unauthorized", exc.message)
+                except Exception:
+                    log.exception("on_connect failed")
+                    return error_response("internal_error", "the server could not connect you")
                 if identity is False:
                     return error_response("unauthorized", "not allowed to connect")
             payload = await self.engine.negotiate(identity, asked, address)
@@ -288,6 +294,7 @@ class Realtime:
             return response
         if not origin_ok(self):
             return response
+        response.headers["Access-Control-Expose-Headers"] = "Retry-After"
         if "*" in self.settings.allowed_origins:
             response.headers["Access-Control-Allow-Origin"] = "*"
         else:

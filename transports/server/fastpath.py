@@ -73,7 +73,9 @@ async def _serve(
     client = scope.get("client")
     address = client[0] if client else None
     token = headers.get("x-realtime-session")
+    cors_origin = origin  # echoed in CORS headers only when allowed
     if not origin_allowed(origin, own, settings.allowed_origins):
+        cors_origin = None
         answer = Answer.refused(Refused("forbidden_origin", "origin not allowed"))
     elif poll:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
@@ -92,7 +94,7 @@ async def _serve(
             answer = await engine.post(token, read_body, address)
         except _ClientGone:
             return
-    await _respond(send, answer, origin, realtime)
+    await _respond(send, answer, cors_origin, realtime)
 
 
 async def _read_body(
@@ -131,6 +133,7 @@ async def _respond(send: Send, answer: Answer, origin: str | None, realtime: Rea
         headers.append((b"content-length", str(len(answer.body)).encode()))
     allowed = realtime.settings.allowed_origins
     if origin is not None and allowed:
+        headers.append((b"access-control-expose-headers", b"Retry-After"))
         if "*" in allowed:
             headers.append((b"access-control-allow-origin", b"*"))
         else:

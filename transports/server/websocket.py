@@ -61,7 +61,8 @@ class ASGISocket:
                 data = event.get("bytes")
                 return bytes(data) if data is not None else b""
             if kind == "websocket.disconnect":
-                raise SocketGone
+                code = event.get("code")
+                raise SocketGone(code if isinstance(code, int) else None)
 
     async def send(self, message: str | bytes) -> None:
         if isinstance(message, str):
@@ -92,8 +93,16 @@ class WebSocketTransport(Transport):
         app.asgi_app = asgi_app  # type: ignore[method-assign,assignment]
 
 
-async def _refuse(scope: Scope, send: Send, code: str, message: str) -> None:
+_RETRY_LATER = frozenset({"rate_limited", "too_many_connections", "unavailable"})
+"""Refusals that a client may try again after ``Retry-After`` seconds."""
+
+
+async def _refuse(
+    scope: Scope, send: Send, code: str, message: str, retry_after: int | None = None
+) -> None:
     """Refuse the handshake with an HTTP status and a JSON body (403, 401, 404...)."""
+    if retry_after is None and code in _RETRY_LATER:
+        retry_after = 1
     if "websocket.http.response" in (scope.get("extensions") or {}):
         body = json.dumps({"error": code, "message": message}).encode()
         await send(
@@ -104,6 +113,7 @@ async def _refuse(scope: Scope, send: Send, code: str, message: str) -> None:
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
                     (b"cache-control", b"no-store"),
+                    *([(b"retry-after", str(retry_after).encode())] if retry_after else []),
                 ],
             }
         )
@@ -134,7 +144,7 @@ async def _serve(
         session = await engine.session_for_ticket(ticket, "websocket", address=address)
         channel = engine.attach(session, "websocket", lambda s: WebSocketChannel(engine, s))
     except Refused as exc:
-        await _refuse(scope, send, exc.code, exc.message)
+        await _refuse(scope, send, exc.code, exc.message, getattr(exc, "retry_after", None))
         return
     assert isinstance(channel, WebSocketChannel)
     await send({"type": "websocket.accept"})

@@ -59,7 +59,11 @@ export const DEFAULTS = Object.freeze({
   rememberMs: 10 * 60 * 1000,
 });
 
-/** A client that receives nothing for heartbeat + this considers the connection dead (§9). */
+/**
+ * A client that receives nothing for heartbeat + this considers the connection dead (§9); on
+ * long-poll for max(heartbeat, pollWindow) + this, and every poll response counts, an empty one
+ * (the long-poll heartbeat, §6.1) included.
+ */
 const LIVENESS_SLACK_MS = 10000;
 /** A connection open this long resets the reconnect backoff. */
 const STABLE_AFTER_MS = 5000;
@@ -241,13 +245,15 @@ export function reconnectDelay(attempt, backoff, hint, random = Math.random) {
 }
 
 /**
- * What a close code tells the client to do (§10.1): 1001, 1006, 1011-1013 and 4000-4499
- * reconnect; every other code is terminal.
+ * What a close code tells the client to do (§10.1): 1001, 1005, 1006, 1011-1015 and 4000-4499
+ * reconnect; every other code is terminal (the same set as the Python client's
+ * `is_reconnect_code`). 1005 is what a browser reports for a close frame without a status, as a
+ * proxy may send; 1014 and 1015 are a bad gateway and a failed TLS handshake.
  * @param {number} code
  * @returns {"reconnect" | "stop"}
  */
 export function classifyClose(code) {
-  if (code === 1001 || code === 1006 || (code >= 1011 && code <= 1013)) return "reconnect";
+  if (code === 1001 || code === 1005 || code === 1006 || (code >= 1011 && code <= 1015)) return "reconnect";
   if (code >= 4000 && code <= 4499) return "reconnect";
   return "stop";
 }
@@ -257,7 +263,8 @@ export function classifyClose(code) {
  * considered dead (§9: heartbeat + 10 s of silence); zero or less means dead.
  * @param {number} lastReceived
  * @param {number} now
- * @param {number} heartbeat the server's PING interval (ms)
+ * @param {number} heartbeat the longest the server may stay silent (ms): its PING interval, on
+ *   long-poll max(heartbeat, pollWindow)
  * @returns {number}
  */
 export function livenessRemaining(lastReceived, now, heartbeat) {
@@ -336,6 +343,8 @@ class BaseTransport {
     this.onerror = () => {};
     /** @type {(info: CloseInfo) => void} */
     this.onclose = () => {};
+    /** Called on every poll response, frames or none: the server was heard from (§6.1, §9). */
+    this.onalive = () => {};
   }
 
   /** Encode a frame, refusing one larger than limits.message. @param {Frame} frame */
@@ -373,7 +382,7 @@ class BaseTransport {
   detach() {
     if (this.readyState === READY.CLOSED) return false;
     this.readyState = READY.CLOSED;
-    this.onopen = this.onmessage = this.onerror = this.onclose = () => {};
+    this.onopen = this.onmessage = this.onerror = this.onclose = this.onalive = () => {};
     return true;
   }
 
@@ -614,6 +623,9 @@ export class LongPollTransport extends HttpTransport {
       if (!body || !Array.isArray(body.frames) || !Number.isSafeInteger(body.cursor)) {
         return this.end(1011, "malformed poll response");
       }
+      // Every poll response is news from the server: an empty one is the long-poll heartbeat,
+      // sent when the poll window passes with nothing to send (§6.1, §9).
+      this.onalive();
       this.opened();
       for (const raw of body.frames) {
         if (this.readyState === READY.CLOSED) return;
@@ -713,14 +725,23 @@ class Conn {
     /** @type {any} */
     this.transport = this.liveTimer = null;
     this.accepted = this.closed = false;
-    this.lastRx = 0; // when the last frame arrived
+    this.lastRx = 0; // when the server was last heard from (a frame, or any poll response)
     this.heartbeat = positive(neg.heartbeat, 25000);
+    this.pollWindow = positive(neg.pollWindow, 25000);
     /** @type {((result: {ok: boolean, reason?: string}) => void) | null} */
     this.settle = null;
     /** @type {Set<string>} topics with an ok SUB reply on this session */
     this.subscribed = new Set();
     /** @type {Set<string>} topics whose SUB is waiting for its reply */
     this.subscribing = new Set();
+  }
+
+  /**
+   * The longest the server may stay silent on this connection (ms): its PING interval, and on
+   * long-poll at least the poll window, after which a held poll answers empty (§6.1, §9).
+   */
+  get silence() {
+    return this.name === "longpoll" ? Math.max(this.heartbeat, this.pollWindow) : this.heartbeat;
   }
 }
 
@@ -1009,6 +1030,7 @@ export class Client {
       if (conn.name === "websocket" && !conn.accepted) transport.send([FRAME.PING]);
     };
     transport.onmessage = (frame) => this._onFrame(conn, frame);
+    transport.onalive = () => { if (!conn.closed) conn.lastRx = o.clock.now(); };
     transport.onerror = (error) => {
       if (conn === this._conn) this._emit("error", { type: "transport", transport: conn.name, message: error.message });
     };
@@ -1055,7 +1077,7 @@ export class Client {
     const reason = switchedFrom ? `${conn.name} works again (was ${switchedFrom.name})` : this.fallbackReason;
     this._remember(conn.name);
     conn.lastRx = this.options.clock.now();
-    this._watchLiveness(conn, livenessRemaining(conn.lastRx, conn.lastRx, conn.heartbeat));
+    this._watchLiveness(conn, livenessRemaining(conn.lastRx, conn.lastRx, conn.silence));
     this._clearTimer("stable");
     this._timers.stable = this.options.clock.setTimeout(() => { this._attempt = 0; }, STABLE_AFTER_MS);
     for (const topic of this._topics.keys()) {
@@ -1118,8 +1140,9 @@ export class Client {
     conn.liveTimer = this.options.clock.setTimeout(() => {
       conn.liveTimer = null;
       if (conn.closed || conn !== this._conn) return;
-      // Frames only move lastRx forward, so a throttled timer never kills a healthy connection.
-      const left = livenessRemaining(conn.lastRx, this.options.clock.now(), conn.heartbeat);
+      // Frames and poll responses only move lastRx forward, so a throttled timer never kills a
+      // healthy connection.
+      const left = livenessRemaining(conn.lastRx, this.options.clock.now(), conn.silence);
       if (left > 0) this._watchLiveness(conn, left);
       else this._onClose(conn, 4000, "no data from the server");
     }, Math.max(0, ms));
@@ -1130,7 +1153,7 @@ export class Client {
     if (this.state === "closed") return;
     const conn = this._conn;
     if (conn) {
-      const left = livenessRemaining(conn.lastRx, this.options.clock.now(), conn.heartbeat);
+      const left = livenessRemaining(conn.lastRx, this.options.clock.now(), conn.silence);
       if (left > 0 && conn.transport.readyState !== READY.CLOSED) return;
       this._onClose(conn, 4000, "connection found dead on wake");
     }
