@@ -394,6 +394,9 @@ class BaseTransport {
 
   /** @returns {boolean} */
   close() { return this.detach(); }
+
+  /** Tell the server the client leaves for good (a CLOSE frame, §2), best effort. */
+  leave() {}
 }
 
 /** WebSocket transport (§4): one frame per message, binary frames as binary messages. */
@@ -415,6 +418,12 @@ export class WebSocketTransport extends BaseTransport {
 
   /** @param {Frame} frame */
   send(frame) { this.ws.send(this.encode(frame)); }
+
+  leave() {
+    if (this.readyState !== READY.CLOSED && this.ws.readyState === 1) {
+      try { this.ws.send(`[${FRAME.CLOSE},1000,"closed by the client"]`); } catch (_) { /* closing */ }
+    }
+  }
 
   close() {
     if (!this.detach()) return false;
@@ -468,6 +477,17 @@ class HttpTransport extends BaseTransport {
       if (failure) this.end(failure.code, failure.reason);
     }
     this.posting = false;
+  }
+
+  leave() {
+    if (this.readyState === READY.CLOSED) return;
+    const headers = { "Content-Type": "application/json", "X-Realtime-Session": this.token };
+    const body = `[[${FRAME.CLOSE},1000,"closed by the client"]]`;
+    // keepalive: the request outlives the page when close() runs on unload
+    try {
+      Promise.resolve(this.options.fetch(this.sendUrl, { method: "POST", headers, body, cache: "no-store", keepalive: true }))
+        .catch(() => {});
+    } catch (_) { /* best effort: the session expires anyway */ }
   }
 
   /** @returns {string[]} the next batch, taken off the outbox */
@@ -883,7 +903,11 @@ export class Client {
   }
 
   /** Close for good: no reconnect; pending and queued sends reject with code "closed". */
-  close() { this._shutdown(1000, "client closed", false); }
+  close() {
+    const conn = this._conn;
+    if (this.state !== "closed" && conn && conn.accepted && conn.transport) conn.transport.leave();
+    this._shutdown(1000, "client closed", false);
+  }
 
   // --- connecting ----------------------------------------------------------------------------
 
