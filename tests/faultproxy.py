@@ -97,10 +97,12 @@ class FaultProxy:
             finally:
                 for t in (*pumps, waiter):
                     t.cancel()
-                await asyncio.gather(*pumps, waiter, return_exceptions=True)
+                # Close before awaiting: the proxy's shutdown may cancel this task inside the
+                # gather, and a writer left open then warns about an unclosed transport.
                 for writer in (client_writer, up_writer):
                     with contextlib.suppress(Exception):
                         writer.close()
+                await asyncio.gather(*pumps, waiter, return_exceptions=True)
         finally:
             self._tasks.discard(task)
             with contextlib.suppress(Exception):

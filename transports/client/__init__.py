@@ -24,12 +24,19 @@ import inspect
 import json
 import logging
 import secrets
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..exceptions import ChannelClosed, NegotiationError, ReplyError, channel_closed
+from ..exceptions import (
+    ChannelClosed,
+    NegotiationError,
+    ProtocolError,
+    ReplyError,
+    channel_closed,
+)
 from ..protocol.backoff import backoff_delay
 from ..protocol.codes import CloseCode, is_reconnect_code
 from ..protocol.frames import (
@@ -44,14 +51,16 @@ from ..protocol.frames import (
     Reply,
     ServerFrame,
     Subscribe,
+    UnknownFrameType,
     Unsubscribe,
     decode_server_frame,
     encode_client_frame,
+    encode_json,
 )
-from ..protocol.longpoll import decode_poll, encode_batch
+from ..protocol.longpoll import encode_batch
 from ..protocol.sse import SSEParser
 from ..typing import TRANSPORT_NAMES, Data, TransportName
-from .connector import Connector, WebSocketRefused
+from .connector import Connector, HTTPResponse, WebSocketRefused
 
 __all__ = ["Client", "Incoming", "connect"]
 
@@ -61,6 +70,80 @@ _DEADLINES: dict[str, float] = {"websocket": 2.5, "sse": 2.5, "longpoll": 10.0}
 _SESSION_RETRIES = 4
 """Network failures tolerated in a row on one SSE or long-poll session before renegotiating."""
 _SILENCE_SLACK = 10.0
+_HTTP_RETRIES = 8
+"""Transient answers (408, 429, 5xx) in a row to ``POST /send`` before the connection ends."""
+_RETRY_AFTER_CAP = 600.0
+"""The longest ``Retry-After`` (seconds) the client honours; a larger value is cut to this."""
+_DEFAULT_MESSAGE = 64 * 1024
+_DEFAULT_BODY = 1024 * 1024
+_DEFAULT_BATCH = 100
+
+
+def _positive_int(value: Any, default: int) -> int:
+    """``value`` when it is a positive number (a negotiate ``limits`` entry), else ``default``."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 1:
+        return int(value)
+    return default
+
+
+def _transient(status: int) -> bool:
+    """HTTP answers worth asking again (protocol §3): 408, 429 and 5xx."""
+    return status in (408, 429) or status >= 500
+
+
+def _retry_after(response: HTTPResponse) -> float:
+    """The ``Retry-After`` of ``response`` in seconds (0.0 when absent or not a number)."""
+    for name, value in response.headers.items():
+        if name.lower() == "retry-after":
+            try:
+                seconds = float(value.strip())
+            except ValueError:
+                return 0.0
+            return min(seconds, _RETRY_AFTER_CAP) if seconds > 0 else 0.0
+    return 0.0
+
+
+def _decode(message: str | bytes) -> ServerFrame | None:
+    """Decode a server frame; None for a well-formed frame of an unknown type (ignored, §2)."""
+    try:
+        return decode_server_frame(message)
+    except UnknownFrameType as exc:
+        log.debug("ignored a server frame of unknown type %s", exc.kind)
+        return None
+
+
+def _decode_poll(body: bytes) -> tuple[int, list[ServerFrame]]:
+    """A poll response (§6.1): its cursor and its frames, without those of unknown types.
+
+    Raises:
+        ProtocolError: the body or one of its frames is malformed.
+    """
+    try:
+        value: Any = json.loads(body)
+    except (ValueError, RecursionError):
+        raise ProtocolError("bad_json", "poll response is not JSON") from None
+    if (
+        not isinstance(value, dict)
+        or not isinstance(value.get("cursor"), int)
+        or isinstance(value["cursor"], bool)
+        or not isinstance(value.get("frames"), list)
+    ):
+        raise ProtocolError("bad_frame", "poll response needs cursor and frames")
+    frames = []
+    for item in value["frames"]:
+        try:
+            text = encode_json(item)
+        except (TypeError, ValueError, RecursionError):
+            raise ProtocolError("bad_json", "poll response holds a refused value") from None
+        frame = _decode(text)
+        if frame is not None:
+            frames.append(frame)
+    return value["cursor"], frames
+
+
+def _wire_size(message: str | bytes) -> int:
+    """Bytes of one frame as it travels (protocol §2.1: UTF-8 JSON, or the binary message)."""
+    return len(message) if isinstance(message, bytes) else len(message.encode("utf-8"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +165,41 @@ class Incoming:
 
 
 class _Closed(Exception):
-    """A transport connection ended (internal)."""
+    """A transport connection ended (internal).
 
-    def __init__(self, code: int, reason: str) -> None:
+    ``retry_after`` is the least delay (seconds) before reconnecting that the server asked for
+    (a ``Retry-After``), 0.0 when it did not.
+    """
+
+    def __init__(self, code: int, reason: str, retry_after: float = 0.0) -> None:
         super().__init__(code, reason)
         self.code = code
         self.reason = reason
+        self.retry_after = retry_after
+
+
+class _RetryLater(OSError):
+    """A transient HTTP answer (408, 429, 5xx); ``retry_after`` from its ``Retry-After``."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class _NegotiateRefused(NegotiationError):
+    """Negotiate answered with a final status (protocol §3): asking again would not help."""
+
+    def __init__(self, status: int, error: str) -> None:
+        super().__init__(f"negotiate refused: {status} {error}".strip())
+        self.status = status
+
+    @property
+    def close_code(self) -> int:
+        if self.status == 401:
+            return CloseCode.UNAUTHORIZED
+        if self.status == 403:
+            return CloseCode.FORBIDDEN
+        return CloseCode.BAD_REQUEST
 
 
 @dataclass
@@ -110,13 +222,26 @@ class _Connection:
         self.closed: asyncio.Future[_Closed] = asyncio.get_running_loop().create_future()
         self.tasks: list[asyncio.Task[Any]] = []
         self.heartbeat = info.get("heartbeat", 25000) / 1000
+        limits = info.get("limits")
+        limits = limits if isinstance(limits, dict) else {}
+        self.max_message = _positive_int(limits.get("message"), _DEFAULT_MESSAGE)
+        """The largest frame the server accepts (``limits.message``, protocol §11)."""
+        self.max_body = _positive_int(limits.get("body"), _DEFAULT_BODY)
+        """The largest ``POST /send`` body (``limits.body``)."""
+        self.batch = _positive_int(limits.get("batch"), _DEFAULT_BATCH)
+        """The most frames in one ``POST /send`` (``limits.batch``)."""
+
+    @property
+    def max_frame(self) -> int:
+        """The largest frame this connection can carry, in bytes as it travels."""
+        return self.max_message
 
     def url(self, name: str) -> str:
         return self.client._absolute(self.info["urls"][name])
 
-    def end(self, code: int, reason: str) -> None:
+    def end(self, code: int, reason: str, retry_after: float = 0.0) -> None:
         if not self.closed.done():
-            self.closed.set_result(_Closed(code, reason))
+            self.closed.set_result(_Closed(code, reason, retry_after))
 
     async def open(self, deadline: float) -> None:
         raise NotImplementedError
@@ -154,10 +279,13 @@ class _WebSocket(_Connection):
         url = self.url("websocket").replace("http", "ws", 1) + "?ticket=" + self.info["ticket"]
         async with asyncio.timeout(deadline):
             self.socket = await client.connector.websocket(url, timeout=deadline)
-            first = await self.socket.receive()
-            if first is None:
-                raise OSError(f"websocket closed with {self.socket.close_code} before HELLO")
-            if not isinstance(decode_server_frame(first), Hello):
+            first: ServerFrame | None = None
+            while first is None:  # frames of unknown types are skipped
+                message = await self.socket.receive()
+                if message is None:
+                    raise OSError(f"websocket closed with {self.socket.close_code} before HELLO")
+                first = _decode(message)
+            if not isinstance(first, Hello):
                 raise OSError("websocket: the first frame was not HELLO")
             # An application-level round trip: a proxy may accept the upgrade, then go silent.
             await self.socket.send("[7]")
@@ -165,7 +293,9 @@ class _WebSocket(_Connection):
                 message = await self.socket.receive()
                 if message is None:
                     raise OSError("websocket closed during the round trip")
-                frame = decode_server_frame(message)
+                frame = _decode(message)
+                if frame is None:
+                    continue
                 if isinstance(frame, Pong):
                     break
                 client._early.append(frame)
@@ -182,7 +312,9 @@ class _WebSocket(_Connection):
                     self.end(socket.close_code or 1006, socket.close_reason)
                     return
                 self.client._heard()
-                frame = decode_server_frame(message)
+                frame = _decode(message)
+                if frame is None:
+                    continue
                 if isinstance(frame, Ping):
                     await socket.send("[8]")
                     continue
@@ -203,12 +335,24 @@ class _WebSocket(_Connection):
 
 
 class _HTTPUpstream(_Connection):
-    """SSE and long-poll send client frames by POST, one request in flight at a time."""
+    """SSE and long-poll send client frames by POST, one request in flight at a time.
+
+    Frames wait in an outbox and leave in batches of at most ``limits.batch`` frames and
+    ``limits.body`` bytes (protocol §6.2), the browser client's rule.
+    """
 
     def __init__(self, client: Client, info: dict[str, Any]) -> None:
         super().__init__(client, info)
-        self._outgoing: asyncio.Queue[str] = asyncio.Queue()
-        self.batch = int(info.get("limits", {}).get("batch", 100))
+        self._outbox: deque[tuple[str, int]] = deque()
+        """Encoded frames waiting for a POST, with their size in bytes."""
+        self._wake = asyncio.Event()
+        self._cap = self.batch
+        """Frames per POST now: halved after a 413 (or a repeated 429), grows back after."""
+
+    @property
+    def max_frame(self) -> int:
+        # A frame travels alone at worst: ``[frame]`` must fit in the body limit too.
+        return min(self.max_message, self.max_body - 2)
 
     def start_upstream(self) -> None:
         self.tasks.append(asyncio.create_task(self._post_loop()))
@@ -216,39 +360,98 @@ class _HTTPUpstream(_Connection):
     async def send(self, frames: list[str | bytes]) -> None:
         for frame in frames:
             text = frame if isinstance(frame, str) else frame.decode("utf-8")
-            self._outgoing.put_nowait(text)
+            self._outbox.append((text, _wire_size(text)))
+        self._wake.set()
+
+    def _take_batch(self) -> list[tuple[str, int]]:
+        """The next batch off the outbox: at least one frame, then as many as fit."""
+        batch: list[tuple[str, int]] = []
+        size = 2  # the brackets
+        while self._outbox and len(batch) < self._cap:
+            text, length = self._outbox[0]
+            extra = length + (1 if batch else 0)  # the comma
+            if batch and size + extra > self.max_body:
+                break
+            self._outbox.popleft()
+            batch.append((text, length))
+            size += extra
+        return batch
+
+    def _put_back(self, batch: list[tuple[str, int]]) -> None:
+        """Return ``batch`` to the front of the outbox, in order."""
+        self._outbox.extendleft(reversed(batch))
+
+    async def _request(self, url: str, headers: dict[str, str], body: bytes) -> HTTPResponse:
+        """POST ``body``; network failures and 409 (another POST finishing) are retried."""
+        for attempt in range(1, _SESSION_RETRIES + 1):
+            try:
+                response = await self.client.connector.request(
+                    "POST", url, headers=headers, body=body, timeout=30
+                )
+            except (OSError, TimeoutError):
+                # Lost on the way; the same frames again are safe (refs are deduplicated).
+                if attempt == _SESSION_RETRIES:
+                    raise
+                await asyncio.sleep(0.05 * attempt)
+                continue
+            if response.status == 409 and attempt < _SESSION_RETRIES:
+                await asyncio.sleep(0.05 * attempt)
+                continue
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _post_loop(self) -> None:
         client = self.client
         headers = {"Content-Type": "application/json", "X-Realtime-Session": self.token}
         url = self.url("send")
+        transient = 0  # transient answers in a row
         try:
             while True:
-                batch = [await self._outgoing.get()]
-                while len(batch) < self.batch and not self._outgoing.empty():
-                    batch.append(self._outgoing.get_nowait())
-                body = encode_batch(batch)
-                for attempt in range(_SESSION_RETRIES):
-                    try:
-                        response = await client.connector.request(
-                            "POST", url, headers=headers, body=body, timeout=30
+                while not self._outbox:
+                    self._wake.clear()
+                    await self._wake.wait()
+                batch = self._take_batch()
+                response = await self._request(url, headers, encode_batch([t for t, _ in batch]))
+                status = response.status
+                if status < 300:
+                    transient = 0
+                    self._cap = min(self.batch, self._cap * 2)
+                    continue
+                if status == 413:
+                    # The body (or too many frames) over the server's limit: smaller batches;
+                    # a single frame the server refuses is dropped and its message fails,
+                    # instead of the same frames being sent again after every reconnect.
+                    if len(batch) > 1:
+                        self._put_back(batch)
+                        self._cap = max(1, len(batch) // 2)
+                        continue
+                    client._refuse_frame(batch[0][0], batch[0][1], self.max_frame)
+                    continue
+                if _transient(status):
+                    # 408, 429 (the session's rate limit: nothing applied, protocol §6.2) and
+                    # 5xx: the same frames again, after the server's Retry-After at least.
+                    transient += 1
+                    wait = _retry_after(response)
+                    if transient > _HTTP_RETRIES:
+                        code = {429: CloseCode.RATE_LIMITED, 503: CloseCode.TRY_AGAIN_LATER}
+                        self.end(
+                            code.get(status, CloseCode.ABNORMAL),
+                            f"POST /send answered {status}",
+                            wait,
                         )
-                    except (OSError, TimeoutError):
-                        # Lost on the way; the same frames again are safe (refs are deduplicated).
-                        if attempt + 1 == _SESSION_RETRIES:
-                            raise
-                        await asyncio.sleep(0.05 * (attempt + 1))
-                        continue
-                    if response.status == 409:  # another POST still finishing; try again
-                        await asyncio.sleep(0.05 * (attempt + 1))
-                        continue
-                    break
-                if response.status == 404:
+                        return
+                    self._put_back(batch)
+                    if status == 429 and transient > 1 and len(batch) > 1:
+                        # A batch may cost more than the session's burst: send less at once.
+                        self._cap = max(1, len(batch) // 2)
+                    delay = backoff_delay(transient - 1, base=0.1, cap=2.0)
+                    await asyncio.sleep(max(wait, delay))
+                    continue
+                if status == 404:
                     self.end(CloseCode.SESSION_EXPIRED, "session expired")
                     return
-                if response.status >= 400:
-                    self.end(CloseCode.ABNORMAL, f"POST /send answered {response.status}")
-                    return
+                self.end(CloseCode.ABNORMAL, f"POST /send answered {status}")
+                return
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -292,7 +495,9 @@ class _SSE(_HTTPUpstream):
         for event in self.parser.feed(chunk):
             if event.last_event_id.isdigit():
                 self.last_seq = int(event.last_event_id)
-            frames.append(decode_server_frame(event.data))
+            frame = _decode(event.data)
+            if frame is not None:
+                frames.append(frame)
         return frames
 
     async def _read(self) -> None:
@@ -374,10 +579,10 @@ class _LongPoll(_HTTPUpstream):
         if response.status == 404:
             raise _Closed(CloseCode.SESSION_EXPIRED, "session expired")
         if response.status != 200:
-            raise OSError(f"poll answered {response.status}")
-        result = decode_poll(response.body)
-        self.cursor = result.cursor
-        return result.frames
+            retry_after = _retry_after(response) if _transient(response.status) else 0.0
+            raise _RetryLater(f"poll answered {response.status}", retry_after)
+        self.cursor, frames = _decode_poll(response.body)
+        return frames
 
     async def _loop(self) -> None:
         failures = 0
@@ -385,13 +590,14 @@ class _LongPoll(_HTTPUpstream):
             while True:
                 try:
                     frames = await self._poll(self.window + _SILENCE_SLACK)
-                except (OSError, TimeoutError):
+                except (OSError, TimeoutError) as exc:
                     # A poll lost on the way: ask again with the same cursor; the server
-                    # sends the same frames again (protocol §6.1).
+                    # sends the same frames again (protocol §6.1). A 429 or 503 says when.
                     failures += 1
+                    wait = exc.retry_after if isinstance(exc, _RetryLater) else 0.0
                     if failures >= _SESSION_RETRIES:
-                        raise
-                    await asyncio.sleep(0.05 * failures)
+                        raise _Closed(CloseCode.ABNORMAL, f"poll failed: {exc}", wait) from exc
+                    await asyncio.sleep(max(wait, 0.05 * failures))
                     continue
                 failures = 0
                 self.client._heard()
@@ -402,7 +608,7 @@ class _LongPoll(_HTTPUpstream):
         except asyncio.CancelledError:
             raise
         except _Closed as exc:
-            self.end(exc.code, exc.reason)
+            self.end(exc.code, exc.reason, exc.retry_after)
         except Exception as exc:
             self.end(CloseCode.ABNORMAL, f"poll failed: {exc}")
 
@@ -467,6 +673,8 @@ class Client:
         self._closed: ChannelClosed | None = None
         self._runner: asyncio.Task[None] | None = None
         self._ended = asyncio.Event()
+        self._retry_hint = 0.0
+        """The server's ``retry`` (seconds) from the last negotiate answer, 0.0 before one."""
 
     # --- public API --------------------------------------------------------------------
 
@@ -509,7 +717,7 @@ class Client:
             entry.handlers.append(handler)
         if new and self._connection is not None:
             ref = self._ref()
-            self._control[ref] = (topic, self._loop.create_future())
+            self._control[ref] = (topic, self._quiet_future())
             await self._transmit([encode_client_frame(Subscribe(ref, topic, None))])
         if entry.ready is not None:
             # Wait until the server confirms the subscription (publications from then on are
@@ -548,8 +756,14 @@ class Client:
         unacknowledged message is sent again after a reconnect with the same ref, and the
         server applies it once.
 
+        A message whose frame is larger than the server accepts (``limits.message`` of the
+        negotiate answer, measured as the server measures it: protocol §2.1) is never sent:
+        it fails with ``ReplyError("payload_too_large")`` at once when connected, otherwise
+        once a connection tells the limit. The connection stays up.
+
         Raises:
-            ReplyError: the server answered with an error status, or ``timeout``/``queue_full``.
+            ReplyError: the server answered with an error status, or ``timeout``/``queue_full``/
+                ``payload_too_large``.
             ChannelClosed: the client is closed.
         """
         if self._closed is not None:
@@ -561,9 +775,14 @@ class Client:
         text = encode_client_frame(frame)
         binary = isinstance(data, bytes | bytearray | memoryview)
         native = encode_client_frame(frame, binary_native=True) if binary else text
+        connection = self._connection
+        if connection is not None:
+            too_big = self._too_big(connection, text, native)
+            if too_big is not None:
+                raise too_big
         future: asyncio.Future[Any] = self._loop.create_future()
         self._pending[ref] = (text, native, future)
-        if self._connection is not None:
+        if connection is not None:
             await self._transmit([self._wire(text, native)])
         try:
             async with asyncio.timeout(timeout if timeout is not None else self.send_timeout):
@@ -596,7 +815,9 @@ class Client:
         connection = self._connection
         if connection is not None:  # tell the server, so it frees the session now
             with contextlib.suppress(Exception):
-                if isinstance(connection, _HTTPUpstream):
+                if isinstance(connection, _WebSocket):  # CLOSE, then the closing handshake
+                    await asyncio.wait_for(connection.send(['[9,1000,""]']), 2)
+                elif isinstance(connection, _HTTPUpstream):
                     await self.connector.request(
                         "POST",
                         connection.url("send"),
@@ -637,9 +858,44 @@ class Client:
     def _wire(self, text: str | bytes, native: str | bytes) -> str | bytes:
         return native if self.transport == "websocket" else text
 
+    @staticmethod
+    def _too_big(
+        connection: _Connection, text: str | bytes, native: str | bytes
+    ) -> ReplyError | None:
+        """The error for a frame ``connection`` cannot carry (protocol §2.1, §11), else None."""
+        size = _wire_size(native if connection.name == "websocket" else text)
+        limit = connection.max_frame
+        if size <= limit:
+            return None
+        return ReplyError(
+            "payload_too_large",
+            f"the frame is {size} bytes, over the server's limit of {limit} bytes",
+        )
+
+    def _refuse_frame(self, text: str, size: int, limit: int) -> None:
+        """The server refused ``text`` alone as too large (413): fail its message, if any."""
+        log.warning("the server refused a frame of %d bytes as too large; dropped", size)
+        for ref, (pending, _, future) in list(self._pending.items()):
+            if pending == text:
+                del self._pending[ref]
+                if not future.done():
+                    future.set_exception(
+                        ReplyError(
+                            "payload_too_large",
+                            f"the frame is {size} bytes; the server refused it (limit {limit})",
+                        )
+                    )
+
     def _control_future(self, ref: int, kind: str) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = self._loop.create_future()
+        future = self._quiet_future()
         self._control[ref] = (kind, future)
+        return future
+
+    def _quiet_future(self) -> asyncio.Future[Any]:
+        """A future whose failure may go unobserved (a subscribe's reply: subscribe() reads the
+        topic's own future), without asyncio's "exception was never retrieved" at exit."""
+        future: asyncio.Future[Any] = self._loop.create_future()
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
         return future
 
     async def _transmit(self, frames: list[str | bytes]) -> None:
@@ -784,12 +1040,17 @@ class Client:
         )
         if response.status != 200:
             try:
-                error = json.loads(response.body).get("error", "")
+                error = str(json.loads(response.body).get("error", ""))[:64]
             except (ValueError, AttributeError, RecursionError):
                 error = ""
-            if response.status in (400, 401, 403):
-                raise NegotiationError(f"negotiate refused: {response.status} {error}")
-            raise OSError(f"negotiate answered {response.status}")
+            # Protocol §3: 408, 429 and 5xx are retried with backoff (at least Retry-After);
+            # every other answer (400, 401, 403, 404, 405, 413, 415...) is final.
+            if _transient(response.status):
+                raise _RetryLater(
+                    f"negotiate answered {response.status} {error}".strip(),
+                    _retry_after(response),
+                )
+            raise _NegotiateRefused(response.status, error)
         # A malformed answer (too deep for the parser, or not an object) is a failed attempt
         # (ValueError: retried with backoff), never an exception that kills the client's task.
         try:
@@ -798,6 +1059,9 @@ class Client:
             raise ValueError("negotiate answer is nested too deep") from None
         if not isinstance(info, dict):
             raise ValueError("negotiate answer is not a JSON object")
+        retry = info.get("retry")
+        if isinstance(retry, int | float) and not isinstance(retry, bool) and retry >= 0:
+            self._retry_hint = min(float(retry) / 1000, _RETRY_AFTER_CAP)
         return info
 
     async def _open_one(self) -> _Connection:
@@ -812,7 +1076,14 @@ class Client:
             self._early = []
             try:
                 await connection.open(self.deadlines[name])
-            except (OSError, TimeoutError, WebSocketRefused, _Closed, StopAsyncIteration) as exc:
+            except (
+                OSError,
+                TimeoutError,
+                WebSocketRefused,
+                _Closed,
+                StopAsyncIteration,
+                ProtocolError,  # a malformed first frame or poll answer
+            ) as exc:
                 reason = f"{name}: {type(exc).__name__} {exc}".strip()
                 errors.append(reason)
                 await connection.shutdown()
@@ -825,19 +1096,34 @@ class Client:
             return connection
         raise OSError("no transport could be opened: " + "; ".join(errors))
 
+    def _reconnect_delay(self, attempt: int, retry_after: float = 0.0) -> float:
+        """Seconds before reconnect attempt ``attempt`` (protocol §10.1).
+
+        Full-jitter exponential backoff on top of the server's ``retry`` hint (a lower bound,
+        so a restarted server is not hit by every client at once), and never less than a
+        ``Retry-After`` the server sent.
+        """
+        delay = backoff_delay(
+            attempt, base=self.backoff[0], cap=self.backoff[1], floor=self._retry_hint
+        )
+        return max(delay, retry_after)
+
     async def _run(self) -> None:
         attempt = 0
-        floor = 0.0
         while self._closed is None:
             try:
                 connection = await self._open_one()
             except NegotiationError as exc:
-                self._terminal(CloseCode.UNAUTHORIZED, str(exc), exc)
+                code = (
+                    exc.close_code if isinstance(exc, _NegotiateRefused) else CloseCode.UNAUTHORIZED
+                )
+                self._terminal(code, str(exc), exc)
                 return
             except (OSError, TimeoutError, ValueError) as exc:
                 self._emit("error", exc)
                 self._set_state("reconnecting")
-                delay = backoff_delay(attempt, base=self.backoff[0], cap=self.backoff[1])
+                wait = exc.retry_after if isinstance(exc, _RetryLater) else 0.0
+                delay = self._reconnect_delay(attempt, wait)
                 attempt += 1
                 await asyncio.sleep(delay)
                 continue
@@ -853,16 +1139,7 @@ class Client:
             self.stats["reconnects"] += 1
             self._set_state("reconnecting")
             attempt = 0 if stable else attempt + 1
-            # The server's retry hint applies when it asked us to back off.
-            asked = ended.code in (
-                CloseCode.SERVICE_RESTART,
-                CloseCode.TRY_AGAIN_LATER,
-                CloseCode.RATE_LIMITED,
-            )
-            floor = connection.info.get("retry", 1000) / 1000 if asked else 0.0
-            await asyncio.sleep(
-                backoff_delay(attempt, base=self.backoff[0], cap=self.backoff[1], floor=floor)
-            )
+            await asyncio.sleep(self._reconnect_delay(attempt, ended.retry_after))
 
     def _terminal(self, code: int, reason: str, error: Exception | None) -> None:
         self._closed = channel_closed(code, reason)
@@ -890,7 +1167,13 @@ class Client:
             ref = self._ref()
             waits.append((topic, since, self._control_future(ref, topic)))
             frames.append(encode_client_frame(Subscribe(ref, topic, since)))
-        for text, native, _ in list(self._pending.values()):
+        for ref, (text, native, future) in list(self._pending.items()):
+            too_big = self._too_big(connection, text, native)
+            if too_big is not None:  # queued before the limit was known: never sent
+                del self._pending[ref]
+                if not future.done():
+                    future.set_exception(too_big)
+                continue
             frames.append(self._wire(text, native))
         if frames:
             await self._transmit(frames)
