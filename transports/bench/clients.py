@@ -71,6 +71,13 @@ def new_session(local_addr: str | None = None) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=connector, trust_env=False)
 
 
+class Unsupported(Exception):
+    """A workload step a configuration cannot do (a raw SSE stream has no upstream)."""
+
+    def __init__(self, config: str, step: str) -> None:
+        super().__init__(f"{config} cannot {step}")
+
+
 class Conn:
     """One benchmark connection. Subclasses implement what their configuration can do."""
 
@@ -84,11 +91,11 @@ class Conn:
 
     async def open(self, timeout: float = 30.0) -> None:
         """Connect (for subscribers: also subscribe to the fan-out group)."""
-        raise NotImplementedError
+        raise Unsupported(self.name, "open")
 
     async def echo(self) -> None:
         """One round trip of the 100-byte payload."""
-        raise NotImplementedError
+        raise Unsupported(self.name, "echo")
 
     async def pipelined(self, n: int, window: int) -> None:
         """``n`` echoes with ``window`` in flight."""
@@ -102,18 +109,18 @@ class Conn:
 
     async def up(self, n: int, window: int) -> None:
         """Send ``n`` 100-byte messages to the server (acknowledged where the API does)."""
-        raise NotImplementedError
+        raise Unsupported(self.name, "up")
 
     async def subscribe(self) -> None:
         """Join the fan-out group (topic / room / raw subscriber stream)."""
-        raise NotImplementedError
+        raise Unsupported(self.name, "subscribe")
 
     async def next_message(self, timeout: float | None = None) -> dict[str, Any]:
         """The next message of the fan-out group (its decoded data)."""
-        raise NotImplementedError
+        raise Unsupported(self.name, "next_message")
 
     async def close(self) -> None:
-        raise NotImplementedError
+        raise Unsupported(self.name, "close")
 
 
 class LibraryConn(Conn):

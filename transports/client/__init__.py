@@ -18,6 +18,7 @@ ref so the server applies them once. It speaks only docs/protocol.md.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import inspect
@@ -210,7 +211,7 @@ class _Topic:
     """Resolved by the first successful SUB reply (whichever connection carried it)."""
 
 
-class _Connection:
+class _Connection(abc.ABC):
     """One transport connection to one session."""
 
     name: TransportName
@@ -243,11 +244,13 @@ class _Connection:
         if not self.closed.done():
             self.closed.set_result(_Closed(code, reason, retry_after))
 
+    @abc.abstractmethod
     async def open(self, deadline: float) -> None:
-        raise NotImplementedError
+        """Open the transport on the negotiated session within ``deadline`` seconds."""
 
+    @abc.abstractmethod
     async def send(self, frames: list[str | bytes]) -> None:
-        raise NotImplementedError
+        """Send encoded client frames, in order."""
 
     async def shutdown(self) -> None:
         for task in self.tasks:
