@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..exceptions import ProtocolError
-from .frames import OutFrame, ServerFrame, decode_server_frame, encode_json
+from .frames import OutFrame, ServerFrame, UnknownFrameType, decode_server_frame, encode_json
 
 __all__ = ["PollResponse", "decode_poll", "encode_batch", "encode_poll", "parse_cursor"]
 
@@ -40,10 +40,16 @@ class PollResponse:
 
     cursor: int
     frames: list[ServerFrame]
+    skipped: int = 0
+    """Well-formed frames of a type this client does not know, left out (protocol §2)."""
 
 
 def decode_poll(body: bytes) -> PollResponse:
-    """Decode a poll response (client side). Raises :class:`ProtocolError`."""
+    """Decode a poll response (client side), leaving out frames of unknown types.
+
+    Raises:
+        ProtocolError: the body or one of its frames is malformed.
+    """
     try:
         value: Any = json.loads(body)
     except (ValueError, RecursionError):
@@ -51,11 +57,22 @@ def decode_poll(body: bytes) -> PollResponse:
     if (
         not isinstance(value, dict)
         or not isinstance(value.get("cursor"), int)
+        or isinstance(value["cursor"], bool)
         or not isinstance(value.get("frames"), list)
     ):
         raise ProtocolError("bad_frame", "poll response needs cursor and frames")
-    frames = [decode_server_frame(encode_json(item)) for item in value["frames"]]
-    return PollResponse(value["cursor"], frames)
+    frames: list[ServerFrame] = []
+    skipped = 0
+    for item in value["frames"]:
+        try:
+            text = encode_json(item)
+        except (TypeError, ValueError, RecursionError):
+            raise ProtocolError("bad_json", "poll response holds a refused value") from None
+        try:
+            frames.append(decode_server_frame(text))
+        except UnknownFrameType:
+            skipped += 1
+    return PollResponse(value["cursor"], frames, skipped)
 
 
 def encode_batch(frames: Sequence[str]) -> bytes:
