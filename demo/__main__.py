@@ -12,6 +12,7 @@ import os
 
 from hypercorn.config import Config
 
+from transports import MissingDependency
 from transports.server.run import serve
 
 from .app import create_app
@@ -43,7 +44,10 @@ def main(argv: list[str] | None = None) -> None:
     config.bind = [f"{args.host}:{args.port}"]
     config.accesslog = None
     config.graceful_timeout = 2
-    app = create_app(backplane=args.backplane)
+    try:
+        app = create_app(backplane=args.backplane)
+    except (MissingDependency, ValueError) as exc:
+        parser.exit(2, f"python -m demo: error: {exc}\n")
     url = f"http://{args.host}:{args.port}/"
     print(f"transports demo on {url}  (backplane {args.backplane})")
     print(f"  try {url}?transports=sse,longpoll  or  ?transports=longpoll")

@@ -16,6 +16,7 @@
      +-- Reject (message)            raised by application hooks to refuse politely
      +-- ReplyError (code, message)  the server answered a client message with an error
      +-- InvalidState                a method was called in the wrong state (a bug)
+ +-- MissingDependency (extra)   an optional feature's package is not installed
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "ChannelClosedError",
     "ChannelClosedOK",
     "InvalidState",
+    "MissingDependency",
     "NegotiationError",
     "PayloadTooBig",
     "ProtocolError",
@@ -149,3 +151,19 @@ class ReplyError(TransportsError):
 
 class InvalidState(TransportsError, AssertionError):
     """A method was called in a state that does not allow it; this is a bug in the caller."""
+
+
+class MissingDependency(TransportsError, ImportError):
+    """An optional feature needs a package that is not installed; the message names the extra.
+
+    Example: ``redis://`` without redis-py says ``pip install 'transports[redis]'``.
+    """
+
+    def __init__(self, feature: str, extra: str, package: str) -> None:
+        super().__init__(
+            f"{feature} needs the {package!r} package, which is not installed: "
+            f"pip install 'transports[{extra}]'"
+        )
+        self.feature = feature
+        self.extra = extra
+        self.package = package

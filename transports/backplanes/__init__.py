@@ -24,6 +24,7 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..exceptions import MissingDependency
 from ..protocol.frames import Position
 
 __all__ = ["Backplane", "History", "Published", "create_backplane"]
@@ -162,6 +163,7 @@ def create_backplane(url: str, **options: Any) -> Backplane:
 
     Raises:
         ValueError: unknown scheme.
+        MissingDependency: ``redis://`` without redis-py (``pip install 'transports[redis]'``).
     """
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme == "memory":
@@ -169,7 +171,12 @@ def create_backplane(url: str, **options: Any) -> Backplane:
 
         return MemoryBackplane(**options)
     if scheme in ("redis", "rediss"):
-        from .redis import RedisBackplane  # type: ignore[import-not-found,unused-ignore]
+        try:
+            from .redis import RedisBackplane  # type: ignore[import-not-found,unused-ignore]
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").partition(".")[0] != "redis":
+                raise
+            raise MissingDependency("the Redis backplane", "redis", "redis") from None
 
         return RedisBackplane(url, **options)  # type: ignore[no-any-return,unused-ignore]
     raise ValueError(f"unknown backplane URL scheme {scheme!r}: use memory:// or redis://")
