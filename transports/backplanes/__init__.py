@@ -1,6 +1,8 @@
 """Backplanes carry publications between processes and keep each topic's history.
 
-A backplane does four jobs:
+A backplane does four jobs, behind three small interfaces that :class:`Backplane` combines
+(:class:`Broker` for 1 and 2, :class:`KeyValueStore` for 3, :class:`Mailbox` for 4); each part
+of the core depends only on the interface it uses:
 
 1. **Fan-out across processes**: :meth:`Backplane.publish` on any process reaches
    :meth:`Backplane.receive` on every process that :meth:`Backplane.subscribe`\\ d the topic.
@@ -24,10 +26,18 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..exceptions import MissingDependency
+from ..protocol.errors import MissingDependency
 from ..protocol.frames import Position
 
-__all__ = ["Backplane", "History", "Published", "create_backplane"]
+__all__ = [
+    "Backplane",
+    "Broker",
+    "History",
+    "KeyValueStore",
+    "Mailbox",
+    "Published",
+    "create_backplane",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,21 +78,12 @@ class History:
     messages: list[Published]
 
 
-class Backplane(abc.ABC):
-    """Cross-process fan-out, per-topic history and a small key-value store.
+class Broker(abc.ABC):
+    """Publish/subscribe across processes, with each topic's offsets, epoch and history.
 
-    Unless a method says otherwise it may be called concurrently from several tasks, and it
-    raises :class:`~transports.exceptions.BackplaneError` when the backplane is unreachable.
+    Used by the hub. Unless a method says otherwise it may be called concurrently, and it raises
+    :class:`~transports.exceptions.BackplaneError` when the backplane is unreachable.
     """
-
-    @abc.abstractmethod
-    async def connect(self) -> None:
-        """Open connections; called once before anything else (``before_serving``). It does not
-        fail when the backplane is unreachable (the Redis backplane keeps retrying)."""
-
-    @abc.abstractmethod
-    async def disconnect(self) -> None:
-        """Close connections; after this, :meth:`receive` raises or never returns."""
 
     @abc.abstractmethod
     async def subscribe(self, topic: str) -> None:
@@ -120,6 +121,12 @@ class Backplane(abc.ABC):
         another epoch, ahead of the topic, or older than the history kept. For a topic with no
         publication yet, the epoch reported is the one its next publication will carry."""
 
+
+class KeyValueStore(abc.ABC):
+    """A small key-value store with expiry, shared by every process: spent tickets,
+    remembered replies, which process holds a session. Atomic per call; concurrent calls are
+    fine; raises :class:`~transports.exceptions.BackplaneError` when unreachable."""
+
     @abc.abstractmethod
     async def claim(self, key: str, ttl: float, value: str = "1") -> bool:
         """Set ``key`` to ``value`` for ``ttl`` seconds if it is not set; True if this call set
@@ -132,6 +139,11 @@ class Backplane(abc.ABC):
     @abc.abstractmethod
     async def load(self, key: str) -> str | None:
         """The value of ``key``, or None when unset or expired."""
+
+
+class Mailbox(abc.ABC):
+    """One inbox per process, so a request that reached the wrong process can be forwarded
+    to the one holding its session (no sticky sessions needed)."""
 
     @abc.abstractmethod
     async def open_inbox(self, node: str) -> None:
@@ -154,6 +166,21 @@ class Backplane(abc.ABC):
     async def receive_from_inbox(self) -> str:
         """The next message sent to this process. Only one task calls it; it never raises
         while the backplane is away, it waits."""
+
+
+class Backplane(Broker, KeyValueStore, Mailbox):
+    """The three interfaces over one connection, with its lifecycle: what a deployment
+    chooses by URL (:func:`create_backplane`). Implement all three to add a backplane; the
+    contract suite (tests/test_backplane_contract.py) runs against every implementation."""
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Open connections; called once before anything else (``before_serving``). It does not
+        fail when the backplane is unreachable (the Redis backplane keeps retrying)."""
+
+    @abc.abstractmethod
+    async def disconnect(self) -> None:
+        """Close connections; after this, :meth:`receive` raises or never returns."""
 
 
 def create_backplane(url: str, **options: Any) -> Backplane:

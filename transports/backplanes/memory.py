@@ -8,7 +8,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from ..exceptions import BackplaneError
+from ..protocol.errors import BackplaneError
 from ..protocol.frames import Position
 from . import Backplane, History, Published
 

@@ -124,7 +124,7 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from ..exceptions import BackplaneError
+from ..protocol.errors import BackplaneError
 from ..protocol.frames import Position
 from . import Backplane, History, Published
 

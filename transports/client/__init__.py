@@ -31,15 +31,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..exceptions import (
+from ..protocol.backoff import backoff_delay
+from ..protocol.codes import CloseCode, is_reconnect_code
+from ..protocol.errors import (
     ChannelClosed,
     NegotiationError,
     ProtocolError,
     ReplyError,
     channel_closed,
 )
-from ..protocol.backoff import backoff_delay
-from ..protocol.codes import CloseCode, is_reconnect_code
 from ..protocol.frames import (
     Close,
     Event,
@@ -59,7 +59,7 @@ from ..protocol.frames import (
 )
 from ..protocol.longpoll import decode_poll, encode_batch
 from ..protocol.sse import SSEParser
-from ..typing import TRANSPORT_NAMES, Data, TransportName
+from ..protocol.types import TRANSPORT_NAMES, Data, TransportName
 from .connector import Connector, HTTPResponse, WebSocketRefused
 
 __all__ = ["Client", "Incoming", "connect"]

@@ -27,8 +27,8 @@ from typing import Any, Final, TypeAlias
 
 from sse_starlette.event import ServerSentEvent
 
-from ..exceptions import PayloadTooBig, ProtocolError
-from ..typing import JSON, Data
+from .errors import PayloadTooBig, ProtocolError
+from .types import JSON, Data
 
 __all__ = [
     "BINARY",

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..exceptions import ProtocolError
+from .errors import ProtocolError
 from .frames import OutFrame, ServerFrame, UnknownFrameType, decode_server_frame, encode_json
 
 __all__ = ["PollResponse", "decode_poll", "encode_batch", "encode_poll", "parse_cursor"]

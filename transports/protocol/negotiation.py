@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ..exceptions import PayloadTooBig, ProtocolError
-from ..typing import TRANSPORT_NAMES, TransportName
+from .errors import PayloadTooBig, ProtocolError
 from .frames import Limits
+from .types import TRANSPORT_NAMES, TransportName
 
 __all__ = [
     "PROTOCOL_VERSION",

@@ -30,11 +30,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
-from ..exceptions import InvalidState
-from ..typing import Identity, TransportName
 from .codes import CloseCode
+from .errors import InvalidState
 from .frames import OutFrame, clip_reason, close_frame
 from .ratelimit import TokenBucket
+from .types import Identity, TransportName
 
 __all__ = ["OutboxLimits", "Retention", "Session", "State", "SyncResult", "TopicState"]
 

@@ -21,8 +21,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Final
 
-from ..exceptions import TicketError
-from ..typing import Identity
+from .errors import TicketError
+from .types import Identity
 
 __all__ = [
     "Ticket",
