@@ -153,7 +153,7 @@ _OWNER_TTL = 86_400.0
 
 def _retry_later(code: str, message: str, wait: float) -> Refused:
     refused = Refused(code, message)
-    refused.retry_after = max(1, int(wait + 0.999))  # type: ignore[attr-defined]
+    refused.retry_after = max(1, int(wait + 0.999))
     return refused
 
 

@@ -8,6 +8,7 @@ under an open page. Besides the contract app's routes it serves:
 * ``GET /page``: a minimal page that imports ``/realtime/client.js`` and exposes a small
   ``window.harness`` the tests drive with ``page.evaluate``;
 * ``POST /send-to`` ``{"id", "event", "data"}``: ``rt.send`` to one connection (a MSG frame);
+* ``GET /disconnects``: ``[[id, code, reason], ...]``, what ``on_disconnect`` saw so far;
 * a ticker that publishes ``{"n": i}`` on topic ``tick`` every ``--tick-ms`` ms, so that
   "connect() to the first delivered message" can be measured from the page alone.
 """
@@ -108,6 +109,11 @@ def build_app(tick_ms: int, settings: dict[str, Any]) -> Quart:
     async def applied() -> Any:
         """How many times the ``count`` handler applied each key (for exactly-once checks)."""
         return jsonify(dict(app.config["APPLIED"]))
+
+    @app.get("/disconnects")
+    async def disconnects() -> Any:
+        """``[[id, code, reason], ...]``: every ``on_disconnect`` call so far, in order."""
+        return jsonify([list(entry) for entry in app.config["DISCONNECTS"]])
 
     async def ticker() -> None:
         n = 0

@@ -14,9 +14,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import Page, Request
 
 from .conftest import RESTARTS, TIMINGS
 from .harness import (
@@ -60,12 +61,17 @@ def fresh_topic(prefix: str) -> str:
     return f"{prefix}-{next(_topics)}"
 
 
-def wait_open(page: Page, timeout_ms: float = 15_000) -> dict[str, Any]:
+WAIT_MS = 30_000
+"""Bound on waits for the client to open or deliver: generous, so that a loaded machine fails
+nothing an idle one passes (the times are reported, not asserted)."""
+
+
+def wait_open(page: Page, timeout_ms: float = WAIT_MS) -> dict[str, Any]:
     wait_for(page, "() => window.client && window.client.state === 'open'", timeout_ms)
     return record(page)
 
 
-def wait_first_tick(page: Page, timeout_ms: float = 15_000) -> dict[str, Any]:
+def wait_first_tick(page: Page, timeout_ms: float = WAIT_MS) -> dict[str, Any]:
     wait_for(page, "() => window.rec.firstTick !== null", timeout_ms)
     return record(page)
 
@@ -116,8 +122,6 @@ def test_default_order_reaches_best_transport(page: Page, base_url: Any, setup: 
         assert why in got["reason"], fallbacks
     assert rec["states"] == ["open"]
     assert rec["errors"] == []
-    # Generous bound: the per-profile targets are checked on medians in test_measure.py.
-    assert rec["firstTick"] < 6000
     check_round_trip(page, base, fresh_topic("news"))
     assert record(page)["tickGaps"] == []
 
@@ -168,7 +172,10 @@ def test_idle_page_keeps_its_connection(page: Page, quiet_app: AppServer, transp
     page.evaluate("(t) => harness.listen(t)", topic)
     session = page.evaluate("() => window.client.id")
     negotiated = page.evaluate("() => window.client.stats.attempts")
-    time.sleep(QUIET_IDLE_S)
+    # The quiet spell is timed by the page's own timer queue, not the test's clock: a timer due
+    # QUIET_IDLE_S from now runs after every timer due earlier, the client's liveness checks
+    # included, however late a loaded machine runs them.
+    page.evaluate("(ms) => new Promise((resolve) => setTimeout(resolve, ms))", QUIET_IDLE_S * 1000)
     rec = record(page)
     stats = rec["info"]["stats"]
     assert rec["states"] == ["open"], (rec["states"], stats["lastClose"], rec["errors"])
@@ -254,6 +261,11 @@ def test_switches_up_when_the_proxy_is_fixed(page: Page, app: AppServer) -> None
         page.evaluate("() => window.client.close()")
 
 
+def downlink(request: Request) -> bool:
+    """Whether ``request`` is the client's SSE stream or a long-poll GET."""
+    return urlsplit(request.url).path in ("/realtime/sse", "/realtime/poll")
+
+
 @pytest.mark.parametrize("transport", ["sse", "longpoll"])
 def test_session_survives_a_proxy_restart(page: Page, app: AppServer, transport: str) -> None:
     """nginx restarted under an open page (the app stays up): the HTTP transports pick up their
@@ -265,8 +277,9 @@ def test_session_survives_a_proxy_restart(page: Page, app: AppServer, transport:
         wait_first_tick(page)
         page.evaluate("() => harness.listen('news-proxy-restart')")
         session = page.evaluate("() => window.client.id")
-        proxy.stop()
-        time.sleep(0.3)
+        # Send only once the page has seen its stream or poll cut by the stop.
+        with page.expect_event("requestfailed", predicate=downlink, timeout=WAIT_MS):
+            proxy.stop()
         assert send_to(app.url, session, "direct", {"while": "proxy down"})
         published = publish(app.url, "news-proxy-restart", "n", 1)
         proxy.start()
@@ -313,7 +326,7 @@ def test_server_killed_and_restarted(
         own_app.kill()
         # Noticed well before the liveness limit (heartbeat + 10 s = 35 s): WebSocket and
         # long-poll see the connection fail; SSE gives up reattaching after 2.5 s + retry.
-        wait_for(page, "() => window.client.state === 'reconnecting'", 10_000)
+        wait_for(page, "() => window.client.state === 'reconnecting'", WAIT_MS)
         noticed = time.monotonic()
         own_app.start()
         restarted = time.monotonic()
@@ -365,14 +378,16 @@ def contextlib_proxy(setup: str, server: AppServer) -> contextlib.AbstractContex
 
 @pytest.mark.parametrize("transport", ["websocket", "sse", "longpoll"])
 def test_graceful_shutdown_says_going_away(page: Page, own_app: AppServer, transport: str) -> None:
-    """SIGTERM (a deploy, not a crash): every client is told 1001 "going away" (§10.1) at once,
-    so it reconnects without waiting for a timeout."""
+    """SIGTERM (a deploy, not a crash): every client is told 1001 "going away" (§10.1), so it
+    reconnects without waiting for a timeout. The code tells: a client that had to find out by
+    itself would close with 1006 (connection lost) or 4000 (liveness), never 1001."""
     open_page(page, own_app.url)
     start_client(page, {"transports": [transport]})
     wait_first_tick(page)
     started = time.monotonic()
     own_app.stop()
-    wait_for(page, "() => window.client.state === 'reconnecting'", 10_000)
-    waited = time.monotonic() - started
-    assert page.evaluate("() => window.client.stats.lastClose.code") == 1001
-    assert waited < 1.0
+    assert own_app.proc is not None and own_app.proc.returncode == 0  # drained, not SIGKILLed
+    wait_for(page, "() => window.client.state === 'reconnecting'", WAIT_MS)
+    print(f"\n{transport}: SIGTERM -> reconnecting {round((time.monotonic() - started) * 1000)} ms")
+    last_close = page.evaluate("() => window.client.stats.lastClose")
+    assert last_close["code"] == 1001, last_close

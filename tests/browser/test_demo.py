@@ -10,7 +10,6 @@ desktop and phone width to ``test-artifacts/`` (not committed) for a person to l
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -328,13 +327,19 @@ def test_feed_is_bounded(page: Page, demo: DemoServer) -> None:
            }"""
     )
     assert len(result) == 520
-    wait_item(page, result[-1])
+    # The last batch was posted after every earlier one was answered, so once all of it is on
+    # the page (a topic's publications arrive in order) everything has arrived; with a bounded
+    # feed the page then holds 500 (a producer notification may have pushed out one more of
+    # ours). Over the bound, the count never comes back down to 500 and the wait fails.
     page.wait_for_function(
-        "(last) => [...document.querySelectorAll('[data-testid=notification][data-id]')]"
-        ".some((e) => e.dataset.id === last)",
-        arg=result[-1],
+        """(last) => {
+             const shown = [...document.querySelectorAll('[data-testid=notification][data-id]')];
+             const here = new Set(shown.map((e) => e.dataset.id));
+             return last.every((id) => here.has(id)) && shown.length === 500;
+           }""",
+        arg=result[-20:],
+        timeout=30_000,
     )
-    time.sleep(0.5)
     on_screen = ids(page)
     assert len(on_screen) == 500
     assert result[-1] in on_screen and result[0] not in on_screen
@@ -356,10 +361,8 @@ def test_recovers_after_the_server_restarts(
     if how == "kill":
         own_demo.kill()
     else:
-        started = time.monotonic()
-        own_demo.stop()
-        assert time.monotonic() - started < 5.0  # drained and stopped, not SIGKILLed
-        assert own_demo.proc is not None and own_demo.proc.returncode == 0
+        own_demo.stop()  # SIGTERM; SIGKILL only if still there after 5 s (returncode -9)
+        assert own_demo.proc is not None and own_demo.proc.returncode == 0  # drained, stopped
     wait_state(page, "reconnecting", 10_000)
     assert "Reconnecting" in text_of(page, "state") or text_of(page, "state") == ("reconnecting")
     own_demo.start()
@@ -391,7 +394,11 @@ def test_screenshot(browser: Browser, demo: DemoServer, name: str, width: int, h
         )
         compose(page, "Coffee machine on 3rd floor is fixed")
         wait_new_producer_item(page, ids(page))
-        page.wait_for_timeout(500)  # let the arrival animation finish
+        # Let the arrival animations finish (a producer notification may start another).
+        page.wait_for_function(
+            "() => document.getAnimations().every((a) => a.playState !== 'running')",
+            timeout=10_000,
+        )
         overflow = page.evaluate(
             "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )

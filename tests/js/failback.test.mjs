@@ -182,15 +182,46 @@ test("while waiting in backoff, becoming visible retries at once", async () => {
   client.close();
 });
 
+/** An EventTarget that keeps the listeners currently added, as [type, listener] pairs. */
+class ListenerLog extends EventTarget {
+  constructor(props = {}) {
+    super();
+    Object.assign(this, props);
+    this.live = [];
+  }
+  addEventListener(type, fn, options) {
+    this.live.push([type, fn]);
+    super.addEventListener(type, fn, options);
+  }
+  removeEventListener(type, fn, options) {
+    const at = this.live.findIndex(([t, f]) => t === type && f === fn);
+    if (at >= 0) this.live.splice(at, 1);
+    super.removeEventListener(type, fn, options);
+  }
+  types() { return this.live.map(([type]) => type).sort(); }
+}
+
 test("close() removes the page listeners", async () => {
   const world = createWorld();
-  const client = world.connect();
+  const window = new ListenerLog();
+  const document = new ListenerLog({ visibilityState: "visible" });
+  const client = world.connect({ window, document });
   await world.clock.advance(0);
+  // The handlers guard themselves on state "closed", so only the listener lists can tell
+  // whether close() took them off the page.
+  assert.deepEqual(window.types(), ["online", "pageshow"]);
+  assert.deepEqual(document.types(), ["visibilitychange"]);
   client.close();
-  world.document.dispatchEvent(new Event("visibilitychange"));
-  world.window.dispatchEvent(new Event("online"));
+  assert.deepEqual(window.types(), []);
+  assert.deepEqual(document.types(), []);
+  // and nothing the page does afterwards brings the client back
+  world.clock.t += 60000;
+  document.dispatchEvent(new Event("visibilitychange"));
+  window.dispatchEvent(new Event("online"));
+  window.dispatchEvent(Object.assign(new Event("pageshow"), { persisted: true }));
   await world.clock.advance(0);
   assert.equal(world.negotiations.length, 1);
+  assert.equal(client.state, "closed");
 });
 
 test("loading the module defines globalThis.Transports.connect for non-module scripts", async () => {

@@ -82,13 +82,29 @@ class Refused(TransportsError):
 
     ``code`` is an error code of docs/protocol.md §10.2 (``unknown_session``, ``conflict``...);
     :data:`transports.protocol.codes.ERROR_STATUS` gives its HTTP status. The message is fixed
-    text: it never echoes the offending input.
+    text: it never echoes the offending input. ``retry_after`` (seconds) says when the client
+    may try again (the ``Retry-After`` header); ``close_connection`` asks the server to close the
+    HTTP connection after answering (a request whose framing cannot be trusted).
     """
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        retry_after: int | None = None,
+        close_connection: bool = False,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after = retry_after
+        self.close_connection = close_connection
+
+    @classmethod
+    def retry_later(cls, code: str, message: str, wait: float) -> Refused:
+        """A refusal the client may retry after ``wait`` seconds (rounded up, at least 1)."""
+        return cls(code, message, retry_after=max(1, int(wait + 0.999)))
 
 
 class SessionElsewhere(Refused):

@@ -65,7 +65,7 @@ async def read_body(limit: int, timeout: float) -> bytes:
     """
     if "Transfer-Encoding" in request.headers and "Content-Length" in request.headers:
         refused = Refused("bad_request", "Content-Length and Transfer-Encoding together")
-        refused.close_connection = True  # type: ignore[attr-defined]  # RFC 9112 §6.3
+        refused.close_connection = True  # RFC 9112 §6.3
         raise refused
     length = request.content_length
     if length is not None and length > limit:

@@ -103,7 +103,7 @@ async def _read_body(
     """The request body, under the same rules as :func:`transports.server.common.read_body`."""
     if "transfer-encoding" in headers and "content-length" in headers:
         refused = Refused("bad_request", "Content-Length and Transfer-Encoding together")
-        refused.close_connection = True  # type: ignore[attr-defined]  # RFC 9112 §6.3
+        refused.close_connection = True  # RFC 9112 §6.3
         raise refused
     length_text = headers.get("content-length")
     if length_text is not None and length_text.isdigit() and int(length_text) > limit:
