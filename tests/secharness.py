@@ -7,8 +7,11 @@ records the baseline: sessions, subscribed topics and the library's own asyncio 
 case ends, :meth:`Baseline.settle` waits until all three are back to that baseline, and the
 control client must still answer an echo. Abandoned sessions expire by TTL: the check runs the
 sweeper's pass itself with the engine's clock moved past the TTLs (see :meth:`Baseline.settle`);
-the cases about expiry itself wait in real time. The live server runs under
-:func:`transports.server.run.serve`, as docs/security.md says to deploy.
+the cases about expiry itself wait in real time. A case whose documented outcome is that a
+session is freed *at once* (the client's CLOSE, a server close delivered) checks it first with
+:meth:`Baseline.freed_now`, which holds the engine's clock still, so nothing can expire
+meanwhile. The live server runs under :func:`transports.server.run.serve`, as
+docs/security.md says to deploy.
 
 :class:`Wire` speaks the protocol by hand over one transport (a WebSocket, an SSE stream plus
 ``POST /send``, or polls plus ``POST /send``), so a case can send any frame and see every frame
@@ -21,7 +24,7 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,23 +100,53 @@ class Baseline:
         Sessions a client abandoned (no CLOSE, no poll) go when their idle TTL passes. After a
         short real wait, the sweep runs with the engine's clock moved past every TTL (the
         engine takes an injectable clock for this), so the check costs no TTL-long sleeps: a
-        session still there after that, or any extra topic or task, is a leak.
+        session still there after that, or any extra topic or task, is a leak. Because it
+        expires sessions, a pass here says nothing about a session being freed *at once*: use
+        :meth:`freed_now` for that, before any settling.
         """
         engine = self.engine
         loop = asyncio.get_running_loop()
         started = loop.time()
-        want = (self.sessions, self.topics, self.tasks)
         real_clock = engine.clock
         horizon = max(engine.settings.idle_ttl, 5.0) + 1.0
-        while True:
+
+        def sweep() -> None:
             if loop.time() - started < 0.05:
                 engine.sweep()
-            else:
-                engine.clock = lambda: real_clock() + horizon
-                try:
-                    engine.sweep()
-                finally:
-                    engine.clock = real_clock
+                return
+            engine.clock = lambda: real_clock() + horizon
+            try:
+                engine.sweep()
+            finally:
+                engine.clock = real_clock
+
+        await self._wait(timeout, sweep)
+
+    async def freed_now(self, timeout: float = 5.0) -> None:
+        """Wait until sessions, topics and library tasks are back to the baseline **without
+        anything expiring**: the engine's clock is held still (at the moment of the call) for
+        the wait, so neither an idle TTL nor a closing session's grace period can pass, and
+        the wait is in real time, up to a generous ``timeout``.
+
+        What goes meanwhile went because of what the case did (a CLOSE from the client, a
+        WebSocket that ended, a server close delivered on a poll), never by expiry. A session
+        that only an expiry would free fails this, however long ``timeout`` is.
+        """
+        engine = self.engine
+        real_clock = engine.clock
+        frozen = real_clock()
+        engine.clock = lambda: frozen
+        try:
+            await self._wait(timeout, lambda: None)
+        finally:
+            engine.clock = real_clock
+
+    async def _wait(self, timeout: float, sweep: Callable[[], None]) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        want = (self.sessions, self.topics, self.tasks)
+        while True:
+            sweep()
             if self.now() == want:
                 return
             if loop.time() - started > timeout:
@@ -221,10 +254,13 @@ class Live:
 
 
 def _complete(data: bytes) -> bool:
-    """Whether ``data`` holds a whole HTTP response with a ``Content-Length`` body."""
+    """Whether ``data`` holds a whole HTTP response: one with a ``Content-Length`` body, or a
+    204 or 304 (which have no body)."""
     head, sep, body = data.partition(b"\r\n\r\n")
     if not sep:
         return False
+    if head[9:12] in (b"204", b"304"):
+        return True
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length":

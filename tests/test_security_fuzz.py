@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import string
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from yarl import URL
 
 from transports.exceptions import ProtocolError, TicketError
@@ -29,7 +30,7 @@ from transports.protocol.longpoll import decode_poll, parse_cursor
 from transports.protocol.negotiation import parse_negotiate
 from transports.protocol.origin import normalize_origin, origin_allowed
 from transports.protocol.sse import SSEParser, parse_last_event_id
-from transports.protocol.tokens import TokenSigner, parse_session_token
+from transports.protocol.tokens import TokenSigner, identity_fingerprint, parse_session_token
 
 from .secharness import Live, Wire, live_server
 
@@ -101,26 +102,161 @@ def test_fuzz_cursor_and_last_event_id(value: str | None) -> None:
         pass
 
 
-@DECODER
-@given(st.one_of(st.none(), st.text(max_size=250), token_like))
-def test_fuzz_session_tokens_and_tickets(value: str | None) -> None:
-    """Session tokens and tickets: only ``TicketError`` for anything not minted by the key."""
-    with pytest.raises(TicketError):
-        parse_session_token(value)
-        SIGNER.verify_session_token(value or "", {"user": "x"})
-    with pytest.raises(TicketError):
-        SIGNER.verify_ticket(value, 0.0)
+B64URL = string.ascii_letters + string.digits + "-_"
+b64url = st.text(alphabet=B64URL, min_size=1, max_size=40)
+well_formed_token = st.builds(
+    "v1.{}.{}.{}".format,
+    st.text(alphabet=B64URL, min_size=1, max_size=32),
+    st.text(alphabet=B64URL, min_size=22, max_size=22),
+    b64url,
+)
+"""Shaped like a session token (``parse_session_token`` accepts it), so verifying it reaches
+the MAC check."""
+well_formed_ticket = st.builds(
+    "{}.{}.{}.{}.{}".format,
+    st.text(alphabet=B64URL, min_size=1, max_size=32),
+    st.text(alphabet=B64URL, min_size=22, max_size=22),
+    st.integers(0, 10**12 - 1),
+    b64url,
+    b64url,
+)
+"""Shaped like a connect ticket, so verifying it reaches the MAC check."""
+identities = st.one_of(
+    st.none(),
+    st.text(max_size=20),
+    st.dictionaries(st.sampled_from(["user", "role", "x"]), st.text(max_size=10), max_size=3),
+)
+
+
+def test_fuzz_session_tokens_and_tickets() -> None:
+    """Session tokens and tickets: only ``TicketError`` for anything not minted by the key;
+    a token shaped right (so ``verify_session_token`` gets past the parse to the MAC) is
+    fuzzed often, and counted, so the MAC check itself is what gets fuzzed."""
+    reached: Counter[str] = Counter()
+
+    @DECODER
+    @given(
+        st.one_of(st.none(), st.text(max_size=250), token_like, well_formed_token),
+        st.one_of(st.none(), st.text(max_size=250), token_like, well_formed_ticket),
+        identities,
+    )
+    def run(token: str | None, ticket: str | None, identity: Any) -> None:
+        try:
+            node, sid = parse_session_token(token)
+        except TicketError as exc:
+            assert exc.code == "unauthorized"
+        else:
+            assert token is not None and token.startswith(f"v1.{node}.{sid}.")
+            reached["token parsed"] += 1
+        with pytest.raises(TicketError):
+            SIGNER.verify_session_token(token or "", identity)
+        with pytest.raises(TicketError) as refused:
+            SIGNER.verify_ticket(ticket, 0.0)
+        reached[refused.value.message] += 1  # "ticket refused": the MAC was checked
+
+    run()
+    assert reached["token parsed"] >= 20, reached
+    assert reached["ticket refused"] >= 20, reached
 
 
 @DECODER
-@given(st.text(max_size=120))
-def test_fuzz_origins(value: str) -> None:
-    """Origins: normalised or None; never an exception; never equal to the server's own
-    origin unless the text names it."""
-    normalized = normalize_origin(value)
-    allowed = origin_allowed(value, "http://app.example:8000", ())
-    if allowed:
-        assert normalized == "http://app.example:8000"
+@given(
+    node=st.text(alphabet=B64URL, min_size=1, max_size=32),
+    sid=st.text(alphabet=B64URL, min_size=22, max_size=22),
+    identity=identities,
+    other=identities,
+    position=st.integers(min_value=0),
+    replacement=st.sampled_from(B64URL + "."),
+)
+def test_fuzz_session_token_tampered(
+    node: str, sid: str, identity: Any, other: Any, position: int, replacement: str
+) -> None:
+    """A token the key minted verifies, for its own identity only; the same token with any one
+    character changed is refused (``TicketError``), whatever the character and the place."""
+    token = SIGNER.session_token(node, sid, identity)
+    assert SIGNER.verify_session_token(token, identity) == (node, sid)
+    if identity_fingerprint(other) != identity_fingerprint(identity):
+        with pytest.raises(TicketError):
+            SIGNER.verify_session_token(token, other)
+    index = position % len(token)
+    assume(token[index] != replacement)
+    tampered = token[:index] + replacement + token[index + 1 :]
+    with pytest.raises(TicketError):
+        SIGNER.verify_session_token(tampered, identity)
+
+
+OWN_ORIGIN = "http://app.example:8000"
+ALLOWED_ORIGINS = ("https://app.example", "http://localhost:3000")
+ADMITTED = {normalize_origin(o) for o in (OWN_ORIGIN, *ALLOWED_ORIGINS)}
+ADMITTED_PARTS = [("http", "app.example", 8000), ("https", "app.example", 443)]
+ADMITTED_PARTS += [("http", "localhost", 3000)]
+
+
+def spell(parts: tuple[str, str, int], case: int, ws: bool, port: bool, slash: bool) -> str:
+    """An admitted origin as a browser or proxy may spell it: any letter case (bits of
+    ``case``), ``ws``/``wss`` for ``http``/``https``, an explicit default port, a final ``/``."""
+    scheme, host, number = parts
+    if ws:
+        scheme = {"http": "ws", "https": "wss"}[scheme]
+    default = number in (80, 443)
+    text = f"{scheme}://{host}" + (f":{number}" if port or not default else "") + "/" * slash
+    return "".join(c.upper() if case >> i & 1 else c for i, c in enumerate(text))
+
+
+def near_miss(parts: tuple[str, str, int], how: int) -> str:
+    """An admitted origin changed in one place (port, scheme, host suffix or prefix, a path,
+    a user, a query)."""
+    scheme, host, number = parts
+    other = "https" if scheme == "http" else "http"
+    return [
+        f"{scheme}://{host}:{number + 1}",
+        f"{other}://{host}:{number}",
+        f"{scheme}://{host}.evil.com:{number}",
+        f"{scheme}://evil-{host}:{number}",
+        f"{scheme}://{host}:{number}/path",
+        f"{scheme}://user@{host}:{number}",
+        f"{scheme}://{host}:{number}?q",
+        f"{scheme}://{host}:{number}#f",
+        f"{scheme}:{host}:{number}",
+        f"{scheme}://{host[:-1]}:{number}",
+        "null",
+    ][how]
+
+
+origins = st.one_of(
+    st.text(max_size=120),
+    st.builds(
+        spell,
+        st.sampled_from(ADMITTED_PARTS),
+        st.integers(0, 2**40),
+        st.booleans(),
+        st.booleans(),
+        st.booleans(),
+    ),
+    st.builds(near_miss, st.sampled_from(ADMITTED_PARTS), st.integers(0, 10)),
+)
+
+
+def test_fuzz_origins() -> None:
+    """Origins: normalised or None, never an exception; allowed exactly when the origin names
+    the server's own origin or an entry of the allow-list (scheme, host and port, after
+    normalising), never by suffix or substring. Both outcomes are generated often and
+    counted."""
+    outcomes: Counter[bool] = Counter()
+
+    @DECODER
+    @given(origins)
+    def run(value: str) -> None:
+        normalized = normalize_origin(value)
+        allowed = origin_allowed(value, OWN_ORIGIN, ALLOWED_ORIGINS)
+        outcomes[allowed] += 1
+        assert allowed == (normalized is not None and normalized in ADMITTED), normalized
+        assert origin_allowed(value, OWN_ORIGIN, ("*",))
+        if allowed:
+            assert normalize_origin(normalized or "") == normalized  # a fixed point
+
+    run()
+    assert outcomes[True] >= 20 and outcomes[False] >= 20, outcomes
 
 
 @DECODER

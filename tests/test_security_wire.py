@@ -82,9 +82,11 @@ async def test_a3_upgrade_without_valid_ticket_never_accepted(
         assert ws.reply.status == status
         body = json.loads(await ws.refusal())
         assert body["error"] == code and set(body) == {"error", "message"}
-        # A SUB frame after the refusal is not a frame to the server (the handshake failed).
+        # A SUB frame after the refusal is not a frame to the server (the handshake failed):
+        # it is read as the next HTTP request, which is refused, and the connection ends.
         await ws.send(build_frame(TEXT, b'[5,1,"a3",null]'))
-        await asyncio.sleep(0.1)
+        rest = await asyncio.wait_for(ws.reader.read(), 10)  # until the server ends it
+        assert not rest.startswith(b"\x81"), rest[:80]
     finally:
         await ws.aclose()
     assert live.engine.stats["opened"] == opened
@@ -119,7 +121,7 @@ async def test_a5_invalid_utf8_text_frame(live: Live, frames: list[bytes]) -> No
     await ws.read_text()  # HELLO
     for frame in frames:
         await ws.send(frame)
-    code = await ws.close_code(3)
+    code = await ws.close_code(10)
     await ws.aclose()
     assert code is not None, "the connection must end"
     await live.check_alive()
@@ -155,7 +157,7 @@ async def test_a7_framing_violation_closes_1002(live: Live, data: bytes) -> None
     assert ws.accepted
     await ws.read_text()  # HELLO
     await ws.send(data)
-    code = await ws.close_code(3)
+    code = await ws.close_code(10)
     await ws.aclose()
     assert code is not None, "the connection must end"
     await live.check_alive()
@@ -170,7 +172,9 @@ async def test_b2_many_small_continuations_past_the_limit(live: Live) -> None:
     """B2: continuation frames of 1 KiB each, running total past the message limit: close
     1009 as soon as the total passes the limit, not when the message ends (under
     ``transports.server.run.serve``, which bounds Hypercorn's assembly to the frame limit;
-    plain Hypercorn assembles up to its own 16 MiB first, docs/security.md#limits)."""
+    plain Hypercorn assembles up to its own 16 MiB first, docs/security.md#limits). The message
+    never ends unless the server leaves it open: a close before that is the early one, however
+    long it takes to come."""
     limit = live.engine.settings.max_message_size
     ws = await live.raw_ws()
     assert ws.accepted
@@ -178,10 +182,10 @@ async def test_b2_many_small_continuations_past_the_limit(live: Live) -> None:
     await ws.send(build_frame(TEXT, b'[3,1,"count",{"key":"b2","pad":"', fin=False))
     for _ in range(4 * limit // 1024):
         await ws.send(build_frame(CONT, b"a" * 1024, fin=False))
-    early = await ws.close_code(2)
+    early = await ws.close_code(10)
     if early is None:  # the server is still collecting: finish the message
         await ws.send(build_frame(CONT, b'"}]'))
-        late = await ws.close_code(5)
+        late = await ws.close_code(10)
         assert late == 1009, f"a complete message over the limit must close 1009, got {late}"
     await ws.aclose()
     await live.check_alive()
@@ -208,7 +212,7 @@ async def test_b2_fragmented_message_over_limit_when_complete(live: Live) -> Non
     for _ in range(limit // 1000 + 1):
         await ws.send(build_frame(CONT, b"a" * 1000, fin=False))
     await ws.send(build_frame(CONT, b'"}]'))
-    assert await ws.close_code(5) == 1009
+    assert await ws.close_code(10) == 1009
     await ws.aclose()
     assert live.applied["b2"] == 0
 
@@ -233,14 +237,13 @@ async def test_b5_chunked_body_past_limit_refused_when_crossed(live: Live) -> No
         for _ in range(limit // len(chunk) + 2):  # just past the limit; the body never ends
             writer.write(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
         await writer.drain()
-        answer = await asyncio.wait_for(reader.read(4096), 5)
+        answer = await asyncio.wait_for(reader.read(4096), 10)
     finally:
         writer.close()
     assert status_of(answer) == 413
     assert json_body(answer)["error"] == "payload_too_large"
-    await asyncio.sleep(0.1)
+    await wire.echo(1)  # the session is still usable (and its batches are applied in order)
     assert live.applied["b5"] == 0
-    await wire.echo(1)
 
 
 @pytest.mark.parametrize(
@@ -266,14 +269,14 @@ async def test_b6_huge_request_line_or_headers(live: Live, name: str, status: in
     else:
         headers = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 40) for i in range(2000))
         data = b"GET /realtime/negotiate HTTP/1.1\r\n" + host + headers + b"\r\n"
-    answer = await live.raw(data, linger=1.0)
+    answer = await live.raw(data, wait=10, linger=10)  # bounds: the server closes at once
     assert status_of(answer) == status
     assert answer.endswith(b"<EOF>")
 
 
 async def test_b6_two_thousand_small_headers_served(live: Live) -> None:
     """B6 (many headers, small in all): 2000 one-byte headers fit h11's 16 KiB head limit;
-    the request is served normally, with no crash and no slowdown."""
+    the request is served normally, with no crash."""
     host = f"Host: {live.host}:{live.port}\r\n".encode()
     headers = b"".join(b"a:b\r\n" for _ in range(2000))
     data = (
@@ -283,11 +286,8 @@ async def test_b6_two_thousand_small_headers_served(live: Live) -> None:
         + headers
         + b"\r\n{}"
     )
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    answer = await live.raw(data, wait=1)
+    answer = await live.raw(data, wait=10)
     assert status_of(answer) == 200
-    assert loop.time() - started < 1.5
     assert b'"token"' in answer
 
 
@@ -319,13 +319,16 @@ async def test_b9_binary_frame_without_its_header_refused(live: Live, message: b
 
 async def test_b9_unfinished_fragmented_message_freed_on_disconnect(live: Live) -> None:
     """B9 (disconnect mid-message): a WebSocket message whose last fragment never comes, then
-    the client vanishes: the session and its state are freed (checked by the baseline)."""
+    the client vanishes: the session and its state are freed at once (the connection ended:
+    no expiry needed), and the unfinished message was never applied (the ``count`` handler
+    counts a binary message under its bytes, so the check is on every key)."""
     ws = await live.raw_ws()
     await ws.read_text()
     await ws.send(build_frame(BINARY, b'[19,1,"count",null]\x00', fin=False))
     await ws.send(build_frame(CONT, b"\x01" * 1000, fin=False))
     await ws.aclose()
-    assert live.applied["count"] == 0
+    await live.baseline.freed_now()
+    assert sum(live.applied.values()) == 0, "the unfinished message was applied"
 
 
 # --- G3: CONNECT, TRACE, absolute-form --------------------------------------------------------
@@ -350,7 +353,7 @@ async def test_g3_connect_and_trace_refused(live: Live, request_line: bytes, sta
         + f"{live.host}:{live.port}".encode()
         + b"\r\nX-Realtime-Session: secret-g3-value\r\n\r\n"
     )
-    answer = await live.raw(data, wait=1)
+    answer = await live.raw(data, wait=10)
     assert status_of(answer) == status
     assert b"secret-g3-value" not in answer
 
@@ -360,7 +363,7 @@ async def test_g3_refusal_is_json_with_true_allow(live: Live, method: bytes) -> 
     """G3 (contract): the 405 for TRACE/CONNECT on ``/realtime/send`` is the JSON
     ``method_not_allowed`` with ``Allow: POST``."""
     data = method + b" /realtime/send HTTP/1.1\r\nHost: " + f"{live.host}:{live.port}".encode()
-    answer = await live.raw(data + b"\r\n\r\n", wait=1)
+    answer = await live.raw(data + b"\r\n\r\n", wait=10)
     assert status_of(answer) == 405
     head = answer.split(b"\r\n\r\n")[0].lower()
     expect(b"content-type: application/json" in head, "405 body is not JSON")
@@ -377,7 +380,7 @@ async def test_g3_absolute_form_target(live: Live) -> None:
         b"POST http://evil.example/realtime/send HTTP/1.1\r\n"
         + host
         + b"Content-Type: application/json\r\nContent-Length: 5\r\n\r\n[[7]]",
-        wait=1,
+        wait=10,
     )
     assert status_of(answer) == 401
     assert json_body(answer)["error"] == "unauthorized"
@@ -386,7 +389,7 @@ async def test_g3_absolute_form_target(live: Live) -> None:
         + host
         + b"Origin: http://evil.example\r\n"
         + b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
-        wait=1,
+        wait=10,
     )
     assert status_of(answer) == 403
     assert json_body(answer)["error"] == "forbidden_origin"
@@ -468,8 +471,7 @@ async def test_g6_smuggling_shapes_refused(name: str, status: int) -> None:
         wire = await live.wire("longpoll")
         host = f"Host: {live.host}:{live.port}\r\n".encode()
         body = b'[[3,1,"count",{"key":"g6"}]]'
-        answer = await live.raw(smuggle(name, wire.token, host, body), wait=3, linger=0.5)
-        await asyncio.sleep(0.1)
+        answer = await live.raw(smuggle(name, wire.token, host, body), wait=10, linger=10)
         await wire.echo(2)
         await live.check_alive()
         expect(live.applied["g6"] == 0, f"the smuggled batch was applied: {answer[:60]!r}")
@@ -485,7 +487,7 @@ async def test_g6_bare_lf_request_head_is_an_ordinary_request() -> None:
         wire = await live.wire("longpoll")
         host = f"Host: {live.host}:{live.port}\r\n".encode()
         body = b'[[3,1,"count",{"key":"lf"}]]'
-        answer = await live.raw(smuggle("bare-lf-head", wire.token, host, body), wait=2)
+        answer = await live.raw(smuggle("bare-lf-head", wire.token, host, body), wait=10)
         assert status_of(answer) == 204
         await wire.echo(2)
         await live.check_alive()
