@@ -1,6 +1,6 @@
 """Process-wide hardening of the server stack under the extension (Hypercorn and wsproto).
 
-Two gaps are closed here, both outside this library's own code:
+Three gaps are closed here, all outside this library's own code:
 
 * **Decompression bombs.** Hypercorn offers permessage-deflate to every client that asks, and
   wsproto inflates each read of compressed data without a size bound; Hypercorn checks the
@@ -8,9 +8,18 @@ Two gaps are closed here, both outside this library's own code:
   memory before anything refuses it. :func:`bound_websocket_inflation` makes wsproto's inflater
   stop one byte past the message size limit and discard the rest of that message, so the
   application receives a message one byte too long and refuses it the documented way (close
-  1009, which tells the client not to retry). Failing the frame inside wsproto instead would
+  1009, which tells the client not to retry); a message cut before its last frame is refused
+  at once by :func:`close_oversized_websockets`. Failing the frame inside wsproto instead would
   make Hypercorn drop the connection without a close frame: a client would see 1006, reconnect
   and send the same message again.
+* **Oversized messages pinning sockets.** When a message passes Hypercorn's own size limit
+  (``websocket_max_message_size``, which :func:`transports.server.run.serve` lowers to the
+  frame limit) Hypercorn sends close 1009 itself, without telling the application, and then
+  breaks off handling that read's events: the client's close reply, when it came in the same
+  read as the end of the oversized message, is never parsed, the assembly buffer keeps growing
+  with the rest of the message, and nothing bounds the wait for a client that never answers.
+  The TCP connection then stays open until the client goes away (issue 12).
+  :func:`close_oversized_websockets` fixes that path.
 * **Secrets in access logs.** WebSocket and EventSource URLs carry a connect ticket, and access
   logs print URLs. :func:`redact_access_logs` rewrites ``ticket=``/``token=`` values in
   Hypercorn's access log records.
@@ -23,9 +32,19 @@ import re
 import zlib
 from typing import Any
 
-__all__ = ["RedactSecrets", "bound_websocket_inflation", "redact_access_logs"]
+__all__ = [
+    "CLOSE_TIMEOUT",
+    "RedactSecrets",
+    "bound_websocket_inflation",
+    "close_oversized_websockets",
+    "redact_access_logs",
+]
 
 _limit = 0
+
+CLOSE_TIMEOUT = 5.0
+"""Seconds a refused WebSocket waits for the client's close reply before the server closes the
+TCP connection anyway (the same bound as a close the application starts)."""
 
 
 def bound_websocket_inflation(limit: int) -> None:
@@ -78,6 +97,92 @@ def bound_websocket_inflation(limit: int) -> None:
     PerMessageDeflate.frame_inbound_payload_data = frame_inbound_payload_data  # type: ignore[method-assign]
     PerMessageDeflate.frame_inbound_complete = frame_inbound_complete  # type: ignore[method-assign]
     PerMessageDeflate._transports_bounded = True  # type: ignore[attr-defined]
+
+
+def _inflated_past_limit(connection: Any) -> bool:
+    """Whether :func:`bound_websocket_inflation` cut the message ``connection`` is receiving."""
+    proto = getattr(connection, "_proto", None)  # wsproto's FrameProtocol
+    return any(getattr(ext, "_transports_over", False) for ext in getattr(proto, "extensions", ()))
+
+
+def close_oversized_websockets() -> None:
+    """Make Hypercorn's refusal of an oversized WebSocket message end the connection.
+
+    Replaces ``WSStream._handle_events`` (Hypercorn 0.17/0.18) with the same loop, changed only
+    where a message passes ``websocket_max_message_size``: Hypercorn still sends close 1009
+    (at once, while the message is still arriving), then
+
+    * frees the assembly buffer and drops the rest of that message and every later one unread
+      (the connection is closing; before, the buffer kept growing with the whole message);
+    * keeps handling the read's other events instead of ``break``-ing out of them, so the
+      client's close reply is seen and Hypercorn closes the TCP connection as it does for any
+      completed closing handshake (before, a reply in the same read as the message's tail was
+      never parsed and the socket stayed open until the client went away);
+    * closes the TCP connection after :data:`CLOSE_TIMEOUT` seconds if the client never replies.
+
+    Either way the application learns of it as of a dropped connection (Hypercorn's
+    ``websocket.disconnect`` with 1006), when the connection ends.
+
+    A deflated message that :func:`bound_websocket_inflation` cut before its last frame is
+    refused the same way, at once (before, the rest was dropped unread for as long as the client
+    kept sending, so a message that never ends held the socket); one whose last frame crosses
+    the limit still reaches the application one byte too long, which refuses it.
+
+    Idempotent; a no-op without Hypercorn (or a ``WSStream._handle_events`` to replace).
+    Affects every Hypercorn WebSocket in the process (only its oversized-message path).
+    """
+    try:
+        from hypercorn.protocol.events import StreamClosed
+        from hypercorn.protocol.ws_stream import FrameTooLargeError, WSStream
+        from wsproto.connection import ConnectionState
+        from wsproto.events import CloseConnection, Message, Ping
+        from wsproto.frame_protocol import CloseReason
+    except ImportError:  # pragma: no cover - Hypercorn is a dependency
+        return
+    if getattr(WSStream, "_transports_bounded", False) or not hasattr(WSStream, "_handle_events"):
+        return
+
+    async def close_after_timeout(self: Any) -> None:
+        # Polls rather than sleeping the whole timeout: the task lives in the connection's task
+        # group, which waits for it, so it ends soon after the connection does.
+        for _ in range(int(CLOSE_TIMEOUT * 10)):
+            if self.closed:
+                return
+            await self.context.sleep(0.1)
+        if not self.closed:
+            await self.send(StreamClosed(stream_id=self.stream_id))  # Hypercorn closes TCP
+
+    async def _handle_events(self: Any) -> None:
+        for event in self.connection.events():
+            if isinstance(event, Message):
+                if getattr(self, "_transports_refused", False):
+                    continue  # the rest of the refused message, or a later one: dropped
+                try:
+                    self.buffer.extend(event)
+                    if not event.message_finished and _inflated_past_limit(self.connection):
+                        # A deflated message the bounded inflater found over the limit: refuse
+                        # it now, as a plain one, rather than read it for as long as it lasts.
+                        raise FrameTooLargeError
+                except FrameTooLargeError:
+                    self.buffer.clear()
+                    self._transports_refused = True
+                    await self._send_wsproto_event(
+                        CloseConnection(code=CloseReason.MESSAGE_TOO_BIG)
+                    )
+                    self.task_group.spawn(close_after_timeout, self)
+                    continue  # Hypercorn breaks here, leaving the close reply unparsed
+                if event.message_finished:
+                    await self.app_put(self.buffer.to_message())
+                    self.buffer.clear()
+            elif isinstance(event, Ping):
+                await self._send_wsproto_event(event.response())
+            elif isinstance(event, CloseConnection):
+                if self.connection.state == ConnectionState.REMOTE_CLOSING:
+                    await self._send_wsproto_event(event.response())
+                await self.send(StreamClosed(stream_id=self.stream_id))
+
+    WSStream._handle_events = _handle_events  # type: ignore[method-assign]
+    WSStream._transports_bounded = True  # type: ignore[attr-defined]
 
 
 _SECRET = re.compile(r"\b(ticket|token|access_token|session)=[^&\s\"']+")

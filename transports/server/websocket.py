@@ -26,6 +26,7 @@ from ..protocol.codes import ERROR_STATUS
 from ..protocol.origin import origin_allowed
 from ..typing import TransportName
 from . import Transport
+from .hardening import close_oversized_websockets
 
 if TYPE_CHECKING:
     from .extension import Realtime
@@ -82,6 +83,9 @@ class WebSocketTransport(Transport):
 
     def register(self, app: Quart, blueprint: Blueprint, realtime: Realtime) -> None:
         path = realtime.settings.url_prefix + "/ws"
+        # A message over Hypercorn's size limit is refused by Hypercorn, not by this module;
+        # make that refusal close the connection (hardening.py, issue 12).
+        close_oversized_websockets()
         inner: ASGIApp = app.asgi_app  # type: ignore[assignment]  # Quart's narrower types
 
         async def asgi_app(scope: Scope, receive: Receive, send: Send) -> None:
