@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from transports.protocol.backoff import backoff_delay
+from transports.protocol.policy import backoff_delay
 
 
 def test_window_grows_then_caps() -> None:
