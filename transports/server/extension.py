@@ -119,7 +119,7 @@ class Realtime:
 
         blueprint = Blueprint("transports", __name__, url_prefix=settings.url_prefix)
         blueprint.add_url_rule("/negotiate", "negotiate", self._negotiate, methods=["POST"])
-        blueprint.add_url_rule("/client.js", "client_js", self._client_js, methods=["GET"])
+        blueprint.add_url_rule("/<name>.js", "client_js", self._client_js, methods=["GET"])
         for name in settings.transports:
             _TRANSPORTS[name]().register(app, blueprint, self)
         if "sse" in settings.transports or "longpoll" in settings.transports:
@@ -282,8 +282,11 @@ class Realtime:
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    async def _client_js(self) -> Response:
-        body = (_STATIC / "client.js").read_bytes()
+    async def _client_js(self, name: str) -> Response:
+        """``client.js`` and the ES modules it imports, all from ``transports/static/``."""
+        if name not in _static_modules():
+            return error_response("not_found", "no such endpoint")
+        body = (_STATIC / f"{name}.js").read_bytes()
         response = Response(body, status=200, content_type="text/javascript; charset=utf-8")
         response.headers["Cache-Control"] = "no-cache"
         return response
@@ -308,9 +311,14 @@ class Realtime:
         return response
 
 
+def _static_modules() -> frozenset[str]:
+    """Names (without ``.js``) of the browser client's modules, served at ``<prefix>/<name>.js``."""
+    return frozenset(path.stem for path in _STATIC.glob("*.js") if path.is_file())
+
+
 _ROUTES: dict[str, tuple[str, ...]] = {
     "/negotiate": ("POST",),
-    "/client.js": ("GET",),
+    "/<name>.js": ("GET",),
     "/sse": ("GET",),
     "/poll": ("GET",),
     "/send": ("POST",),
@@ -326,7 +334,7 @@ def _register_refusals(blueprint: Blueprint, transports: tuple[str, ...]) -> Non
             continue
         others = [m for m in _OTHER_METHODS if m not in allowed]
 
-        async def wrong_method(allowed: tuple[str, ...] = allowed) -> Response:
+        async def wrong_method(allowed: tuple[str, ...] = allowed, **_: str) -> Response:
             return error_response(
                 "method_not_allowed", "method not allowed", headers={"Allow": ", ".join(allowed)}
             )

@@ -1,0 +1,341 @@
+// @ts-check
+/**
+ * The Client: the public API and the connection cycle (negotiate, try each transport in order,
+ * attach, reconnect with backoff, liveness, shutdown). Topics, sends, failback and the page
+ * environment are its helpers (subscriptions.js, requests.js, failback.js, page.js); a
+ * connection and its transport are a Conn (conn.js). It never names a transport: where they
+ * differ it reads the transport class (transport-base.js, `TransportClass`).
+ */
+
+import { FRAME, codeError, normalizeData, validName } from "./codec.js";
+import { Conn } from "./conn.js";
+import { Emitter } from "./events.js";
+import { Failback } from "./failback.js";
+import { negotiate, offers, randomKey } from "./negotiate.js";
+import { orderTransports, resolveOptions } from "./options.js";
+import { bindPage, isOffline, recallTransport, rememberTransport } from "./page.js";
+import { STABLE_AFTER_MS, classifyClose, positive, reconnectDelay } from "./policy.js";
+import { Requests } from "./requests.js";
+import { newStats, pushHistory } from "./stats.js";
+import { Subscriptions } from "./subscriptions.js";
+import { clearTimer } from "./timer.js";
+import { READY } from "./transport-base.js";
+
+/** @typedef {import("./codec.js").Frame} Frame */
+/** @typedef {import("./options.js").Options} Options */
+/** @typedef {import("./transports.js").TransportName} TransportName */
+/** @typedef {import("./subscriptions.js").Publication} Publication */
+/** @typedef {import("./stats.js").Stats} Stats */
+/** @typedef {"connecting" | "open" | "reconnecting" | "closed"} State */
+
+/**
+ * A realtime client. Create it with {@link connect}. Readable properties: `state`, `transport`,
+ * `id`, `stats`, `fallbackReason`.
+ */
+export class Client {
+  /** @param {string} url @param {Options} [options] */
+  constructor(url, options = {}) {
+    const o = resolveOptions(options);
+    this.options = o;
+    const page = globalThis.location ? globalThis.location.href : undefined;
+    const base = new URL(url.replace(/\/+$/, ""), page);
+    this.negotiateUrl = `${base.href.replace(/\/+$/, "")}/negotiate`;
+    this.storageKey = `transports:last:${base.origin}${base.pathname.replace(/\/+$/, "")}`;
+    /** @type {State} */
+    this.state = "connecting";
+    /** @type {TransportName | null} name of the transport in use, null while not open */
+    this.transport = null;
+    /** @type {string | null} public id of the current session */
+    this.id = null;
+    /** @type {string | null} why the client is not on the first transport, human-readable */
+    this.fallbackReason = null;
+    /** @type {Stats} */
+    this.stats = newStats();
+    this.clientKey = randomKey(o.random);
+    this._ref = this._gen = this._attempt = this._retryHint = 0;
+    this._connecting = this._waitOnline = this._everOpen = false;
+    /** @type {TransportName | null} */
+    this._lastTransport = null;
+    this._events = new Emitter();
+    this._subscriptions = new Subscriptions(this);
+    this._requests = new Requests(this);
+    this._failback = new Failback(this);
+    /** @type {Conn | null} current connection */
+    this._conn = null;
+    /** @type {{reconnect?: any, stable?: any}} */
+    this._timers = {};
+    /** @type {TransportName | null} */
+    this._preferred = recallTransport(o, this.storageKey);
+    if (this._preferred && this._preferred !== o.transports[0]) {
+      this.fallbackReason = `${this._preferred}: remembered from an earlier connection`;
+    }
+    this._unbind = bindPage(o.window, o.document, {
+      online: () => { if (this._waitOnline || this._timers.reconnect) this._reconnectNow(); },
+      wake: () => this._wake(),
+    });
+    queueMicrotask(() => this._cycle());
+  }
+
+  // --- public API ---------------------------------------------------------------------------
+
+  /**
+   * Subscribe to a topic. The handler gets `{id, topic, event, data, offset, epoch}` for every
+   * publication, once, in order, across reconnects and transport switches.
+   * @param {string} topic
+   * @param {(pub: Publication) => void} handler
+   * @returns {(() => void) & {ready: Promise<{recovered: boolean, epoch: string, offset: number}>}}
+   *   call it to unsubscribe; `ready` settles with the first SUB reply (rejects with `.code`)
+   */
+  subscribe(topic, handler) {
+    if (!validName(topic, 200)) throw new TypeError(`invalid topic ${JSON.stringify(topic)}`);
+    if (typeof handler !== "function") throw new TypeError("handler must be a function");
+    if (this.state === "closed") throw codeError("closed", "client is closed");
+    return this._subscriptions.add(topic, handler);
+  }
+
+  /**
+   * Send an EVENT to the application's handler.
+   * @param {string} event
+   * @param {any} [data] JSON value, or Uint8Array/ArrayBuffer for a binary frame
+   * @returns {Promise<any>} the REPLY data on "ok"; rejects with an Error whose `.code` is the
+   *   server's status, "timeout" (no REPLY within sendTimeout of sending), "queue_full",
+   *   "payload_too_large", "bad_event" or "closed"
+   */
+  send(event, data) {
+    if (!validName(event, 100)) return Promise.reject(codeError("bad_event", `invalid event ${JSON.stringify(event)}`));
+    return this._requests.request((ref) => [FRAME.EVENT, ref, event, normalizeData(data)]);
+  }
+
+  /**
+   * Ask the server to publish on a topic (allowed only if the application's authoriser says so).
+   * @param {string} topic
+   * @param {string} event
+   * @param {any} [data]
+   * @returns {Promise<any>} like {@link Client.send}
+   */
+  publish(topic, event, data) {
+    if (!validName(topic, 200)) return Promise.reject(codeError("bad_topic", `invalid topic ${JSON.stringify(topic)}`));
+    if (!validName(event, 100)) return Promise.reject(codeError("bad_event", `invalid event ${JSON.stringify(event)}`));
+    return this._requests.request((ref) => [FRAME.PUBLISH, ref, topic, event, normalizeData(data)]);
+  }
+
+  /**
+   * Listen to client events: "state" `{state, previous}`, "transport" `{transport, from,
+   * reason}`, "error" `{type, code?, message?, ...}`, "recovered" `{topic, recovered}`,
+   * "message" `{event, data}` (MSG frames).
+   * @param {"state" | "transport" | "error" | "recovered" | "message"} name
+   * @param {(payload: any) => void} fn
+   * @returns {() => void} removes the listener
+   */
+  on(name, fn) {
+    return this._events.on(name, fn);
+  }
+
+  /** Close for good: no reconnect; pending and queued sends reject with code "closed". */
+  close() {
+    const conn = this._conn;
+    if (this.state !== "closed" && conn && conn.accepted && conn.transport) conn.transport.leave();
+    this._shutdown(1000, "client closed", false);
+  }
+
+  // --- connecting ----------------------------------------------------------------------------
+
+  /** One connection cycle: negotiate and try each transport in order until one is accepted. */
+  async _cycle() {
+    if (this.state === "closed" || this._connecting || this._conn) return;
+    this._clearTimer("reconnect");
+    if (isOffline(this.options.navigator)) return void (this._waitOnline = true);
+    this._connecting = true;
+    this.stats.attempts++;
+    const gen = this._gen;
+    try {
+      const order = orderTransports(this.options.transports, this._preferred);
+      let neg = null;
+      for (let i = 0; i < order.length; i++) {
+        const name = order[i];
+        if (!neg) {
+          try {
+            neg = await negotiate(this);
+          } catch (error) {
+            if (gen === this._gen) this._negotiateFailed(/** @type {any} */ (error));
+            return;
+          }
+          if (gen !== this._gen) return;
+          this._retryHint = positive(neg.retry, 0);
+        }
+        const next = order[i + 1] || null;
+        if (!offers(neg, name)) {
+          this._recordFallback(name, next, `${name}: not offered by the server`);
+          continue;
+        }
+        const conn = new Conn(name, neg);
+        neg = null; // the ticket is single use: renegotiate before the next attempt
+        const result = await conn.open(this);
+        if (gen !== this._gen) return this._drop(conn);
+        if (result.ok) return this._attach(conn, null);
+        this._recordFallback(name, next, result.reason || `${name}: failed`);
+      }
+      this._scheduleReconnect(0);
+    } finally {
+      this._connecting = false;
+    }
+  }
+
+  /** @param {any} error */
+  _negotiateFailed(error) {
+    this._events.emit("error", {
+      type: error.type || "negotiate", status: error.status, code: error.code, message: error.message,
+    });
+    if (error.terminal) {
+      this.stats.lastClose = { code: error.status, reason: error.code };
+      return this._shutdown(error.status, error.code, false);
+    }
+    this._scheduleReconnect(error.retryAfterMs || 0);
+  }
+
+  /**
+   * Close a connection's transport without reporting; settle a pending open with `reason`.
+   * @param {Conn} conn
+   * @param {string} [reason]
+   */
+  _drop(conn, reason = "abandoned") {
+    if (conn.closed) return;
+    conn.closed = true;
+    this.options.clock.clearTimeout(conn.liveTimer);
+    if (conn.transport) conn.transport.close();
+    this._subscriptions.forget(conn);
+    if (conn.settle) conn.settle({ ok: false, reason });
+  }
+
+  /**
+   * Make `conn` the current connection: resubscribe, re-send unanswered EVENTs, flush the queue.
+   * @param {Conn} conn
+   * @param {Conn | null} switchedFrom the connection it replaces on a failback switch
+   */
+  _attach(conn, switchedFrom) {
+    const from = this._lastTransport;
+    const reconnect = this._everOpen && !switchedFrom;
+    this._conn = conn;
+    this._everOpen = true;
+    this.transport = conn.name;
+    this.id = conn.neg.id == null ? null : String(conn.neg.id);
+    this._lastTransport = this._preferred = conn.name;
+    this._retryHint = positive(conn.neg.retry, 0);
+    if (reconnect) this.stats.reconnects++;
+    if (conn.name === this.options.transports[0]) this.fallbackReason = null;
+    const reason = switchedFrom ? `${conn.name} works again (was ${switchedFrom.name})` : this.fallbackReason;
+    rememberTransport(this.options, this.storageKey, conn.name);
+    conn.lastRx = this.options.clock.now();
+    conn.watch(this, conn.left(conn.lastRx));
+    this._clearTimer("stable");
+    this._timers.stable = this.options.clock.setTimeout(() => { this._attempt = 0; }, STABLE_AFTER_MS);
+    this._subscriptions.resubscribe(conn);
+    this._requests.resend(conn);
+    this._setState("open");
+    if (from !== conn.name) this._events.emit("transport", { transport: conn.name, from, reason });
+    this._failback.schedule();
+  }
+
+  /**
+   * A transport closed (or was found dead).
+   * @param {Conn} conn @param {number} code @param {string} reason
+   */
+  _onClose(conn, code, reason) {
+    if (conn.closed) return;
+    const detail = `${conn.name}: closed with ${code}${reason ? ` (${reason})` : ""}`;
+    const pending = conn.settle !== null;
+    this._drop(conn, `${detail} before it was usable`);
+    if (pending) return;
+    if (conn === this._failback.probe) return this._failback.failed(detail);
+    if (conn !== this._conn) return;
+    this._conn = this.transport = this.id = null;
+    this._clearTimer("stable");
+    this._failback.abort();
+    this.stats.lastClose = { code, reason };
+    if (classifyClose(code) === "stop") return this._shutdown(code, reason, code !== 1000);
+    this._setState("reconnecting");
+    this._scheduleReconnect(0);
+  }
+
+  /** @param {number} minimum ms, e.g. a Retry-After */
+  _scheduleReconnect(minimum) {
+    if (this.state === "closed" || this._timers.reconnect) return;
+    if (this._everOpen) this._setState("reconnecting");
+    if (isOffline(this.options.navigator)) return void (this._waitOnline = true);
+    const { backoff, random, clock } = this.options;
+    const delay = Math.max(minimum, reconnectDelay(this._attempt++, backoff, this._retryHint, random));
+    this._timers.reconnect = clock.setTimeout(() => {
+      this._timers.reconnect = null;
+      this._cycle();
+    }, delay);
+  }
+
+  /** Reconnect now (online again, tab visible again), skipping the backoff wait. */
+  _reconnectNow() {
+    this._waitOnline = false;
+    this._clearTimer("reconnect");
+    this._cycle();
+  }
+
+  /** The page became visible or was restored: check the connection, reconnect at once if dead. */
+  _wake() {
+    if (this.state === "closed") return;
+    const conn = this._conn;
+    if (conn) {
+      const left = conn.left(this.options.clock.now());
+      if (left > 0 && conn.transport.readyState !== READY.CLOSED) return;
+      this._onClose(conn, 4000, "connection found dead on wake");
+    }
+    if (!this._connecting) this._reconnectNow();
+  }
+
+  /** @param {Conn} conn @param {Frame} frame */
+  _onFrame(conn, frame) {
+    if (conn.closed) return;
+    conn.lastRx = this.options.clock.now();
+    const [type] = frame; // PING is answered by the transport; unknown types are ignored
+    if (type === FRAME.HELLO) conn.heartbeat = positive((frame[1] || {}).heartbeat, conn.heartbeat);
+    if (type === conn.kind.provenBy) conn.accept();
+    else if (type === FRAME.PUB) this._subscriptions.onPub(frame);
+    else if (type === FRAME.MSG) this._events.emit("message", { event: frame[1], data: frame[2] });
+    else if (type === FRAME.REPLY) this._subscriptions.onReply(frame) || this._requests.onReply(frame);
+  }
+
+  /** @param {string} from @param {string | null} to @param {string} reason */
+  _recordFallback(from, to, reason) {
+    this.fallbackReason = reason;
+    pushHistory(this.stats.fallbacks, { from, to, reason, at: this.options.clock.now() });
+  }
+
+  /**
+   * Stop everything. @param {number} code @param {string} reason @param {boolean} isError
+   */
+  _shutdown(code, reason, isError) {
+    if (this.state === "closed") return;
+    this._gen++;
+    this._clearTimer("reconnect");
+    this._clearTimer("stable");
+    this._failback.abort();
+    if (this._conn) this._drop(this._conn);
+    this._conn = this.transport = this.id = null;
+    this._unbind();
+    const closed = codeError("closed", `connection closed (${code}${reason ? ` ${reason}` : ""})`);
+    this._requests.rejectAll(closed);
+    this._subscriptions.rejectAll(closed);
+    if (isError) this._events.emit("error", { type: "close", code, reason, message: `closed by the server: ${code} ${reason}` });
+    this._setState("closed");
+  }
+
+  /** @param {State} state */
+  _setState(state) {
+    if (this.state === state) return;
+    const previous = this.state;
+    this.state = state;
+    this._events.emit("state", { state, previous });
+  }
+
+  /** @param {"reconnect" | "stable"} name */
+  _clearTimer(name) {
+    clearTimer(this.options.clock, this._timers, name);
+  }
+}

@@ -1,0 +1,120 @@
+// @ts-check
+/**
+ * One session on one transport, from negotiate to close: opening it within its deadline, wiring
+ * the transport's callbacks to the client, and watching that the server is still heard from.
+ * Where transports differ it reads the transport class (transport-base.js, `TransportClass`).
+ */
+
+import { FRAME } from "./codec.js";
+import { REATTACH_GRACE_MS, SESSION_DEFAULTS, livenessRemaining, positive } from "./policy.js";
+import { startDeadline } from "./timer.js";
+import { transportClass } from "./transports.js";
+
+/** @typedef {import("./transports.js").TransportName} TransportName */
+/** @typedef {import("./client-core.js").Client} Client */
+/** @typedef {{ok: boolean, reason?: string}} OpenResult */
+
+/** One session on one transport, from negotiate to close. */
+export class Conn {
+  /** @param {TransportName} name @param {any} neg negotiate response */
+  constructor(name, neg) {
+    this.name = name;
+    this.kind = transportClass(name);
+    this.neg = neg;
+    /** @type {any} */
+    this.transport = this.liveTimer = null;
+    this.accepted = this.closed = false;
+    this.lastRx = 0; // when the server was last heard from (a frame, or any poll response)
+    this.heartbeat = positive(neg.heartbeat, SESSION_DEFAULTS.heartbeat);
+    this.pollWindow = positive(neg.pollWindow, SESSION_DEFAULTS.pollWindow);
+    /** @type {((result: OpenResult) => void) | null} */
+    this.settle = null;
+    /** @type {Set<string>} topics with an ok SUB reply on this session */
+    this.subscribed = new Set();
+    /** @type {Set<string>} topics whose SUB is waiting for its reply */
+    this.subscribing = new Set();
+  }
+
+  /**
+   * The longest the server may stay silent on this connection (ms): its PING interval, and on a
+   * polling transport at least the poll window, after which a held poll answers empty (§6.1, §9).
+   */
+  get silence() {
+    return this.kind.polling ? Math.max(this.heartbeat, this.pollWindow) : this.heartbeat;
+  }
+
+  /**
+   * Start the transport and wait until it proves itself within its deadline.
+   * @param {Client} client
+   * @returns {Promise<OpenResult>}
+   */
+  open(client) {
+    const ms = client.options.deadlines[this.name];
+    return new Promise((resolve) => {
+      const deadline = startDeadline(client.options.clock, ms, () =>
+        client._drop(this, `${this.name}: no ${this.kind.awaiting} within ${ms} ms`));
+      this.settle = (result) => {
+        this.settle = null;
+        deadline.cancel();
+        resolve(result);
+      };
+      try {
+        this.start(client);
+      } catch (error) {
+        client._drop(this, `${this.name}: ${/** @type {Error} */ (error).message}`);
+      }
+    });
+  }
+
+  /** Create the transport and route its callbacks to `client`. @param {Client} client */
+  start(client) {
+    const neg = this.neg;
+    const o = client.options;
+    const url = (/** @type {string} */ path) => new URL(path, client.negotiateUrl);
+    const limits = neg.limits || {};
+    const common = { fetch: o.fetch, clock: o.clock, maxMessage: positive(limits.message, SESSION_DEFAULTS.message),
+      batch: positive(limits.batch, SESSION_DEFAULTS.batch), body: positive(limits.body, SESSION_DEFAULTS.body),
+      reattachMs: positive(neg.retry, SESSION_DEFAULTS.retry) + REATTACH_GRACE_MS };
+    const transport = this.kind.start(url(neg.urls[this.name]), neg, url, { ...common, ...o.environment[this.name] });
+    this.transport = transport;
+    transport.onopen = () => {
+      // Proven by a PONG: ask for one at once (a proxy may accept the upgrade and then stall, §4).
+      if (this.kind.provenBy === FRAME.PONG && !this.accepted) transport.send([FRAME.PING]);
+    };
+    transport.onmessage = (frame) => client._onFrame(this, frame);
+    transport.onalive = () => { if (!this.closed) this.lastRx = o.clock.now(); };
+    transport.onerror = (error) => {
+      if (this === client._conn) client._events.emit("error", { type: "transport", transport: this.name, message: error.message });
+    };
+    transport.onclose = (info) => client._onClose(this, info.code, info.reason);
+  }
+
+  /** The transport proved itself: settle a pending open. */
+  accept() {
+    if (this.accepted || this.closed) return;
+    this.accepted = true;
+    if (this.settle) this.settle({ ok: true });
+  }
+
+  /**
+   * Check after `ms` that the server was heard from recently enough (§9), else report the
+   * connection dead with 4000. Frames and poll responses only move lastRx forward, so a
+   * throttled timer never kills a healthy connection.
+   * @param {Client} client @param {number} ms
+   */
+  watch(client, ms) {
+    const clock = client.options.clock;
+    this.liveTimer = clock.setTimeout(() => {
+      this.liveTimer = null;
+      if (this.closed || this !== client._conn) return;
+      const left = this.left(clock.now());
+      if (left > 0) this.watch(client, left);
+      else client._onClose(this, 4000, "no data from the server");
+    }, Math.max(0, ms));
+  }
+
+  /** ms before the connection counts as dead (§9); zero or less: dead. @param {number} now */
+  left(now) {
+    return livenessRemaining(this.lastRx, now, this.silence);
+  }
+}

@@ -1,0 +1,44 @@
+// @ts-check
+/** The client's event listeners ("state", "transport", "error", "recovered", "message"). */
+
+/** Listeners by event name; calls application code so that an exception never breaks the client. */
+export class Emitter {
+  constructor() {
+    /** @type {Map<string, Set<Function>>} */
+    this.listeners = new Map();
+  }
+
+  /**
+   * @param {string} name @param {(payload: any) => void} fn
+   * @returns {() => void} removes the listener
+   */
+  on(name, fn) {
+    let set = this.listeners.get(name);
+    if (!set) this.listeners.set(name, (set = new Set()));
+    const own = set;
+    const wrapper = (/** @type {any} */ payload) => fn(payload);
+    own.add(wrapper);
+    return () => { own.delete(wrapper); };
+  }
+
+  /** @param {string} name @param {any} payload */
+  emit(name, payload) {
+    for (const fn of [...(this.listeners.get(name) || [])]) this.call(fn, payload, name === "error");
+  }
+
+  /**
+   * Call application code; an exception never breaks the client. It goes to the "error"
+   * listeners as `{type: "handler", error}`, or is rethrown asynchronously (so it shows up as an
+   * uncaught error) when there are none or an "error" listener itself threw.
+   * @param {Function} fn @param {any} arg @param {boolean} [isErrorListener]
+   */
+  call(fn, arg, isErrorListener = false) {
+    try {
+      fn(arg);
+    } catch (error) {
+      const listeners = this.listeners.get("error");
+      if (isErrorListener || !listeners || !listeners.size) queueMicrotask(() => { throw error; });
+      else this.emit("error", { type: "handler", error, message: String(/** @type {any} */ (error).message || error) });
+    }
+  }
+}

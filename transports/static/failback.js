@@ -1,0 +1,121 @@
+// @ts-check
+/**
+ * Failback: while on a worse transport, re-probe a better one in the background (a fresh
+ * session), resubscribe every topic on it with `since` (§7), then switch to it and drop the old
+ * one. Unanswered sends follow with their refs (§8).
+ */
+
+import { Conn } from "./conn.js";
+import { negotiate, offers } from "./negotiate.js";
+import { failbackDelay } from "./policy.js";
+import { pushHistory } from "./stats.js";
+import { clearTimer } from "./timer.js";
+
+/** @typedef {import("./transports.js").TransportName} TransportName */
+/** @typedef {import("./client-core.js").Client} Client */
+
+/** The background probe of a better transport. */
+export class Failback {
+  /** @param {Client} client */
+  constructor(client) {
+    this.client = client;
+    /** @type {Conn | null} the probe connection, while one runs */
+    this.probe = null;
+    /** probes failed in a row: the delay doubles with each */
+    this.attempt = 0;
+    /** @type {{probe: any, switch: any}} the next probe; the probe's time to resubscribe */
+    this.timers = { probe: null, switch: null };
+  }
+
+  /** @param {Conn} conn @returns {TransportName[]} the allowed transports the server offered */
+  offered(conn) {
+    return this.client.options.transports.filter((name) => offers(conn.neg, name));
+  }
+
+  /** Plan the next probe, if the current connection is not on the best offered transport. */
+  schedule() {
+    const { failback, clock, random } = this.client.options;
+    const conn = this.client._conn;
+    if (!failback || !conn || this.probe || this.timers.probe) return;
+    if (this.offered(conn).indexOf(conn.name) <= 0) return;
+    this.timers.probe = clock.setTimeout(() => {
+      this.timers.probe = null;
+      this.run();
+    }, failbackDelay(this.attempt, failback, random));
+  }
+
+  /** Negotiate a new session and try each better transport; on success subscribe, then switch. */
+  async run() {
+    const client = this.client;
+    const main = client._conn;
+    if (!main || client.state !== "open") return;
+    const gen = client._gen;
+    const stillCurrent = () => gen === client._gen && client._conn === main;
+    client.stats.probes++;
+    const offered = this.offered(main);
+    for (const name of offered.slice(0, offered.indexOf(main.name))) {
+      let neg;
+      try {
+        neg = await negotiate(client);
+      } catch (error) {
+        client.stats.lastProbe = /** @type {Error} */ (error).message;
+        break;
+      }
+      if (!stillCurrent()) return;
+      if (!offers(neg, name)) continue;
+      const probe = new Conn(name, neg);
+      this.probe = probe;
+      const result = await probe.open(client);
+      if (!stillCurrent() || this.probe !== probe) return client._drop(probe);
+      if (result.ok) {
+        const { clock, sendTimeout } = client.options;
+        this.timers.switch = clock.setTimeout(() => {
+          this.timers.switch = null;
+          this.failed(`${name}: resubscribing took over ${sendTimeout} ms`);
+        }, sendTimeout);
+        return this.maybeSwitch();
+      }
+      this.probe = null;
+      client.stats.lastProbe = result.reason || `${name}: failed`;
+    }
+    this.attempt++;
+    this.schedule();
+  }
+
+  /** Switch to the probe once every topic is subscribed on it (SUB with since, §7). */
+  maybeSwitch() {
+    const client = this.client;
+    const probe = this.probe;
+    if (!probe || !probe.accepted || probe.closed) return;
+    if (client._subscriptions.resubscribe(probe)) return;
+    clearTimer(client.options.clock, this.timers, "switch");
+    const old = /** @type {Conn} */ (client._conn);
+    this.probe = null;
+    this.attempt = 0;
+    client._drop(old); // WebSocket close 1000 / EventSource close / polling stops
+    client._conn = null;
+    pushHistory(client.stats.switches, { from: old.name, to: probe.name, at: client.options.clock.now() });
+    client.stats.lastProbe = `${probe.name}: ok`;
+    // Unanswered EVENTs go again on the new session with the same refs: the server answers a
+    // ref it has seen with the remembered REPLY instead of applying it twice (§8).
+    client._attach(probe, old);
+  }
+
+  /** @param {string} reason */
+  failed(reason) {
+    this.client.stats.lastProbe = reason;
+    this.abort();
+    this.attempt++;
+    this.schedule();
+  }
+
+  /** Stop the probe and its timers (the connection changed, or the client closed). */
+  abort() {
+    const clock = this.client.options.clock;
+    clearTimer(clock, this.timers, "probe");
+    clearTimer(clock, this.timers, "switch");
+    const probe = this.probe;
+    this.probe = null;
+    if (probe) this.client._drop(probe);
+  }
+}

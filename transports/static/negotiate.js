@@ -1,0 +1,72 @@
+// @ts-check
+/** POST /negotiate (§3): the request, what its answer offers, and the client key it sends. */
+
+import { PROTOCOL_VERSION } from "./codec.js";
+import { negotiateRetryable, retryAfterMs } from "./policy.js";
+import { transportClass } from "./transports.js";
+
+/** @typedef {import("./transports.js").TransportName} TransportName */
+/** @typedef {import("./options.js").Resolved} Resolved */
+/** @typedef {import("./stats.js").Stats} Stats */
+
+/**
+ * Negotiate a new session. Failures are Errors with `terminal` (stop rather than reconnect) and,
+ * when the server answered, `status`, `code` and `retryAfterMs`; `type` "token" when the token
+ * function failed.
+ * @param {{options: Resolved, negotiateUrl: string, clientKey: string, stats: Stats}} client
+ * @returns {Promise<any>} the response body
+ */
+export async function negotiate(client) {
+  const { options, stats } = client;
+  const started = options.clock.now();
+  let token = options.token;
+  try {
+    if (typeof token === "function") token = await token();
+  } catch (error) {
+    throw Object.assign(new Error(`token function failed: ${error}`), { type: "token", terminal: false });
+  }
+  /** @type {Record<string, string>} */
+  const headers = { "Content-Type": "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const body = JSON.stringify({ v: PROTOCOL_VERSION, client: client.clientKey, transports: options.transports });
+  let res;
+  try {
+    res = await options.fetch(client.negotiateUrl, { method: "POST", headers, body, cache: "no-store" });
+  } catch (_) {
+    throw Object.assign(new Error("negotiate failed: network error"), { terminal: false });
+  } finally {
+    stats.lastNegotiateMs = options.clock.now() - started;
+  }
+  /** @type {any} */
+  let json = null;
+  try { json = await res.json(); } catch (_) { /* not JSON: a proxy's page */ }
+  if (res.status !== 200) {
+    const code = json && typeof json.error === "string" ? json.error : `http_${res.status}`;
+    throw Object.assign(new Error(`negotiate refused: ${code} (HTTP ${res.status})`), {
+      status: res.status, code, terminal: !negotiateRetryable(res.status), retryAfterMs: retryAfterMs(res),
+    });
+  }
+  if (!json || typeof json.ticket !== "string" || typeof json.token !== "string" || !json.urls) {
+    throw Object.assign(new Error("negotiate: malformed response"), { terminal: false });
+  }
+  return json;
+}
+
+/**
+ * Whether a negotiate response offers transport `name`: listed, with its URL, and with a send
+ * URL unless the transport is bidirectional.
+ * @param {any} neg @param {TransportName} name
+ */
+export function offers(neg, name) {
+  return Array.isArray(neg.transports) && neg.transports.includes(name) && Boolean(neg.urls && neg.urls[name]) &&
+    (transportClass(name).bidirectional || Boolean(neg.urls.send));
+}
+
+/** A random client key (§3: 8-64 characters of A-Z a-z 0-9 _ -). @param {() => number} random */
+export function randomKey(random) {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
+  const bytes = new Uint8Array(22).map(() => Math.floor(random() * 256));
+  const cryptoObj = /** @type {any} */ (globalThis).crypto;
+  if (cryptoObj && cryptoObj.getRandomValues) cryptoObj.getRandomValues(bytes);
+  return Array.from(bytes, (byte) => alphabet[byte & 63]).join("");
+}

@@ -1,0 +1,103 @@
+// @ts-check
+/** The options of connect(): their documentation, defaults, and the merge over the environment. */
+
+import { OPTION_DEFAULTS } from "./policy.js";
+import { realClock } from "./timer.js";
+import { TRANSPORT_NAMES, isTransportName, transportClass } from "./transports.js";
+
+/** @typedef {import("./transports.js").TransportName} TransportName */
+/** @typedef {import("./timer.js").Clock} Clock */
+/** @typedef {import("./transport-base.js").Fetch} Fetch */
+
+/**
+ * Options of {@link connect}. Every field is optional.
+ * @typedef {Object} Options
+ * @property {TransportName[]} [transports] transports to use, best first
+ *   (default `["websocket", "sse", "longpoll"]`)
+ * @property {Partial<Record<TransportName, number>>} [deadlines] ms a new transport gets to prove
+ *   itself: WebSocket open + PING/PONG round trip (2500), SSE first event (2500), long-poll
+ *   first poll response (10000). Once open, a dropped SSE stream or a poll that failed on the
+ *   network gets the server's `retry` + 2.5 s to reach its own session again (§5.3, §6.1)
+ *   before the client gives the session up and reconnects
+ * @property {{min?: number, max?: number}} [backoff] reconnect backoff in ms (500, 20000)
+ * @property {{min?: number, max?: number} | false} [failback] background re-probe of a better
+ *   transport while on a worse one: first after about `min` ms, doubling up to `max`
+ *   (30000, 600000); false disables it
+ * @property {string | (() => string | Promise<string>)} [token] bearer token for negotiate;
+ *   a function is called again before every negotiate
+ * @property {number} [sendTimeout] ms send()/publish() wait for their REPLY once sent (10000)
+ * @property {number} [maxQueue] sends kept while not connected; more reject with
+ *   code "queue_full" (1000)
+ * @property {Storage | null} [storage] where the transport that worked is remembered
+ *   (sessionStorage, else localStorage; null to disable)
+ * @property {number} [rememberMs] how long that memory is trusted (10 minutes)
+ * @property {any} [WebSocket] constructor to use instead of the global one (tests)
+ * @property {any} [EventSource] constructor to use instead of the global one (tests)
+ * @property {Fetch} [fetch] function to use instead of the global fetch (tests)
+ * @property {Clock} [clock] time source (tests)
+ * @property {() => number} [random] random source in [0, 1) (tests)
+ * @property {any} [window] target of online/pageshow listeners (default: globalThis, tests)
+ * @property {any} [document] target of visibilitychange listeners (default: document, tests)
+ * @property {{onLine?: boolean}} [navigator] online status source (default: navigator, tests)
+ */
+
+/** Defaults for {@link connect} options: the registry's transports, then the policy's values. */
+export const DEFAULTS = Object.freeze({ transports: TRANSPORT_NAMES, ...OPTION_DEFAULTS });
+
+/** @typedef {ReturnType<typeof resolveOptions>} Resolved */
+
+/**
+ * Merge options over DEFAULTS, dropping transports this environment cannot run (a transport's
+ * `environment` says what it needs; what it returns goes to the transport when it starts).
+ * @param {Options} options
+ */
+export function resolveOptions(options) {
+  const g = /** @type {any} */ (globalThis);
+  const fetchFn = options.fetch || g.fetch;
+  if (typeof fetchFn !== "function") throw new TypeError("transports: fetch is required");
+  /** @type {Partial<Record<TransportName, Record<string, any>>>} */
+  const environment = {};
+  for (const name of TRANSPORT_NAMES) {
+    const needs = transportClass(name).environment(options, g);
+    if (needs) environment[name] = needs;
+  }
+  const wanted = options.transports || DEFAULTS.transports;
+  const transports = /** @type {TransportName[]} */ (
+    wanted.filter((name, i) => isTransportName(name) && wanted.indexOf(name) === i && Boolean(environment[name]))
+  );
+  if (!transports.length) throw new TypeError("transports: no usable transport");
+  let storage = options.storage;
+  if (storage === undefined) {
+    try { storage = g.sessionStorage || g.localStorage || null; } catch (_) { storage = null; }
+  }
+  return {
+    transports,
+    deadlines: /** @type {Record<string, number>} */ ({ ...DEFAULTS.deadlines, ...options.deadlines }),
+    backoff: { ...DEFAULTS.backoff, ...options.backoff },
+    failback: options.failback === false ? null : { ...DEFAULTS.failback, ...options.failback },
+    token: options.token,
+    sendTimeout: options.sendTimeout ?? DEFAULTS.sendTimeout,
+    maxQueue: options.maxQueue ?? DEFAULTS.maxQueue,
+    rememberMs: options.rememberMs ?? DEFAULTS.rememberMs,
+    storage,
+    /** what each usable transport needs when it starts (its constructors) */
+    environment,
+    /** @type {Fetch} */
+    fetch: (url, init) => fetchFn(url, init),
+    clock: options.clock || realClock,
+    random: options.random || Math.random,
+    window: options.window !== undefined ? options.window : g.addEventListener ? g : null,
+    document: options.document !== undefined ? options.document : g.document || null,
+    navigator: options.navigator !== undefined ? options.navigator : g.navigator || null,
+  };
+}
+
+/**
+ * Transports in the order to try: the one that worked last first, then the rest in preference order.
+ * @param {readonly TransportName[]} transports @param {TransportName | null} preferred
+ * @returns {TransportName[]}
+ */
+export function orderTransports(transports, preferred) {
+  if (!preferred || !transports.includes(preferred)) return transports.slice();
+  return [preferred, ...transports.filter((name) => name !== preferred)];
+}

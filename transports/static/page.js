@@ -1,0 +1,63 @@
+// @ts-check
+/**
+ * The page around the client: online/offline, visibility and back-forward-cache restores, and
+ * the storage that remembers which transport worked for an endpoint.
+ */
+
+/** @typedef {import("./transports.js").TransportName} TransportName */
+
+/**
+ * Listen to the page: `online` when the browser is back online, `wake` when the tab becomes
+ * visible or is restored from the back-forward cache.
+ * @param {any} win target of online/pageshow (or null) @param {any} doc target of visibilitychange (or null)
+ * @param {{online: () => void, wake: () => void}} on
+ * @returns {() => void} removes exactly the listeners it added
+ */
+export function bindPage(win, doc, on) {
+  /** @type {[any, string, (event: any) => void][]} */
+  const bindings = [];
+  if (win && typeof win.addEventListener === "function") {
+    bindings.push([win, "online", () => on.online()]);
+    bindings.push([win, "pageshow", (event) => { if (event && event.persisted) on.wake(); }]);
+  }
+  if (doc && typeof doc.addEventListener === "function") {
+    bindings.push([doc, "visibilitychange", () => { if (doc.visibilityState === "visible") on.wake(); }]);
+  }
+  for (const [target, name, fn] of bindings) target.addEventListener(name, fn);
+  return () => {
+    for (const [target, name, fn] of bindings) target.removeEventListener(name, fn);
+  };
+}
+
+/** @param {{onLine?: boolean} | null} nav @returns {boolean} whether the browser says it is offline */
+export function isOffline(nav) {
+  return Boolean(nav && nav.onLine === false);
+}
+
+/**
+ * @typedef {Object} Memory where and how long the transport that worked is remembered
+ * @property {Storage | null | undefined} storage
+ * @property {number} rememberMs
+ * @property {import("./timer.js").Clock} clock
+ * @property {readonly TransportName[]} transports the allowed ones
+ */
+
+/**
+ * @param {Memory} memory @param {string} key
+ * @returns {TransportName | null} the transport remembered for this endpoint, if fresh and allowed
+ */
+export function recallTransport({ storage, rememberMs, clock, transports }, key) {
+  try {
+    const saved = storage ? JSON.parse(storage.getItem(key) || "null") : null;
+    const age = saved ? clock.now() - Number(saved.at) : Infinity;
+    if (saved && transports.includes(saved.transport) && age >= 0 && age <= rememberMs) return saved.transport;
+  } catch (_) { /* storage blocked or garbage */ }
+  return null;
+}
+
+/** @param {Memory} memory @param {string} key @param {TransportName} name */
+export function rememberTransport({ storage, clock }, key, name) {
+  try {
+    if (storage) storage.setItem(key, JSON.stringify({ transport: name, at: clock.now() }));
+  } catch (_) { /* storage full or blocked */ }
+}

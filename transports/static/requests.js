@@ -1,0 +1,102 @@
+// @ts-check
+/**
+ * Sends and their replies (§8): EVENT and PUBLISH frames queued while not connected, sent with a
+ * reply timeout, re-sent with the same ref on the next session until their REPLY arrives.
+ */
+
+import { codeError } from "./codec.js";
+
+/** @typedef {import("./codec.js").Frame} Frame */
+/** @typedef {import("./conn.js").Conn} Conn */
+/** @typedef {import("./client-core.js").Client} Client */
+
+/**
+ * @typedef {Object} SendEntry an EVENT or PUBLISH waiting for its REPLY
+ * @property {number} ref
+ * @property {Frame} frame
+ * @property {(data: any) => void} resolve
+ * @property {(error: Error) => void} reject
+ * @property {any} timer
+ * @property {boolean} sent
+ */
+
+/** The client's sends: queued ones, and sent ones waiting for a REPLY. */
+export class Requests {
+  /** @param {Client} client */
+  constructor(client) {
+    this.client = client;
+    /** @type {Map<number, SendEntry>} sent, waiting for a REPLY */
+    this.inflight = new Map();
+    /** @type {SendEntry[]} not sent yet */
+    this.queue = [];
+  }
+
+  /** @param {(ref: number) => Frame} build @returns {Promise<any>} the REPLY data */
+  request(build) {
+    const client = this.client;
+    if (client.state === "closed") return Promise.reject(codeError("closed", "client is closed"));
+    const ref = ++client._ref;
+    return new Promise((resolve, reject) => {
+      /** @type {SendEntry} */
+      const entry = { ref, frame: build(ref), resolve, reject, timer: null, sent: false };
+      if (client._conn && client.state === "open") this.transmit(client._conn, entry);
+      else if (this.queue.length >= client.options.maxQueue) {
+        reject(codeError("queue_full", `${client.options.maxQueue} sends already queued`));
+      } else this.queue.push(entry);
+    });
+  }
+
+  /**
+   * Send an EVENT/PUBLISH on `conn`; the first time, start its reply timeout.
+   * @param {Conn} conn @param {SendEntry} entry
+   */
+  transmit(conn, entry) {
+    const { clock, sendTimeout } = this.client.options;
+    try {
+      conn.transport.send(entry.frame);
+    } catch (error) {
+      this.inflight.delete(entry.ref);
+      clock.clearTimeout(entry.timer);
+      return entry.reject(/** @type {Error} */ (error));
+    }
+    if (entry.sent) return;
+    entry.sent = true;
+    this.inflight.set(entry.ref, entry);
+    entry.timer = clock.setTimeout(() => {
+      this.inflight.delete(entry.ref);
+      entry.reject(codeError("timeout", `no reply within ${sendTimeout} ms`));
+    }, sendTimeout);
+  }
+
+  /**
+   * On a new session: unanswered sends again (same refs, oldest first), then the queue.
+   * @param {Conn} conn
+   */
+  resend(conn) {
+    for (const entry of [...this.inflight.values()].sort((a, b) => a.ref - b.ref)) this.transmit(conn, entry);
+    const queued = this.queue;
+    this.queue = [];
+    for (const entry of queued) this.transmit(conn, entry);
+  }
+
+  /** @param {Frame} frame `[4, ref, status, data]` */
+  onReply(frame) {
+    const [, ref, status, data] = frame;
+    const entry = this.inflight.get(ref);
+    if (!entry) return; // a repeated REPLY (the server re-answers a retried ref) or an UNSUB
+    this.inflight.delete(ref);
+    this.client.options.clock.clearTimeout(entry.timer);
+    if (status === "ok") entry.resolve(data);
+    else entry.reject(codeError(String(status), data && data.message));
+  }
+
+  /** The client closed: every pending and queued send rejects. @param {Error} error */
+  rejectAll(error) {
+    for (const entry of [...this.inflight.values(), ...this.queue]) {
+      this.client.options.clock.clearTimeout(entry.timer);
+      entry.reject(error);
+    }
+    this.inflight.clear();
+    this.queue = [];
+  }
+}

@@ -1,0 +1,160 @@
+// @ts-check
+/**
+ * Topics (§7): the application's handlers per topic, the last position processed, SUB/UNSUB on
+ * the current connection and the failback probe, and delivery of PUBs once, in order, across
+ * reconnects and transport switches.
+ */
+
+import { FRAME, codeError } from "./codec.js";
+
+/** @typedef {import("./codec.js").Frame} Frame */
+/** @typedef {import("./conn.js").Conn} Conn */
+/** @typedef {import("./client-core.js").Client} Client */
+
+/** @typedef {{id: string, topic: string, event: string, data: any, offset: number, epoch: string}} Publication */
+/** @typedef {{epoch: string, offset: number}} Position */
+/**
+ * @typedef {Object} TopicEntry
+ * @property {Set<(pub: Publication) => void>} handlers
+ * @property {Position | null} position last processed position (§7)
+ * @property {Promise<any>} ready
+ * @property {(value: any) => void} resolve
+ * @property {(error: Error) => void} reject
+ */
+/** @typedef {{topic: string, entry: TopicEntry, conn: Conn, since: any}} PendingSub a SUB waiting for its REPLY */
+
+/** The client's topics and the SUBs in flight. */
+export class Subscriptions {
+  /** @param {Client} client */
+  constructor(client) {
+    this.client = client;
+    /** @type {Map<string, TopicEntry>} */
+    this.topics = new Map();
+    /** @type {Map<number, PendingSub>} SUBs by ref */
+    this.pending = new Map();
+  }
+
+  /**
+   * Add a handler to a topic (already validated), subscribing on the first one.
+   * @param {string} topic @param {(pub: Publication) => void} handler
+   * @returns {(() => void) & {ready: Promise<{recovered: boolean, epoch: string, offset: number}>}}
+   */
+  add(topic, handler) {
+    const client = this.client;
+    let entry = this.topics.get(topic);
+    if (!entry) {
+      /** @type {any} */
+      const settle = {};
+      const ready = new Promise((resolve, reject) => Object.assign(settle, { resolve, reject }));
+      ready.catch(() => {});
+      entry = { handlers: new Set(), position: null, ready, resolve: settle.resolve, reject: settle.reject };
+      this.topics.set(topic, entry);
+      const conn = client._conn;
+      if (conn && client.state === "open") this.sub(conn, topic);
+      client._failback.maybeSwitch();
+    }
+    const own = entry;
+    const fn = (/** @type {Publication} */ pub) => handler(pub);
+    own.handlers.add(fn);
+    const off = () => {
+      if (!own.handlers.delete(fn) || own.handlers.size || this.topics.get(topic) !== own) return;
+      this.topics.delete(topic);
+      for (const conn of [client._conn, client._failback.probe]) {
+        if (!conn || !conn.accepted) continue;
+        conn.subscribed.delete(topic);
+        conn.subscribing.delete(topic);
+        conn.transport.send([FRAME.UNSUB, ++client._ref, topic]);
+      }
+    };
+    return Object.assign(off, { ready: own.ready });
+  }
+
+  /** Send SUB for `topic` on `conn`, from the last position processed. @param {Conn} conn @param {string} topic */
+  sub(conn, topic) {
+    const entry = /** @type {TopicEntry} */ (this.topics.get(topic));
+    const ref = ++this.client._ref;
+    const since = entry.position ? [entry.position.epoch, entry.position.offset] : null;
+    conn.subscribing.add(topic);
+    this.pending.set(ref, { topic, entry, conn, since });
+    conn.transport.send([FRAME.SUB, ref, topic, since]);
+  }
+
+  /**
+   * SUB every topic that `conn` neither has nor is waiting for.
+   * @param {Conn} conn @returns {boolean} whether some topic is not subscribed on it yet
+   */
+  resubscribe(conn) {
+    let missing = false;
+    for (const topic of this.topics.keys()) {
+      if (conn.subscribed.has(topic)) continue;
+      missing = true;
+      if (!conn.subscribing.has(topic)) this.sub(conn, topic);
+    }
+    return missing;
+  }
+
+  /** Forget the SUBs in flight on a connection that is gone. @param {Conn} conn */
+  forget(conn) {
+    for (const [ref, sub] of this.pending) if (sub.conn === conn) this.pending.delete(ref);
+  }
+
+  /** @param {Frame} frame `[1, topic, event, data, offset, epoch]` */
+  onPub(frame) {
+    const [, topic, event, data, offset, epoch] = frame;
+    const entry = this.topics.get(topic);
+    if (!entry || typeof offset !== "number") return;
+    const pos = entry.position;
+    if (pos && pos.epoch === epoch && offset <= pos.offset) return; // already processed (§7)
+    entry.position = { epoch, offset };
+    // The message id the server gave this publication (protocol §7): "epoch:topic:offset".
+    const pub = { id: `${epoch}:${topic}:${offset}`, topic, event, data, offset, epoch };
+    for (const handler of [...entry.handlers]) this.client._events.call(handler, pub);
+  }
+
+  /** @param {Frame} frame `[4, ref, status, data]` @returns {boolean} whether it answered a SUB */
+  onReply(frame) {
+    const [, ref, status, data] = frame;
+    const sub = this.pending.get(ref);
+    if (!sub || !this.pending.delete(ref)) return false;
+    this.settled(sub, status, data);
+    return true;
+  }
+
+  /**
+   * @param {PendingSub} sub
+   * @param {string} status
+   * @param {any} data `{recovered, epoch, offset}`
+   */
+  settled(sub, status, data) {
+    const client = this.client;
+    const { topic, entry, conn } = sub;
+    conn.subscribing.delete(topic);
+    if (this.topics.get(topic) !== entry) return; // unsubscribed meanwhile
+    if (status !== "ok") {
+      this.topics.delete(topic);
+      const error = codeError(String(status), data && data.message);
+      entry.reject(error);
+      client._events.emit("error", { type: "subscribe", topic, code: status, message: error.message });
+      return client._failback.maybeSwitch();
+    }
+    conn.subscribed.add(topic);
+    const pos = data && typeof data.epoch === "string" && typeof data.offset === "number"
+      ? { epoch: data.epoch, offset: data.offset } : null;
+    const recovered = Boolean(data && data.recovered);
+    if (sub.since) {
+      // recovered: the missed PUBs follow. Not recovered: there is a gap; start from the
+      // server's position and tell the application so that it reloads its state (§7).
+      if (!recovered && pos) entry.position = pos;
+      client._events.emit("recovered", { topic, recovered });
+    } else if (pos && !(entry.position && entry.position.epoch === pos.epoch && entry.position.offset >= pos.offset)) {
+      entry.position = pos;
+    }
+    entry.resolve({ recovered, epoch: pos && pos.epoch, offset: pos && pos.offset });
+    if (conn === client._failback.probe) client._failback.maybeSwitch();
+  }
+
+  /** The client closed: every topic's `ready` rejects. @param {Error} error */
+  rejectAll(error) {
+    for (const entry of this.topics.values()) entry.reject(error);
+  }
+}

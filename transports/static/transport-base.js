@@ -1,0 +1,142 @@
+// @ts-check
+/**
+ * What every transport shares. A transport looks like a WebSocket (readyState,
+ * onopen/onmessage/onerror/onclose, send, close), but onmessage gets decoded frames, send takes
+ * frames, and onclose gets {code, reason}. A transport answers PING itself and turns a CLOSE frame
+ * into onclose. After close() it calls nothing any more.
+ *
+ * The class itself describes the transport to the client (static members, see
+ * {@link TransportClass}), so that the client reads properties where transports differ and never
+ * names one. transports.js maps names to classes.
+ */
+
+import { FRAME, byteLength, codeError, decodeFrame, encodeFrame } from "./codec.js";
+
+/** @typedef {import("./codec.js").Frame} Frame */
+/** @typedef {import("./timer.js").Clock} Clock */
+
+/** readyState values shared by the transports (the WebSocket ones). */
+export const READY = Object.freeze({ CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
+
+/** @typedef {{code: number, reason: string}} CloseInfo */
+
+/**
+ * @typedef {(url: string, init?: any) => Promise<{status: number, ok?: boolean,
+ *   headers?: {get(name: string): string | null}, json(): Promise<any>}>} Fetch
+ */
+
+/**
+ * What the client gives every transport it starts, plus what the transport's `environment`
+ * returned (its constructors: `WebSocket`, `EventSource`).
+ * @typedef {{fetch: Fetch, clock: Clock, maxMessage: number, batch: number, body: number,
+ *   reattachMs: number} & Record<string, any>} TransportOptions
+ *   reattachMs: how long an open transport keeps trying its own session after a network failure
+ */
+
+/**
+ * The static surface of a transport class: everything the client knows about a transport.
+ * @typedef {Object} TransportClass
+ * @property {boolean} bidirectional frames go up on the transport itself, so the negotiate
+ *   response needs no `send` URL for it
+ * @property {number} provenBy the frame type that proves a new transport works: HELLO, or PONG,
+ *   in which case the client sends a PING as soon as the transport opens (§4)
+ * @property {string} awaiting what the open deadline waits for ("no <awaiting> within N ms")
+ * @property {boolean} polling the server holds each request up to the poll window, so silence
+ *   is judged against max(heartbeat, pollWindow) (§6.1, §9)
+ * @property {(options: Record<string, any>, globals: any) => Record<string, any> | null} environment
+ *   what the transport needs from connect() options or the page (constructors), or null when it
+ *   cannot run here
+ * @property {(url: URL, neg: any, resolve: (path: string) => URL, options: TransportOptions) => BaseTransport} start
+ *   open it on a negotiated session: `url` is its own URL from the negotiate response, `resolve`
+ *   resolves another one (`urls.send`) against the negotiate URL
+ */
+
+/** Shared surface of the transports. */
+export class BaseTransport {
+  /** @type {boolean} */
+  static bidirectional = false;
+  /** @type {number} */
+  static provenBy = FRAME.HELLO;
+  /** @type {string} */
+  static awaiting = "first event";
+  /** @type {boolean} */
+  static polling = false;
+
+  /**
+   * @param {Record<string, any>} options @param {any} globals
+   * @returns {Record<string, any> | null}
+   */
+  static environment(options, globals) { return {}; }
+
+  /** @param {number} maxMessage largest frame the server accepts (limits.message) */
+  constructor(maxMessage) {
+    /** @type {number} */
+    this.readyState = READY.CONNECTING;
+    this.maxMessage = maxMessage;
+    this.binary = false;
+    /** @type {() => void} */
+    this.onopen = () => {};
+    /** @type {(frame: Frame) => void} */
+    this.onmessage = () => {};
+    /** @type {(error: Error) => void} */
+    this.onerror = () => {};
+    /** @type {(info: CloseInfo) => void} */
+    this.onclose = () => {};
+    /** Called on every poll response, frames or none: the server was heard from (§6.1, §9). */
+    this.onalive = () => {};
+  }
+
+  /** Send one frame. @param {Frame} frame */
+  send(frame) { throw new TypeError(`cannot send ${frame[0]}: not a concrete transport`); }
+
+  /** Encode a frame, refusing one larger than limits.message. @param {Frame} frame */
+  encode(frame) {
+    const encoded = encodeFrame(frame, this.binary);
+    if (byteLength(encoded) > this.maxMessage) {
+      throw codeError("payload_too_large", `frame exceeds ${this.maxMessage} bytes`);
+    }
+    return encoded;
+  }
+
+  opened() {
+    if (this.readyState !== READY.CONNECTING) return;
+    this.readyState = READY.OPEN;
+    this.onopen();
+  }
+
+  /**
+   * Handle one incoming frame: answer PING, turn CLOSE into onclose, pass the rest on.
+   * @param {any} raw @param {() => void} pong sends the PONG
+   */
+  receive(raw, pong) {
+    let frame;
+    try {
+      frame = decodeFrame(raw);
+    } catch (error) {
+      return this.onerror(/** @type {Error} */ (error));
+    }
+    if (frame[0] === FRAME.CLOSE) return this.end(Number(frame[1]) || 1006, String(frame[2] ?? ""));
+    if (frame[0] === FRAME.PING) pong();
+    this.onmessage(frame);
+  }
+
+  /** Mark closed and detach every callback. @returns {boolean} false if already closed */
+  detach() {
+    if (this.readyState === READY.CLOSED) return false;
+    this.readyState = READY.CLOSED;
+    this.onopen = this.onmessage = this.onerror = this.onclose = this.onalive = () => {};
+    return true;
+  }
+
+  /** Close and report it once. @param {number} code @param {string} reason */
+  end(code, reason) {
+    const onclose = this.onclose;
+    if (this.close()) onclose({ code, reason });
+  }
+
+  /** @returns {boolean} */
+  close() { return this.detach(); }
+
+  /** Tell the server the client leaves for good (a CLOSE frame, §2), best effort. */
+  leave() {}
+}
