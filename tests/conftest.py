@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ import pytest
 from quart import Quart
 
 from transports.client import Client, connect
-from transports.engine import Engine
+from transports.core.engine import Engine
 from transports.server.testing import QuartTestConnector
 from transports.typing import TransportName
 
@@ -21,6 +22,11 @@ from .redis_server import RedisServer
 from .servers import hypercorn_server
 
 TRANSPORTS: list[TransportName] = ["websocket", "sse", "longpoll"]
+if os.environ.get("TRANSPORTS_TOY") == "1":  # tests/test_toy_transport.py: a fourth one
+    from .toy_transport import NAME, install
+
+    install()
+    TRANSPORTS.append(NAME)
 
 
 @dataclass

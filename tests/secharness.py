@@ -33,7 +33,7 @@ from hypercorn.config import Config
 from quart import Quart
 
 from transports.client import Client, connect
-from transports.engine import Engine
+from transports.core.engine import Engine
 from transports.protocol.sse import SSEParser
 from transports.server.run import serve
 from transports.typing import TransportName

@@ -31,7 +31,7 @@ async def test_connect_reports_transport(
     assert client.state == "open"
     who = await client.send("whoami")
     assert who["transport"] == transport
-    assert who["bidirectional"] is (transport == "websocket")
+    assert who["bidirectional"] is (transport not in ("sse", "longpoll"))
     assert who["identity"] == {"user": "anonymous"}
     assert who["id"] == client.public_id
 

@@ -72,7 +72,12 @@ def test_negotiate_response_shape() -> None:
         token="tok",
         ticket="tic",
         transports=["sse"],
-        prefix="/realtime",
+        urls={
+            "websocket": "/realtime/ws",
+            "sse": "/realtime/sse",
+            "longpoll": "/realtime/poll",
+            "send": "/realtime/send",
+        },
         heartbeat=25,
         poll_window=25,
         retry=1,

@@ -1,4 +1,4 @@
-"""The client policy (transports/protocol/policy.json) against tests/policy_vectors.json.
+"""The client policy (transports/static/policy.json) against tests/policy_vectors.json.
 
 Every vector runs through the code the Python client runs, not only through policy.py: the
 close code through the function its reconnect loop calls, an HTTP answer through the real
@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import pytest
 
@@ -43,7 +43,7 @@ VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).parent / "policy_vectors.json").read_text(encoding="utf-8")
 )
 POLICY_JSON: dict[str, Any] = json.loads(
-    (Path(policy_module.__file__).parent / "policy.json").read_text(encoding="utf-8")
+    (Path(policy_module.__file__).parents[1] / "static" / "policy.json").read_text(encoding="utf-8")
 )
 CLOSE_BODY = b'{"cursor": 1, "frames": [[9, 1000, "bye"]]}'
 FRAME = '[3,1,"e",null]'
@@ -172,7 +172,7 @@ def answers(case: Mapping[str, Any]) -> list[int]:
 class Toy(Connection):
     """A transport that opens at once and ends with ``code`` right after."""
 
-    name: ClassVar[TransportName] = cast(TransportName, "toy")
+    name: ClassVar[TransportName] = "toy"
     code = 1000
 
     async def open(self, deadline: float) -> None:

@@ -140,7 +140,7 @@ async def test_d4_revoked_connection_closed_4501(transport: TransportName) -> No
         await wire.reply(1)
         await witness.send('[5,1,"d4",null]')
         await witness.reply(1)
-        session = live.engine._sessions[wire.token.split(".")[2]]
+        session = live.engine.sessions.by_sid[wire.token.split(".")[2]]
         assert await wire.closed(timeout=10) == 4501
         # The server side of "nothing delivered afterwards": the revoked session left the
         # topic and its outbox takes no frame after its CLOSE (the client side cannot tell:

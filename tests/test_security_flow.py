@@ -72,7 +72,7 @@ async def test_h5_longpoll_cursor_going_back(live: Live) -> None:
         await live.realtime.publish("h5lp", "n", n)
     _, third = await poll(second["cursor"])
     assert [f[3] for f in third["frames"]] == list(range(5))
-    session = live.engine._sessions[info["token"].split(".")[2]]
+    session = live.engine.sessions.by_sid[info["token"].split(".")[2]]
     held = asyncio.create_task(poll(third["cursor"]))  # acknowledges everything so far
     await eventually(lambda: session.attached)  # the poll is held
     await live.realtime.publish("h5lp", "n", 5)
@@ -142,7 +142,7 @@ async def test_l3_rare_poller_closed_4008() -> None:
         witness = await live.wire("websocket")
         await witness.send('[5,1,"l3-done",null]')
         await witness.reply(1)
-        session = live.engine._sessions[info["token"].split(".")[2]]
+        session = live.engine.sessions.by_sid[info["token"].split(".")[2]]
         for n in range(500):  # nobody polls meanwhile
             await live.realtime.publish("l3", "n", n)
             assert session.outbox_size <= 51

@@ -430,7 +430,7 @@ class Sessions:
     async def token(self, transport: str) -> str:
         wire = self.wires.get(transport)
         if wire is None or wire.code is not None:
-            wire = self.wires[transport] = await self.live.wire(transport)  # type: ignore[arg-type]
+            wire = self.wires[transport] = await self.live.wire(transport)
         return wire.token
 
 

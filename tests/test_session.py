@@ -7,12 +7,15 @@ import pytest
 from transports.exceptions import InvalidState
 from transports.protocol.codes import CloseCode
 from transports.protocol.frames import OutFrame, encode_data, pub_frame, reply_frame
-from transports.protocol.session import OutboxLimits, Session, State, SyncResult
+from transports.protocol.session import OutboxLimits, Retention, Session, State, SyncResult
+
+# What each transport's carrier asks the session to keep after a write.
+RETENTION = {"websocket": Retention.NONE, "sse": Retention.RING, "longpoll": Retention.UNTIL_ACK}
 
 
 def make(transport: str = "websocket", **limits: int) -> Session:
     session = Session("sid", "pub", None, None, OutboxLimits(**limits), now=0.0)
-    session.attach(transport, now=0.0)  # type: ignore[arg-type]
+    session.attach(transport, now=0.0, retention=RETENTION[transport])
     return session
 
 

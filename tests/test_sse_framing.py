@@ -6,14 +6,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from sse_starlette.event import ServerSentEvent
 
+from transports.carriers.sse import encode_frame, encode_hello
 from transports.protocol.frames import PING, encode_data, hello_frame, msg_frame, pub_frame
-from transports.protocol.sse import (
-    SSEEvent,
-    SSEParser,
-    encode_frame,
-    encode_hello,
-    parse_last_event_id,
-)
+from transports.protocol.sse import SSEEvent, SSEParser, parse_last_event_id
 
 
 def test_encode_frame_exact_bytes() -> None:

@@ -17,8 +17,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .backplanes import Backplane, History, Published, create_backplane
-from .channel import Channel, Message
-from .exceptions import (
+from .core.channel import Channel, Message
+from .core.settings import Settings
+from .protocol.codes import CloseCode, is_reconnect_code
+from .protocol.errors import (
     BackplaneError,
     ChannelClosed,
     ChannelClosedError,
@@ -34,10 +36,8 @@ from .exceptions import (
     TicketError,
     TransportsError,
 )
-from .protocol.codes import CloseCode, is_reconnect_code
 from .protocol.frames import Position
 from .protocol.session import State
-from .settings import Settings
 
 if TYPE_CHECKING:
     from .server.extension import Realtime

@@ -154,6 +154,7 @@ class ServerSession {
  *   websocket: "ok" | "blocked" (closes before open) | "silent" (opens, then nothing)
  *              | "oneway" (HELLO and server frames arrive, client frames are lost)
  *   sse: "ok" | "buffered" (nothing ever arrives)
+ *        | "down" (network errors: the EventSource reports an error and stays CONNECTING)
  *   longpoll: "ok" | "down" (network errors) | "hang" (polls never answer)
  */
 export function createWorld() {
@@ -337,6 +338,10 @@ export function createWorld() {
       world.eventSources.push(this);
       const mode = world.mode.sse;
       queueMicrotask(() => {
+        if (mode === "down" && !this.closed) {
+          if (this.onerror) this.onerror({});
+          return;
+        }
         if (mode !== "ok" || this.closed || !this.session) return;
         this.readyState = 1;
         if (this.onopen) this.onopen();

@@ -102,35 +102,53 @@ test("sse: server PINGs are answered by POST with PONG carrying the last event i
   client.close();
 });
 
-test("sse: an EventSource that is reattaching by itself is left alone; one that gave up is replaced", async () => {
+test("sse: a dropped stream is reattached to its own session with lastEventId; one the server refuses is replaced", async () => {
+  // The client reattaches the stream itself, at the policy's pace (reattach.baseMs with jitter:
+  // 250 * 0.5 here), not the EventSource's own (the server's `retry:`, for ever while down).
   const { world, client, log } = await openOn("sse");
+  client.subscribe("news", () => {});
+  await world.clock.advance(0);
+  world.publish("news", "n", 1);
+  await world.clock.advance(0);
   const es = world.eventSources[0];
-  es.readyState = 0; // CONNECTING: the browser retries with Last-Event-ID (§5.3)
+  es.readyState = 0; // CONNECTING: the stream dropped
   es.onerror({});
   await world.clock.advance(0);
+  assert.equal(es.closed, true);
+  assert.equal(client.state, "open");
+  assert.equal(log.filter(([n, p]) => n === "error" && p.type === "transport").length, 1);
+  await world.clock.advance(124);
+  assert.equal(world.eventSources.length, 1);
+  await world.clock.advance(1);
+  assert.equal(world.eventSources.length, 2);
+  const url = new URL(world.eventSources[1].url);
+  assert.equal(url.searchParams.get("ticket"), "ticket0");
+  assert.equal(url.searchParams.get("lastEventId"), "2"); // seq 1 = SUB reply, 2 = the PUB
   assert.equal(client.state, "open");
   assert.equal(world.negotiations.length, 1);
-  assert.equal(log.filter(([n, p]) => n === "error" && p.type === "transport").length, 1);
-  es.readyState = 1;
-  world.last().expire(); // now CLOSED
+  world.last().expire(); // the reattached stream now fails for good (CLOSED)
   await world.clock.advance(0);
   assert.equal(client.state, "reconnecting");
+  assert.deepEqual(client.stats.lastClose, { code: 1006, reason: "event stream closed" });
   await world.clock.advance(3000);
   assert.equal(client.state, "open");
-  assert.equal(world.eventSources.length, 2);
+  assert.equal(world.eventSources.length, 3);
   client.close();
-  assert.equal(world.eventSources[1].closed, true);
+  assert.equal(world.eventSources[2].closed, true);
 });
 
-test("sse: a reattach that succeeds within the SSE deadline + retry keeps the session", async () => {
+test("sse: a reattach that succeeds within the budget (retry + 2.5 s) keeps the session", async () => {
   const { world, client, log } = await openOn("sse");
   const es = world.eventSources[0];
   const seen = log.length;
-  es.readyState = 0; // the stream dropped; the browser retries by itself
+  world.mode.sse = "down"; // the server is unreachable: each reattach fails on the network
+  es.readyState = 0;
   es.onerror({});
-  await world.clock.advance(3000); // deadline 2500 + retry 1000 = 3500 ms allowed
-  es.readyState = 1;
-  es.onopen(); // reattached
+  await world.clock.advance(1000); // reattaches at 125, 375 and 875 ms failed; the next at 1875
+  assert.equal(world.eventSources.length, 4);
+  world.mode.sse = "ok";
+  await world.clock.advance(1000);
+  assert.equal(world.eventSources.length, 5);
   await world.clock.advance(10000); // well past 3500 ms (and short of the liveness limit)
   assert.equal(client.state, "open");
   assert.equal(world.negotiations.length, 1);
@@ -138,23 +156,25 @@ test("sse: a reattach that succeeds within the SSE deadline + retry keeps the se
   client.close();
 });
 
-test("sse: an EventSource left reattaching (server down) is given up after the SSE deadline + retry", async () => {
+test("sse: a stream that cannot be reattached (server down) is given up after the budget (retry + 2.5 s)", async () => {
   const { world, client } = await openOn("sse");
   const es = world.eventSources[0];
+  world.mode.sse = "down";
   es.readyState = 0;
   es.onerror({});
-  es.onerror({}); // every failed retry reports again: the timer is not restarted
   await world.clock.advance(3499);
   assert.equal(client.state, "open");
   assert.equal(world.negotiations.length, 1);
-  es.onerror({});
   await world.clock.advance(1);
   assert.equal(client.state, "reconnecting");
   assert.deepEqual(client.stats.lastClose, { code: 1006, reason: "event stream not reattached within 3500 ms" });
-  assert.equal(es.closed, true);
+  assert.ok(world.eventSources.every((source) => source.closed));
+  // Reattached at the policy's pace: 125, 375, 875, 1875 and 3500 ms after the drop.
+  assert.equal(world.eventSources.length, 6);
+  world.mode.sse = "ok";
   await world.clock.advance(3000);
   assert.equal(client.state, "open");
-  assert.equal(world.eventSources.length, 2);
+  assert.equal(new URL(world.eventSources.at(-1).url).searchParams.get("ticket"), "ticket1");
   client.close();
 });
 

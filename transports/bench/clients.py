@@ -141,7 +141,7 @@ class LibraryConn(Conn):
     async def open(self, timeout: float = 30.0) -> None:
         self.client = await connect(
             self.base + "/realtime",
-            transports=self.transports,  # type: ignore[arg-type]
+            transports=self.transports,
             connector=self.connector,
             timeout=timeout,
             send_timeout=120,

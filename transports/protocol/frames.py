@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Final, TypeAlias
 
-from sse_starlette.event import ServerSentEvent
-
 from .errors import PayloadTooBig, ProtocolError
 from .types import JSON, Data
 
@@ -56,6 +54,7 @@ __all__ = [
     "decode_client_frame",
     "decode_server_frame",
     "encode_client_frame",
+    "encoded_reply_frame",
     "encode_data",
     "encode_json",
     "hello_frame",
@@ -348,17 +347,27 @@ class OutFrame:
 
     ``text`` is the JSON text (binary data as base64). For a binary frame, ``binary_header``
     is the JSON text with ``null`` in the data position and ``payload`` the raw bytes, which is
-    what a WebSocket binary message carries. Other forms are computed on first use and cached.
+    what a WebSocket binary message carries. Other forms are computed on first use and cached;
+    ``sse`` is a cache the SSE carrier fills with the frame's event-stream block, encoded once
+    and shared by every stream. ``closes`` marks a CLOSE frame: its carrier ends after it.
     """
 
-    __slots__ = ("text", "payload", "binary_header", "_utf8", "_sse")
+    __slots__ = ("text", "payload", "binary_header", "closes", "sse", "_utf8")
 
-    def __init__(self, text: str, *, payload: bytes | None = None, binary_header: str = "") -> None:
+    def __init__(
+        self,
+        text: str,
+        *,
+        payload: bytes | None = None,
+        binary_header: str = "",
+        closes: bool = False,
+    ) -> None:
         self.text = text
         self.payload = payload
         self.binary_header = binary_header
+        self.closes = closes
+        self.sse: bytes | None = None
         self._utf8: bytes | None = None
-        self._sse: bytes | None = None
 
     @property
     def utf8(self) -> bytes:
@@ -378,17 +387,6 @@ class OutFrame:
         if self.payload is None:
             return self.text
         return self.binary_header.encode("utf-8") + _WS_BINARY_SEPARATOR + self.payload
-
-    @property
-    def sse_body(self) -> bytes:
-        """The SSE ``data:`` block of this frame, ending with the blank line.
-
-        Built with sse-starlette's :class:`ServerSentEvent`; the per-session ``id:`` line is
-        put in front of it by :func:`transports.protocol.sse.encode_frame`.
-        """
-        if self._sse is None:
-            self._sse = ServerSentEvent(data=self.text).encode()
-        return self._sse
 
     def __repr__(self) -> str:
         return f"OutFrame({self.text[:80]!r})"
@@ -447,9 +445,22 @@ def reply_frame(ref: int | str, status: str, data: Data = None) -> OutFrame:
     return _data_frame([ref, status], FrameType.REPLY, data)
 
 
-def error_reply_frame(ref: int | str, status: str, message: str) -> OutFrame:
-    """An error REPLY: ``[4, ref, status, {"message": message}]``."""
-    return reply_frame(ref, status, {"message": message})
+def encoded_reply_frame(ref: int | str, status: str, data_text: str, binary: bool) -> OutFrame:
+    """REPLY ``[4, ref, status, data]`` from an already-encoded payload (the form the reply
+    memory keeps for retries): ``data_text`` and ``binary`` as :func:`encode_data` made them.
+
+    ``status`` is ``"ok"`` or an error code: plain ASCII that needs no JSON escaping.
+    """
+    ref_text = str(ref) if isinstance(ref, int) else encode_json(ref)
+    kind = FrameType.REPLY + (BINARY if binary else 0)
+    head = "[" + str(kind) + "," + ref_text + ',"' + status + '",'
+    if not binary:
+        return OutFrame(head + data_text + "]")
+    return OutFrame(
+        head + '"' + data_text + '"]',
+        payload=base64.b64decode(data_text),
+        binary_header=head + "null]",
+    )
 
 
 MAX_REASON_CHARS: Final = 120
@@ -467,7 +478,7 @@ def clip_reason(reason: str) -> str:
 
 def close_frame(code: int, reason: str = "") -> OutFrame:
     """CLOSE ``[9, code, reason]``."""
-    return OutFrame("[9," + str(int(code)) + "," + encode_json(reason) + "]")
+    return OutFrame("[9," + str(int(code)) + "," + encode_json(reason) + "]", closes=True)
 
 
 PING: Final = OutFrame("[7]")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from .errors import PayloadTooBig, ProtocolError
 from .frames import Limits
-from .types import TRANSPORT_NAMES, TransportName
+from .types import TransportName
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -92,7 +92,7 @@ def choose(offered: Sequence[str] | None, enabled: Sequence[TransportName]) -> l
         chosen = []
         for name in offered:
             if name in enabled and name not in chosen:
-                chosen.append(name)  # type: ignore[arg-type]  # checked: name in enabled
+                chosen.append(name)
     if not chosen:
         raise ProtocolError("no_transport", "no transport in common")
     return chosen
@@ -104,7 +104,7 @@ def negotiate_response(
     token: str,
     ticket: str,
     transports: Sequence[TransportName],
-    prefix: str,
+    urls: Mapping[str, str],
     heartbeat: float,
     poll_window: float,
     retry: float,
@@ -114,16 +114,17 @@ def negotiate_response(
     history_size: int,
     history_ttl: float,
 ) -> dict[str, Any]:
-    """The JSON object of a successful negotiate (times in seconds in, milliseconds out)."""
-    urls: dict[str, str] = {name: f"{prefix}/{_PATHS[name]}" for name in TRANSPORT_NAMES}
-    urls["send"] = f"{prefix}/send"
+    """The JSON object of a successful negotiate (times in seconds in, milliseconds out).
+
+    ``urls`` maps each transport the server knows (and ``send``, the upstream) to its path.
+    """
     return {
         "v": PROTOCOL_VERSION,
         "id": public_id,
         "token": token,
         "ticket": ticket,
         "transports": list(transports),
-        "urls": urls,
+        "urls": dict(urls),
         "heartbeat": int(heartbeat * 1000),
         "pollWindow": int(poll_window * 1000),
         "retry": int(retry * 1000),
@@ -138,6 +139,3 @@ def negotiate_response(
         },
         "history": {"size": history_size, "ttl": int(history_ttl * 1000)},
     }
-
-
-_PATHS: Final[dict[str, str]] = {"websocket": "ws", "sse": "sse", "longpoll": "poll"}

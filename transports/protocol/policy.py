@@ -1,10 +1,13 @@
 """The client policy: what both clients do when a connection ends or a request fails.
 
-Defined once, as data, in ``policy.json`` beside this module. The Python client
-(:mod:`transports.client`) reads it through this module; the browser client imports the same
-file (the server serves it at ``/realtime/policy.json``). ``tests/policy_vectors.json`` holds the
-cases both clients must decide alike. Pure: the standard library only, the file is read once (with
-:mod:`importlib.resources`, so it works from a wheel), and every random draw is an argument.
+Defined once, as data, in ``transports/static/policy.json``: beside the browser client's modules,
+which import it as a JSON module (``import POLICY from "./policy.json" with {type: "json"}``,
+served beside ``client.js`` at ``/realtime/policy.json``), so that the one file works unchanged in
+the browser, in Node and from a wheel. The Python client (:mod:`transports.client`) reads it
+through this module. ``tests/policy_vectors.json`` holds the cases both clients must decide alike
+(``tests/test_policy.py`` and ``tests/js/policy.test.mjs``). Pure: the standard library only, the
+file is read once (with :mod:`importlib.resources`, so it works from a wheel), and every random
+draw is an argument.
 
 The fields of ``policy.json`` (times in milliseconds there, in seconds on :class:`Policy`; a
 *code list* holds numbers and ``[low, high]`` inclusive ranges):
@@ -310,9 +313,13 @@ def parse_policy(data: Mapping[str, Any]) -> Policy:
     )
 
 
+_PACKAGE = (__package__ or "transports.protocol").rpartition(".")[0] or "transports"
+"""The library's top package: ``policy.json`` is package data of its ``static`` folder."""
+
+
 def load_policy() -> Policy:
-    """Read and parse ``policy.json`` from this package."""
-    text = resources.files(__package__ or "transports.protocol").joinpath("policy.json")
+    """Read and parse ``static/policy.json`` of the package (the browser client's folder)."""
+    text = resources.files(_PACKAGE).joinpath("static").joinpath("policy.json")
     return parse_policy(json.loads(text.read_text(encoding="utf-8")))
 
 

@@ -60,13 +60,6 @@ class Retention(IntEnum):
     UNTIL_ACK = 2
 
 
-RETENTION: dict[str, Retention] = {
-    "websocket": Retention.NONE,
-    "sse": Retention.RING,
-    "longpoll": Retention.UNTIL_ACK,
-}
-
-
 @dataclass(frozen=True, slots=True)
 class OutboxLimits:
     """Bounds of one session's outbox."""
@@ -215,8 +208,12 @@ class Session:
 
     # --- lifecycle ---------------------------------------------------------------------
 
-    def attach(self, transport: TransportName, now: float) -> None:
+    def attach(
+        self, transport: TransportName, now: float, retention: Retention = Retention.NONE
+    ) -> None:
         """Bind the session to ``transport`` (first attach) and mark it attached.
+
+        ``retention`` is what that transport needs kept after a write (used on first attach).
 
         Raises:
             InvalidState: the session is bound to another transport, or closing.
@@ -227,7 +224,7 @@ class Session:
             if self.state is not State.CONNECTING:
                 raise InvalidState(f"cannot attach: session is {self.state.name}")
             self.transport = transport
-            self.retention = RETENTION[transport]
+            self.retention = retention
             self.state = State.OPEN
         elif self.transport != transport:
             raise InvalidState(f"cannot attach {transport}: session is bound to {self.transport}")

@@ -1,11 +1,9 @@
 """Server-Sent Events framing (docs/protocol.md §5). Pure: no I/O, no awaits.
 
-The server side is built on sse-starlette's :class:`ServerSentEvent` encoder (never hand-rolled
-framing): each frame's ``data:`` block is encoded once (:attr:`OutFrame.sse_body`) and shared by
-every stream; only the per-session ``id:`` line differs between recipients.
-
-The client side is :class:`SSEParser`, an incremental parser that follows the WHATWG
-"event stream interpretation" rules, for the Python client and the tests.
+The server side encodes with sse-starlette in the SSE carrier (``transports.carriers.sse``), so
+the pure core does not load starlette; here are the response headers, the ``Last-Event-ID``
+parser and :class:`SSEParser`, an incremental parser that follows the WHATWG "event stream
+interpretation" rules, for the Python client and the tests.
 """
 
 from __future__ import annotations
@@ -14,16 +12,10 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from sse_starlette.event import ServerSentEvent
-
-from .frames import OutFrame
-
 __all__ = [
     "SSE_HEADERS",
     "SSEEvent",
     "SSEParser",
-    "encode_frame",
-    "encode_hello",
     "parse_last_event_id",
 ]
 
@@ -35,23 +27,6 @@ SSE_HEADERS: Final[dict[str, str]] = {
 """Response headers of an SSE stream: no caching, no transformation, no proxy buffering."""
 
 _LINE_END: Final = re.compile(r"\r\n|\r|\n")
-
-
-def encode_frame(frame: OutFrame, seq: int | None = None) -> bytes:
-    """One SSE event carrying ``frame``; with ``seq``, an ``id: seq`` line first.
-
-    ``encode_frame(f, 7) == ServerSentEvent(id="7", data=f.text).encode()``: the ``data:`` block is
-    sse-starlette's encoding cached on the frame, and the ``id:`` line is sse-starlette's
-    encoding of an integer, which needs no escaping.
-    """
-    if seq is None:
-        return frame.sse_body
-    return b"id: %d\r\n" % seq + frame.sse_body
-
-
-def encode_hello(frame: OutFrame, retry_ms: int) -> bytes:
-    """The first event of a stream: HELLO with a ``retry:`` reconnect hint for EventSource."""
-    return ServerSentEvent(data=frame.text, retry=int(retry_ms)).encode()
 
 
 def parse_last_event_id(value: str | None) -> int | None:

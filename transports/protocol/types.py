@@ -5,9 +5,9 @@ Nothing here imports Quart or asyncio; these names appear in the public API.
 
 from __future__ import annotations
 
-from typing import Any, Literal, NewType, TypeAlias
+from typing import Any, NewType, TypeAlias
 
-__all__ = ["JSON", "Data", "Identity", "SessionId", "Topic", "TransportName", "TRANSPORT_NAMES"]
+__all__ = ["JSON", "Data", "Identity", "SessionId", "Topic", "TransportName"]
 
 JSON: TypeAlias = Any
 """A value that :func:`json.dumps` accepts: ``None``, bool, int, float, str, list, dict."""
@@ -24,8 +24,6 @@ SessionId = NewType("SessionId", str)
 Topic = NewType("Topic", str)
 """A publish/subscribe topic name (see docs/protocol.md §2.1)."""
 
-TransportName = Literal["websocket", "sse", "longpoll"]
-"""The three wire transports."""
-
-TRANSPORT_NAMES: tuple[TransportName, ...] = ("websocket", "sse", "longpoll")
-"""Every transport, in the default order of preference."""
+TransportName: TypeAlias = str
+"""A transport's name on the wire (``"websocket"``, ``"sse"``, ``"longpoll"``...): the server's
+carrier registry and each client's transport registry are the lists of names."""

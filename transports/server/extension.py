@@ -11,31 +11,31 @@ from typing import Any, TypeVar
 from quart import Blueprint, Quart, Request, Response, request
 
 from ..backplanes import Backplane, Published
-from ..channel import Channel
-from ..engine import (
+from ..carriers import REGISTRY, Carrier, Endpoint, Upstream, names
+from ..core.answer import Answer
+from ..core.channel import Channel
+from ..core.engine import Engine
+from ..core.hooks import (
     ChannelHandler,
     DisconnectHandler,
-    Engine,
-    EventHandler,
+    Hooks,
+    RevalidateHook,
     TopicAuthorizer,
 )
-from ..exceptions import Refused, Reject
+from ..core.settings import Settings
+from ..protocol.errors import Refused, Reject
 from ..protocol.negotiation import parse_negotiate
-from ..settings import Settings
-from ..typing import Data, Identity
-from .common import error_response, origin_ok, read_body, refused_response
-from .fastpath import install_fast_path
-from .hardening import bound_websocket_inflation, redact_access_logs
-from .longpoll import LongPollTransport, register_send
-from .sse import SSETransport
-from .websocket import WebSocketTransport
+from ..protocol.types import Data, Identity
+from .edge import Edge, read_limited
+from .hardening import (
+    bound_websocket_inflation,
+    close_oversized_websockets,
+    redact_access_logs,
+)
 
 log = logging.getLogger("transports")
 
 __all__ = ["ConnectHook", "Realtime", "RevalidateHook"]
-
-RevalidateHook = Callable[[Channel], Awaitable[bool]]
-"""``async def revalidate(channel) -> bool``: may this connection stay open?"""
 
 ConnectHook = Callable[[Request], Awaitable[Identity]]
 """``async def on_connect(request) -> identity``: return an identity (any JSON value except
@@ -43,13 +43,34 @@ ConnectHook = Callable[[Request], Awaitable[Identity]]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_STATIC = Path(__file__).resolve().parent.parent / "static"
-_TRANSPORTS: dict[str, type[WebSocketTransport | SSETransport | LongPollTransport]] = {
-    "websocket": WebSocketTransport,
-    "sse": SSETransport,
-    "longpoll": LongPollTransport,
+_PACKAGE = Path(__file__).resolve().parent.parent
+_STATIC_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".json": "application/json",
+    ".ts": "text/plain; charset=utf-8",
 }
-_CORS_HEADERS = "Content-Type, X-Realtime-Session, Authorization, Last-Event-ID"
+_OTHER_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "TRACE", "CONNECT")
+
+
+def _static_files() -> dict[str, Path]:
+    """What the extension serves beside client.js: the browser client's modules, their type
+    declarations, and the client policy both clients read (``policy.json``, which the modules
+    import from beside them)."""
+    return {
+        "/" + path.name: path
+        for path in sorted((_PACKAGE / "static").iterdir())
+        if "".join(path.suffixes[-2:]) in (".d.ts",) or path.suffix in (".js", ".json")
+    }
+
+
+def to_response(answer: Answer) -> Response:
+    """The Quart response for an :class:`Answer`."""
+    response = Response(answer.body, status=answer.status)
+    if answer.status == 204 or "Content-Type" in answer.headers:
+        del response.headers["Content-Type"]
+    for name, value in answer.headers.items():
+        response.headers[name] = value
+    return response
 
 
 class Realtime:
@@ -83,51 +104,60 @@ class Realtime:
             self._backplane = backplane
         elif backplane is not None:
             self._overrides["backplane"] = backplane
-        Settings.from_config({}, self._overrides)  # fail early on unknown or bad settings
+        # Fail early on unknown or bad settings.
+        Settings.from_config({}, self._overrides, names())
         self._engine: Engine | None = None
         self._on_connect: ConnectHook | None = None
-        self._handlers: dict[str, EventHandler] = {}
-        self._channel_handler: ChannelHandler | None = None
-        self._disconnect: list[DisconnectHandler] = []
-        self._authorize_subscribe: TopicAuthorizer | None = None
-        self._authorize_publish: TopicAuthorizer | None = None
-        self._revalidate: RevalidateHook | None = None
+        self.hooks = Hooks()
+        """What the application registered; the engine reads this same object."""
         if app is not None:
             self.init_app(app)
 
-    # --- wiring ------------------------------------------------------------------------
+    # --- wiring ------------------------------------------------------------------------------
 
     def init_app(self, app: Quart) -> None:
         """Mount the routes on ``app``, register in ``app.extensions["transports"]`` and
         connect the backplane when the app starts serving."""
-        settings = Settings.from_config(app.config, self._overrides)
+        settings = Settings.from_config(app.config, self._overrides, names())
         if settings.secret_key is None and app.secret_key:
             key = app.secret_key
             settings = settings.replace(
                 secret_key=key.encode("utf-8") if isinstance(key, str) else bytes(key)
             )
-        self._engine = engine = Engine(settings, self._backplane)
-        engine.handlers.update(self._handlers)
-        engine.channel_handler = self._channel_handler
-        engine.disconnect_handlers.extend(self._disconnect)
-        engine.authorize_subscribe = self._authorize_subscribe
-        engine.authorize_publish = self._authorize_publish
-        engine.revalidate = self._revalidate
+        self._engine = engine = Engine(settings, self._backplane, hooks=self.hooks)
         if settings.harden_websocket_deflate:
             bound_websocket_inflation(settings.max_message_size)
         redact_access_logs()
 
+        enabled: list[Carrier] = [REGISTRY[name](engine) for name in settings.transports]
+        endpoints: list[Endpoint] = list(enabled)
+        if any(not carrier.traits.bidirectional for carrier in enabled):
+            endpoints.append(Upstream(engine))
+        prefix = settings.url_prefix
+        engine.urls = {name: prefix + carrier.routes[0][1] for name, carrier in REGISTRY.items()}
+        engine.urls["send"] = prefix + Upstream.routes[0][1]
+        routes: dict[tuple[str, str], Endpoint] = {}
+        for endpoint in endpoints:
+            endpoint.install()
+            for route in endpoint.routes:
+                routes[route] = endpoint
+
+        if any(method == "WEBSOCKET" for method, _ in routes):
+            # A message over Hypercorn's own size limit is refused by Hypercorn, not by a
+            # carrier: make that refusal close the connection (hardening.py, issue 12).
+            close_oversized_websockets()
+
         blueprint = Blueprint("transports", __name__, url_prefix=settings.url_prefix)
         blueprint.add_url_rule("/negotiate", "negotiate", self._negotiate, methods=["POST"])
-        blueprint.add_url_rule("/<name>.js", "client_js", self._client_js, methods=["GET"])
-        for name in settings.transports:
-            _TRANSPORTS[name]().register(app, blueprint, self)
-        if "sse" in settings.transports or "longpoll" in settings.transports:
-            register_send(blueprint, self)
-        _register_refusals(blueprint, settings.transports)
-        blueprint.after_request(self._cors)
-        install_fast_path(app, self)  # GET /poll and POST /send in front of Quart's routing
+        static = _static_files()
+        for path in static:
+            blueprint.add_url_rule(
+                path, "static" + path.replace("/", "_").replace(".", "_"), self._static
+            )
+        _register_refusals(blueprint, routes, [*static, "/negotiate"])
         app.register_blueprint(blueprint)
+        self._static_paths = {settings.url_prefix + path: file for path, file in static.items()}
+        app.asgi_app = Edge(app, settings, routes)  # type: ignore[method-assign,assignment]
         app.extensions["transports"] = self
         app.before_serving(engine.start)
         app.after_serving(engine.stop)
@@ -144,7 +174,7 @@ class Realtime:
         """The effective settings."""
         return self.engine.settings
 
-    # --- hooks (decorators) ------------------------------------------------------------
+    # --- hooks (decorators) ------------------------------------------------------------------
 
     def on_connect(self, hook: ConnectHook) -> ConnectHook:
         """Register the authentication hook, run at negotiate with the request."""
@@ -160,9 +190,7 @@ class Realtime:
         """
 
         def decorator(handler: F) -> F:
-            self._handlers[event] = handler
-            if self._engine is not None:
-                self._engine.handlers[event] = handler
+            self.hooks.handlers[event] = handler
             return handler
 
         return decorator
@@ -173,16 +201,12 @@ class Realtime:
         Use it to subscribe a channel server-side, or to loop over ``channel.receive()``
         (messages no ``on()`` handler took). It is cancelled when the connection ends.
         """
-        self._channel_handler = handler
-        if self._engine is not None:
-            self._engine.channel_handler = handler
+        self.hooks.channel = handler
         return handler
 
     def on_disconnect(self, handler: DisconnectHandler) -> DisconnectHandler:
         """Register ``async def handler(channel, code, reason)``, run when a connection ends."""
-        self._disconnect.append(handler)
-        if self._engine is not None:
-            self._engine.disconnect_handlers.append(handler)
+        self.hooks.disconnect.append(handler)
         return handler
 
     def revalidate(self, hook: RevalidateHook) -> RevalidateHook:
@@ -192,9 +216,7 @@ class Realtime:
         Returning ``False`` or raising :class:`~transports.Reject` closes that connection with
         4501 (unauthorized, terminal: the client does not reconnect by itself).
         """
-        self._revalidate = hook
-        if self._engine is not None:
-            self._engine.revalidate = hook
+        self.hooks.revalidate = hook
         return hook
 
     def authorize_subscribe(self, hook: TopicAuthorizer) -> TopicAuthorizer:
@@ -202,9 +224,7 @@ class Realtime:
 
         Without it every valid topic may be subscribed. Refusals answer ``forbidden``.
         """
-        self._authorize_subscribe = hook
-        if self._engine is not None:
-            self._engine.authorize_subscribe = hook
+        self.hooks.authorize_subscribe = hook
         return hook
 
     def authorize_publish(self, hook: TopicAuthorizer) -> TopicAuthorizer:
@@ -212,12 +232,10 @@ class Realtime:
 
         Without it clients may not publish at all (``forbidden``).
         """
-        self._authorize_publish = hook
-        if self._engine is not None:
-            self._engine.authorize_publish = hook
+        self.hooks.authorize_publish = hook
         return hook
 
-    # --- application API ---------------------------------------------------------------
+    # --- application API ---------------------------------------------------------------------
 
     async def publish(self, topic: str, event: str, data: Data = None) -> Published:
         """Publish ``data`` as ``event`` on ``topic`` to every subscriber, on every process.
@@ -249,17 +267,24 @@ class Realtime:
         """The open channels of this process."""
         return list(self.engine.channels)
 
-    # --- routes ------------------------------------------------------------------------
+    def metrics(self) -> dict[str, dict[str, int]]:
+        """Every counter of this process: ``{name: {"": total, label: count, ...}}``; the names
+        and their meaning are declared in :mod:`transports.core.metrics`."""
+        return self.engine.metrics.snapshot()
+
+    # --- routes ------------------------------------------------------------------------------
 
     async def _negotiate(self) -> Response:
-        if not origin_ok(self):
-            return error_response("forbidden_origin", "origin not allowed")
+        return to_response(await self._negotiate_answer())
+
+    async def _negotiate_answer(self) -> Answer:
         if request.mimetype and request.mimetype.lower() != "application/json":
-            return error_response("unsupported_media_type", "Content-Type must be application/json")
+            return Answer.error("unsupported_media_type", "Content-Type must be application/json")
         address = request.remote_addr
+        headers = {name.lower(): value for name, value in request.headers.items()}
         try:
             self.engine.admit(address)
-            body = await read_body(4096, self.settings.body_timeout)
+            body = await read_limited(request.body, headers, 4096, self.settings.body_timeout)
             asked = parse_negotiate(body)
             identity: Identity = None
             if self._on_connect is not None:
@@ -267,99 +292,67 @@ class Realtime:
                     result = self._on_connect(request)
                     identity = await result if inspect.isawaitable(result) else result
                 except Reject as exc:
-                    return error_response("unauthorized", exc.message)
+                    return Answer.error("unauthorized", exc.message)
                 except Exception:
                     log.exception("on_connect failed")
-                    return error_response("internal_error", "the server could not connect you")
+                    return Answer.error("internal_error", "the server could not connect you")
                 if identity is False:
-                    return error_response("unauthorized", "not allowed to connect")
+                    return Answer.error("unauthorized", "not allowed to connect")
             payload = await self.engine.negotiate(identity, asked, address)
         except Refused as exc:
-            if exc.code == "unavailable":
-                return error_response(exc.code, exc.message, headers={"Retry-After": "1"})
-            return refused_response(exc)
-        response = Response(_json(payload), status=200, content_type="application/json")
-        response.headers["Cache-Control"] = "no-store"
-        return response
+            if exc.code == "unavailable" and exc.retry_after is None:
+                exc.retry_after = 1
+            return Answer.refused(exc)
+        return Answer.json(payload)
 
-    async def _client_js(self, name: str) -> Response:
-        """``client.js`` and the ES modules it imports, all from ``transports/static/``."""
-        if name not in _static_modules():
-            return error_response("not_found", "no such endpoint")
-        body = (_STATIC / f"{name}.js").read_bytes()
-        response = Response(body, status=200, content_type="text/javascript; charset=utf-8")
+    async def _static(self) -> Response:
+        path = self._static_paths[request.path]
+        content_type = _STATIC_TYPES[".ts" if path.name.endswith(".d.ts") else path.suffix]
+        response = Response(path.read_bytes(), status=200, content_type=content_type)
         response.headers["Cache-Control"] = "no-cache"
         return response
 
-    async def _cors(self, response: Response) -> Response:
-        origin = request.headers.get("Origin")
-        if origin is None or not self.settings.allowed_origins:
-            return response
-        if not origin_ok(self):
-            return response
-        response.headers["Access-Control-Expose-Headers"] = "Retry-After"
-        if "*" in self.settings.allowed_origins:
-            response.headers["Access-Control-Allow-Origin"] = "*"
-        else:
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Access-Control-Allow-Credentials"] = "true"
-            response.headers["Vary"] = "Origin"
-        if request.method == "OPTIONS":
-            response.headers["Access-Control-Allow-Methods"] = "GET, POST"
-            response.headers["Access-Control-Allow-Headers"] = _CORS_HEADERS
-            response.headers["Access-Control-Max-Age"] = "600"
-        return response
 
-
-def _static_modules() -> frozenset[str]:
-    """Names (without ``.js``) of the browser client's modules, served at ``<prefix>/<name>.js``."""
-    return frozenset(path.stem for path in _STATIC.glob("*.js") if path.is_file())
-
-
-_ROUTES: dict[str, tuple[str, ...]] = {
-    "/negotiate": ("POST",),
-    "/<name>.js": ("GET",),
-    "/sse": ("GET",),
-    "/poll": ("GET",),
-    "/send": ("POST",),
-}
-_OTHER_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "TRACE", "CONNECT")
-
-
-def _register_refusals(blueprint: Blueprint, transports: tuple[str, ...]) -> None:
+def _register_refusals(
+    blueprint: Blueprint, routes: dict[tuple[str, str], Endpoint], quart_paths: list[str]
+) -> None:
     """JSON answers (never an HTML error page) for wrong methods and unknown paths."""
-    enabled = {"/sse": "sse", "/poll": "longpoll"}
-    for path, allowed in _ROUTES.items():
-        if path in enabled and enabled[path] not in transports:
-            continue
-        others = [m for m in _OTHER_METHODS if m not in allowed]
+    allowed: dict[str, set[str]] = {path: {"GET"} for path in quart_paths}
+    allowed["/negotiate"] = {"POST"}
+    upgrades: set[str] = set()
+    for method, path in routes:
+        if method == "WEBSOCKET":
+            upgrades.add(path)
+        else:
+            allowed.setdefault(path, set()).add(method)
+    for path, methods in allowed.items():
+        others = [m for m in _OTHER_METHODS if m not in methods]
+        allow = ", ".join(sorted(methods))
 
-        async def wrong_method(allowed: tuple[str, ...] = allowed, **_: str) -> Response:
-            return error_response(
-                "method_not_allowed", "method not allowed", headers={"Allow": ", ".join(allowed)}
+        async def wrong_method(allow: str = allow) -> Response:
+            return to_response(
+                Answer.error("method_not_allowed", "method not allowed", {"Allow": allow})
             )
 
         blueprint.add_url_rule(
             path, "refuse" + path.replace("/", "_").replace(".", "_"), wrong_method, methods=others
         )
-    if "websocket" in transports:
+    for path in upgrades:
 
         async def upgrade_required() -> Response:
-            return error_response(
-                "upgrade_required",
-                "this URL takes a WebSocket upgrade",
-                headers={"Upgrade": "websocket"},
+            return to_response(
+                Answer.error(
+                    "upgrade_required",
+                    "this URL takes a WebSocket upgrade",
+                    {"Upgrade": "websocket"},
+                )
             )
 
-        blueprint.add_url_rule("/ws", "ws_http", upgrade_required, methods=list(_OTHER_METHODS))
+        blueprint.add_url_rule(
+            path, "upgrade" + path.replace("/", "_"), upgrade_required, methods=list(_OTHER_METHODS)
+        )
 
     async def not_found(rest: str) -> Response:
-        return error_response("not_found", "no such endpoint")
+        return to_response(Answer.error("not_found", "no such endpoint"))
 
     blueprint.add_url_rule("/<path:rest>", "not_found", not_found, methods=list(_OTHER_METHODS))
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value, separators=(",", ":"))

@@ -27,16 +27,26 @@ Three gaps are closed here, all outside this library's own code:
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import logging
 import re
+import textwrap
 import zlib
+from collections.abc import Callable
 from typing import Any
+
+log = logging.getLogger("transports")
 
 __all__ = [
     "CLOSE_TIMEOUT",
+    "KNOWN",
+    "ORIGINALS",
+    "PATCHED",
     "RedactSecrets",
     "bound_websocket_inflation",
     "close_oversized_websockets",
+    "fingerprint",
     "redact_access_logs",
 ]
 
@@ -45,6 +55,64 @@ _limit = 0
 CLOSE_TIMEOUT = 5.0
 """Seconds a refused WebSocket waits for the client's close reply before the server closes the
 TCP connection anyway (the same bound as a close the application starts)."""
+
+
+# --- the adapter: every patch of a private method goes through here --------------------------
+
+PATCHED: dict[str, bool] = {}
+"""``"Owner.method"`` -> whether the replacement is in place (False: skipped, see below)."""
+ORIGINALS: dict[str, Callable[..., Any]] = {}
+"""``"Owner.method"`` -> the method a replacement took the place of."""
+
+KNOWN: dict[str, frozenset[str]] = {
+    # wsproto 1.2 - 1.3.2
+    "PerMessageDeflate.frame_inbound_payload_data": frozenset({"15ec722286f6bbcd"}),
+    "PerMessageDeflate.frame_inbound_complete": frozenset({"060e5d35ad72a2f7"}),
+    # Hypercorn 0.17 - 0.18
+    "WSStream._handle_events": frozenset({"3a32ba6592e09f19"}),
+}
+"""Fingerprints of the private methods the patches were written against. A release that
+changes one of them makes :func:`fingerprint` differ: the patch is then skipped with a warning
+(rather than replace code it was not written for), and tests/test_hardening.py fails until
+this module is reviewed against the new release."""
+
+
+def fingerprint(function: Callable[..., Any]) -> str:
+    """A short hash of ``function``'s source (what a patch was written against)."""
+    source = textwrap.dedent(inspect.getsource(function))
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def _known(owner: type, name: str) -> bool:
+    """Whether ``owner.name`` is the code a patch was written against (or already patched)."""
+    key = f"{owner.__name__}.{name}"
+    return bool(PATCHED.get(key)) or fingerprint(getattr(owner, name)) in KNOWN.get(
+        key, frozenset()
+    )
+
+
+def _replace(owner: type, name: str, replacement: Callable[..., Any] | None) -> bool:
+    """Replace ``owner.name`` with ``replacement`` if it is the code the patch knows (None:
+    only record that it is not).
+
+    Returns whether the replacement is in place. Idempotent."""
+    key = f"{owner.__name__}.{name}"
+    if PATCHED.get(key):
+        return True
+    found = fingerprint(getattr(owner, name))
+    if replacement is None or found not in KNOWN.get(key, frozenset()):
+        log.warning(
+            "hardening of %s skipped: this release changed it (fingerprint %s); the protection "
+            "is off until transports/server/hardening.py is reviewed for it",
+            key,
+            found,
+        )
+        PATCHED[key] = False
+        return False
+    ORIGINALS[key] = getattr(owner, name)
+    setattr(owner, name, replacement)
+    PATCHED[key] = True
+    return True
 
 
 def bound_websocket_inflation(limit: int) -> None:
@@ -60,8 +128,8 @@ def bound_websocket_inflation(limit: int) -> None:
     except ImportError:  # pragma: no cover - wsproto comes with Hypercorn
         return
     _limit = max(_limit, limit)
-    if getattr(PerMessageDeflate, "_transports_bounded", False):
-        return
+    if PATCHED.get("PerMessageDeflate.frame_inbound_complete") is not None:
+        return  # already applied (or skipped) in this process
     original_complete = PerMessageDeflate.frame_inbound_complete
 
     def frame_inbound_payload_data(self: Any, proto: Any, data: bytes) -> Any:
@@ -94,9 +162,15 @@ def bound_websocket_inflation(limit: int) -> None:
             self._transports_inflated = 0
         return original_complete(self, proto, fin)
 
-    PerMessageDeflate.frame_inbound_payload_data = frame_inbound_payload_data  # type: ignore[method-assign]
-    PerMessageDeflate.frame_inbound_complete = frame_inbound_complete  # type: ignore[method-assign]
-    PerMessageDeflate._transports_bounded = True  # type: ignore[attr-defined]
+    # Both or neither: the two replacements work together.
+    if _known(PerMessageDeflate, "frame_inbound_payload_data") and _known(
+        PerMessageDeflate, "frame_inbound_complete"
+    ):
+        _replace(PerMessageDeflate, "frame_inbound_payload_data", frame_inbound_payload_data)
+        _replace(PerMessageDeflate, "frame_inbound_complete", frame_inbound_complete)
+    else:
+        _replace(PerMessageDeflate, "frame_inbound_payload_data", None)
+        _replace(PerMessageDeflate, "frame_inbound_complete", None)
 
 
 def _inflated_past_limit(connection: Any) -> bool:
@@ -139,7 +213,9 @@ def close_oversized_websockets() -> None:
         from wsproto.frame_protocol import CloseReason
     except ImportError:  # pragma: no cover - Hypercorn is a dependency
         return
-    if getattr(WSStream, "_transports_bounded", False) or not hasattr(WSStream, "_handle_events"):
+    if not hasattr(WSStream, "_handle_events"):
+        log.warning("hardening of WSStream._handle_events skipped: this Hypercorn has none")
+        PATCHED["WSStream._handle_events"] = False
         return
 
     async def close_after_timeout(self: Any) -> None:
@@ -181,8 +257,7 @@ def close_oversized_websockets() -> None:
                     await self._send_wsproto_event(event.response())
                 await self.send(StreamClosed(stream_id=self.stream_id))
 
-    WSStream._handle_events = _handle_events  # type: ignore[method-assign]
-    WSStream._transports_bounded = True  # type: ignore[attr-defined]
+    _replace(WSStream, "_handle_events", _handle_events)
 
 
 _SECRET = re.compile(r"\b(ticket|token|access_token|session)=[^&\s\"']+")

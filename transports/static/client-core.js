@@ -14,7 +14,7 @@ import { Failback } from "./failback.js";
 import { negotiate, offers, randomKey } from "./negotiate.js";
 import { orderTransports, resolveOptions } from "./options.js";
 import { bindPage, isOffline, recallTransport, rememberTransport } from "./page.js";
-import { STABLE_AFTER_MS, classifyClose, positive, reconnectDelay } from "./policy.js";
+import { classifyClose, isStable, positive, reconnectDelay, serverHint } from "./policy.js";
 import { Requests } from "./requests.js";
 import { newStats, pushHistory } from "./stats.js";
 import { Subscriptions } from "./subscriptions.js";
@@ -62,7 +62,7 @@ export class Client {
     this._failback = new Failback(this);
     /** @type {Conn | null} current connection */
     this._conn = null;
-    /** @type {{reconnect?: any, stable?: any}} */
+    /** @type {{reconnect?: any}} */
     this._timers = {};
     /** @type {TransportName | null} */
     this._preferred = recallTransport(o, this.storageKey);
@@ -161,7 +161,7 @@ export class Client {
             return;
           }
           if (gen !== this._gen) return;
-          this._retryHint = positive(neg.retry, 0);
+          this._retryHint = serverHint(neg.retry);
         }
         const next = order[i + 1] || null;
         if (!offers(neg, name)) {
@@ -187,8 +187,9 @@ export class Client {
       type: error.type || "negotiate", status: error.status, code: error.code, message: error.message,
     });
     if (error.terminal) {
-      this.stats.lastClose = { code: error.status, reason: error.code };
-      return this._shutdown(error.status, error.code, false);
+      // The policy's close code for the refusal (requests.negotiate.close): the client stops.
+      this.stats.lastClose = { code: error.closeCode, reason: error.code };
+      return this._shutdown(error.closeCode, error.code, false);
     }
     this._scheduleReconnect(error.retryAfterMs || 0);
   }
@@ -220,15 +221,13 @@ export class Client {
     this.transport = conn.name;
     this.id = conn.neg.id == null ? null : String(conn.neg.id);
     this._lastTransport = this._preferred = conn.name;
-    this._retryHint = positive(conn.neg.retry, 0);
+    this._retryHint = serverHint(conn.neg.retry);
     if (reconnect) this.stats.reconnects++;
     if (conn.name === this.options.transports[0]) this.fallbackReason = null;
     const reason = switchedFrom ? `${conn.name} works again (was ${switchedFrom.name})` : this.fallbackReason;
     rememberTransport(this.options, this.storageKey, conn.name);
-    conn.lastRx = this.options.clock.now();
+    conn.lastRx = conn.attachedAt = this.options.clock.now();
     conn.watch(this, conn.left(conn.lastRx));
-    this._clearTimer("stable");
-    this._timers.stable = this.options.clock.setTimeout(() => { this._attempt = 0; }, STABLE_AFTER_MS);
     this._subscriptions.resubscribe(conn);
     this._requests.resend(conn);
     this._setState("open");
@@ -239,8 +238,9 @@ export class Client {
   /**
    * A transport closed (or was found dead).
    * @param {Conn} conn @param {number} code @param {string} reason
+   * @param {number} [retryAfter] ms: a Retry-After that came with the failure, 0 when none
    */
-  _onClose(conn, code, reason) {
+  _onClose(conn, code, reason, retryAfter = 0) {
     if (conn.closed) return;
     const detail = `${conn.name}: closed with ${code}${reason ? ` (${reason})` : ""}`;
     const pending = conn.settle !== null;
@@ -249,22 +249,32 @@ export class Client {
     if (conn === this._failback.probe) return this._failback.failed(detail);
     if (conn !== this._conn) return;
     this._conn = this.transport = this.id = null;
-    this._clearTimer("stable");
     this._failback.abort();
     this.stats.lastClose = { code, reason };
     if (classifyClose(code) === "stop") return this._shutdown(code, reason, code !== 1000);
+    // A connection up long enough starts the backoff over (the policy's backoff.stableAfterMs).
+    if (isStable(this.options.clock.now() - conn.attachedAt)) this._attempt = 0;
     this._setState("reconnecting");
-    this._scheduleReconnect(0);
+    this._scheduleReconnect(retryAfter);
   }
 
-  /** @param {number} minimum ms, e.g. a Retry-After */
-  _scheduleReconnect(minimum) {
+  /**
+   * ms before reconnect attempt `attempt` (the policy's backoff above the server's `retry` hint),
+   * never less than a Retry-After the server sent.
+   * @param {number} attempt @param {number} retryAfter ms, 0 when none
+   */
+  _reconnectDelay(attempt, retryAfter) {
+    const { backoff, random } = this.options;
+    return reconnectDelay(attempt, backoff, this._retryHint, random, retryAfter);
+  }
+
+  /** @param {number} retryAfter ms, e.g. a Retry-After; 0 when none */
+  _scheduleReconnect(retryAfter) {
     if (this.state === "closed" || this._timers.reconnect) return;
     if (this._everOpen) this._setState("reconnecting");
     if (isOffline(this.options.navigator)) return void (this._waitOnline = true);
-    const { backoff, random, clock } = this.options;
-    const delay = Math.max(minimum, reconnectDelay(this._attempt++, backoff, this._retryHint, random));
-    this._timers.reconnect = clock.setTimeout(() => {
+    const delay = this._reconnectDelay(this._attempt++, retryAfter);
+    this._timers.reconnect = this.options.clock.setTimeout(() => {
       this._timers.reconnect = null;
       this._cycle();
     }, delay);
@@ -314,7 +324,6 @@ export class Client {
     if (this.state === "closed") return;
     this._gen++;
     this._clearTimer("reconnect");
-    this._clearTimer("stable");
     this._failback.abort();
     if (this._conn) this._drop(this._conn);
     this._conn = this.transport = this.id = null;
@@ -334,7 +343,7 @@ export class Client {
     this._events.emit("state", { state, previous });
   }
 
-  /** @param {"reconnect" | "stable"} name */
+  /** @param {"reconnect"} name */
   _clearTimer(name) {
     clearTimer(this.options.clock, this._timers, name);
   }

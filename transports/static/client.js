@@ -15,7 +15,8 @@
  * can use `Transports.connect(...)` once the module has run (module scripts are deferred: call it
  * from a `load`/`DOMContentLoaded` handler, not from an inline classic script above it).
  *
- * Modules: codec.js (frames, §2), policy.js (retries, close codes, backoff, defaults), timer.js
+ * Modules: codec.js (frames, §2), policy.js (retries, close codes, backoff, defaults: all read
+ * from policy.json, the policy the Python client reads too), timer.js
  * (clock, deadlines), transport-base.js / transport-http.js and one module per transport
  * (transport-websocket.js, transport-sse.js, transport-longpoll.js: each looks like a
  * WebSocket), transports.js (the registry: the only list of transport names), options.js,

@@ -6,7 +6,7 @@
  */
 
 import { FRAME } from "./codec.js";
-import { REATTACH_GRACE_MS, SESSION_DEFAULTS, livenessRemaining, positive } from "./policy.js";
+import { SESSION_DEFAULTS, deadline, limit, livenessLimit, positive, serverHint } from "./policy.js";
 import { startDeadline } from "./timer.js";
 import { transportClass } from "./transports.js";
 
@@ -25,8 +25,16 @@ export class Conn {
     this.transport = this.liveTimer = null;
     this.accepted = this.closed = false;
     this.lastRx = 0; // when the server was last heard from (a frame, or any poll response)
+    this.attachedAt = 0; // when the client made it its connection
     this.heartbeat = positive(neg.heartbeat, SESSION_DEFAULTS.heartbeat);
     this.pollWindow = positive(neg.pollWindow, SESSION_DEFAULTS.pollWindow);
+    const limits = neg.limits || {};
+    /** What the server accepts (the negotiate answer's `limits`, else the policy's defaults). */
+    this.limits = Object.freeze({
+      message: limit(limits.message, SESSION_DEFAULTS.message),
+      body: limit(limits.body, SESSION_DEFAULTS.body),
+      batch: limit(limits.batch, SESSION_DEFAULTS.batch),
+    });
     /** @type {((result: OpenResult) => void) | null} */
     this.settle = null;
     /** @type {Set<string>} topics with an ok SUB reply on this session */
@@ -36,11 +44,12 @@ export class Conn {
   }
 
   /**
-   * The longest the server may stay silent on this connection (ms): its PING interval, and on a
-   * polling transport at least the poll window, after which a held poll answers empty (§6.1, §9).
+   * ms of silence from the server after which this connection is dead (§9): its PING interval,
+   * on a polling transport at least the poll window, after which a held poll answers empty
+   * (§6.1), plus the policy's liveness slack.
    */
-  get silence() {
-    return this.kind.polling ? Math.max(this.heartbeat, this.pollWindow) : this.heartbeat;
+  get silenceLimit() {
+    return livenessLimit(this.heartbeat, this.kind.polling ? this.pollWindow : 0);
   }
 
   /**
@@ -49,7 +58,7 @@ export class Conn {
    * @returns {Promise<OpenResult>}
    */
   open(client) {
-    const ms = client.options.deadlines[this.name];
+    const ms = client.options.deadlines[this.name] ?? deadline(this.name);
     return new Promise((resolve) => {
       const deadline = startDeadline(client.options.clock, ms, () =>
         client._drop(this, `${this.name}: no ${this.kind.awaiting} within ${ms} ms`));
@@ -71,10 +80,8 @@ export class Conn {
     const neg = this.neg;
     const o = client.options;
     const url = (/** @type {string} */ path) => new URL(path, client.negotiateUrl);
-    const limits = neg.limits || {};
-    const common = { fetch: o.fetch, clock: o.clock, maxMessage: positive(limits.message, SESSION_DEFAULTS.message),
-      batch: positive(limits.batch, SESSION_DEFAULTS.batch), body: positive(limits.body, SESSION_DEFAULTS.body),
-      reattachMs: positive(neg.retry, SESSION_DEFAULTS.retry) + REATTACH_GRACE_MS };
+    const common = { fetch: o.fetch, clock: o.clock, random: o.random, maxMessage: this.limits.message,
+      batch: this.limits.batch, body: this.limits.body, hint: serverHint(neg.retry) };
     const transport = this.kind.start(url(neg.urls[this.name]), neg, url, { ...common, ...o.environment[this.name] });
     this.transport = transport;
     transport.onopen = () => {
@@ -86,7 +93,8 @@ export class Conn {
     transport.onerror = (error) => {
       if (this === client._conn) client._events.emit("error", { type: "transport", transport: this.name, message: error.message });
     };
-    transport.onclose = (info) => client._onClose(this, info.code, info.reason);
+    transport.onrefuse = (text) => client._requests.refused(text);
+    transport.onclose = (info) => client._onClose(this, info.code, info.reason, info.retryAfter || 0);
   }
 
   /** The transport proved itself: settle a pending open. */
@@ -115,6 +123,6 @@ export class Conn {
 
   /** ms before the connection counts as dead (§9); zero or less: dead. @param {number} now */
   left(now) {
-    return livenessRemaining(this.lastRx, now, this.silence);
+    return this.lastRx + this.silenceLimit - now;
   }
 }

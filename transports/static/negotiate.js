@@ -2,7 +2,8 @@
 /** POST /negotiate (§3): the request, what its answer offers, and the client key it sends. */
 
 import { PROTOCOL_VERSION } from "./codec.js";
-import { negotiateRetryable, retryAfterMs } from "./policy.js";
+import { POLICY, httpAction, retryAfterMs } from "./policy.js";
+import { startDeadline } from "./timer.js";
 import { transportClass } from "./transports.js";
 
 /** @typedef {import("./transports.js").TransportName} TransportName */
@@ -10,9 +11,10 @@ import { transportClass } from "./transports.js";
 /** @typedef {import("./stats.js").Stats} Stats */
 
 /**
- * Negotiate a new session. Failures are Errors with `terminal` (stop rather than reconnect) and,
- * when the server answered, `status`, `code` and `retryAfterMs`; `type` "token" when the token
- * function failed.
+ * Negotiate a new session. What an answer leads to is the policy's `requests.negotiate`. Failures
+ * are Errors with `terminal` (stop rather than reconnect) and, when the server answered, `status`,
+ * `code` (the body's `error`), `closeCode` (the policy's code the client stops with, when
+ * terminal) and `retryAfterMs`; `type` "token" when the token function failed.
  * @param {{options: Resolved, negotiateUrl: string, clientKey: string, stats: Stats}} client
  * @returns {Promise<any>} the response body
  */
@@ -29,21 +31,31 @@ export async function negotiate(client) {
   const headers = { "Content-Type": "application/json" };
   if (token) headers.Authorization = `Bearer ${token}`;
   const body = JSON.stringify({ v: PROTOCOL_VERSION, client: client.clientKey, transports: options.transports });
+  const timeoutMs = POLICY.requests.negotiate.timeoutMs;
+  const controller = typeof AbortController === "function" && timeoutMs !== null ? new AbortController() : null;
+  const timeout = controller && timeoutMs !== null ? startDeadline(options.clock, timeoutMs, () => controller.abort()) : null;
   let res;
   try {
-    res = await options.fetch(client.negotiateUrl, { method: "POST", headers, body, cache: "no-store" });
+    res = await options.fetch(client.negotiateUrl, {
+      method: "POST", headers, body, cache: "no-store", signal: controller ? controller.signal : undefined,
+    });
   } catch (_) {
-    throw Object.assign(new Error("negotiate failed: network error"), { terminal: false });
+    // No answer (the policy's `network`: the reconnect loop tries again with its backoff).
+    const reason = timeout && timeout.expired ? `no answer within ${timeoutMs} ms` : "network error";
+    throw Object.assign(new Error(`negotiate failed: ${reason}`), { terminal: false });
   } finally {
+    if (timeout) timeout.cancel();
     stats.lastNegotiateMs = options.clock.now() - started;
   }
   /** @type {any} */
   let json = null;
   try { json = await res.json(); } catch (_) { /* not JSON: a proxy's page */ }
-  if (res.status !== 200) {
+  const action = httpAction("negotiate", res.status);
+  if (action !== "ok") {
     const code = json && typeof json.error === "string" ? json.error : `http_${res.status}`;
+    const terminal = typeof action === "number";
     throw Object.assign(new Error(`negotiate refused: ${code} (HTTP ${res.status})`), {
-      status: res.status, code, terminal: !negotiateRetryable(res.status), retryAfterMs: retryAfterMs(res),
+      status: res.status, code, terminal, closeCode: terminal ? action : null, retryAfterMs: retryAfterMs(res),
     });
   }
   if (!json || typeof json.ticket !== "string" || typeof json.token !== "string" || !json.urls) {

@@ -1,123 +1,330 @@
 // @ts-check
 /**
- * The client policy, in one place: option defaults, what the client assumes when the negotiate
- * answer leaves a value out, which HTTP statuses are retried and how often, which close codes
- * reconnect, the backoff formulas and the liveness slack. Every other module reads these values
- * from here and writes none of them itself (transports/protocol/policy.json is meant to become
- * their single source).
+ * The client policy: which HTTP statuses are retried and how often, which close codes reconnect,
+ * the backoff and reattach formulas, the deadlines, the liveness slack and what the client assumes
+ * when the negotiate answer leaves a value out. Every value comes from policy.json beside this
+ * module, the one definition that the Python client reads too (transports/protocol/policy.py
+ * documents each field; tests/policy_vectors.json holds the cases both clients must decide
+ * alike). Every other module reads the policy through the functions here and writes none of its
+ * values itself. Times are milliseconds.
+ */
+
+import POLICY_JSON from "./policy.json" with { type: "json" };
+
+/**
+ * Numbers and `[low, high]` inclusive ranges.
+ * @typedef {readonly (number | readonly number[])[]} CodeList
  */
 
 /**
- * Defaults of the {@link import("./options.js").Options} fields that are policy (options.js adds
- * `transports`, the registry's names, in front to make the public `DEFAULTS`).
+ * `requests.<kind>` of policy.json.
+ * @typedef {Object} RequestPolicy
+ * @property {CodeList} ok statuses that succeeded
+ * @property {CodeList} retry statuses asked again, up to `retries` times in a row
+ * @property {number | null} retries null: no limit
+ * @property {CodeList} split statuses that ask for a smaller batch
+ * @property {{baseMs: number, capMs: number} | null} delay the retry delay; null: the kind is
+ *   retried by the reconnect loop
+ * @property {"reconnect" | "reattach"} network what a network failure (no answer) leads to
+ * @property {number | null} timeoutMs how long the client waits for the answer
+ * @property {Readonly<Record<string, number>>} close the close code for any other status (by
+ *   status, else `default`)
+ */
+
+/**
+ * The whole of policy.json.
+ * @typedef {Object} Policy
+ * @property {number} version
+ * @property {CodeList} reconnectCodes
+ * @property {{baseMs: number, capMs: number, stableAfterMs: number}} backoff
+ * @property {number} retryAfterCapMs
+ * @property {Readonly<Record<string, number>>} deadlinesMs by transport name, `default` for others
+ * @property {number} livenessSlackMs
+ * @property {{hintDefaultMs: number, graceMs: number, baseMs: number, capMs: number}} reattach
+ * @property {{heartbeatMs: number, pollWindowMs: number, message: number, body: number, batch: number}} defaults
+ * @property {Readonly<Record<RequestKind, RequestPolicy>>} requests
+ */
+
+/** @typedef {"negotiate" | "send" | "poll" | "sse"} RequestKind */
+/**
+ * What the client does with an HTTP answer: go on, ask again, send a smaller batch, or end the
+ * connection with this close code (for negotiate: stop with it).
+ * @typedef {"ok" | "retry" | "split" | number} HttpAction
+ */
+
+/** The policy, as policy.json says it. @type {Readonly<Policy>} */
+export const POLICY = deepFreeze(/** @type {Policy} */ (/** @type {unknown} */ (POLICY_JSON)));
+if (POLICY.version !== 1) throw new Error(`transports: unknown policy version ${POLICY.version}`);
+
+/** @template T @param {T} value @returns {T} */
+function deepFreeze(value) {
+  if (value && typeof value === "object" && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const item of Object.values(value)) deepFreeze(item);
+  }
+  return value;
+}
+
+/** 2**30 times any base is past any cap: no overflow for huge attempt counts. */
+const MAX_DOUBLINGS = 30;
+
+/** Whether `code` is in a code list. @param {CodeList} list @param {number} code */
+const has = (list, code) =>
+  list.some((item) => (typeof item === "number" ? item === code : item[0] <= code && code <= item[1]));
+
+/** The full-jitter window of attempt `attempt`: min(cap, base * 2^attempt). @param {number} attempt @param {number} base @param {number} cap */
+const jitterWindow = (attempt, base, cap) => Math.min(cap, base * 2 ** Math.min(Math.max(attempt, 0), MAX_DOUBLINGS));
+
+/** A server-sent value, or the default when it is missing or not a positive number. @param {unknown} value @param {number} fallback @returns {number} */
+export const positive = (value, fallback) => (typeof value === "number" && value > 0 ? value : fallback);
+
+/** A negotiate `limits` entry when it is a number of at least 1, else the default. @param {unknown} value @param {number} fallback @returns {number} */
+export const limit = (value, fallback) => (typeof value === "number" && value >= 1 && Number.isFinite(value) ? Math.floor(value) : fallback);
+
+/** What the client assumes when the negotiate answer leaves a value out (ms, bytes, frames). */
+export const SESSION_DEFAULTS = Object.freeze({
+  heartbeat: POLICY.defaults.heartbeatMs,
+  pollWindow: POLICY.defaults.pollWindowMs,
+  /** limits.message: the largest frame the server accepts */
+  message: POLICY.defaults.message,
+  /** limits.batch: frames per POST /send */
+  batch: POLICY.defaults.batch,
+  /** limits.body: bytes per POST /send */
+  body: POLICY.defaults.body,
+});
+
+/**
+ * Defaults of the {@link import("./options.js").Options} fields (options.js adds `transports`, the
+ * registry's names, in front to make the public `DEFAULTS`). `deadlines` and `backoff` are the
+ * policy's; the others are options of the browser client alone (policy.json has no such field).
  */
 export const OPTION_DEFAULTS = Object.freeze({
-  /** ms a new transport gets to prove itself, by transport name */
-  deadlines: Object.freeze({ websocket: 2500, sse: 2500, longpoll: 10000 }),
-  backoff: Object.freeze({ min: 500, max: 20000 }),
+  /** ms a new transport gets to prove itself, by transport name (see {@link deadline}) */
+  deadlines: Object.freeze(Object.fromEntries(Object.entries(POLICY.deadlinesMs).filter(([name]) => name !== "default"))),
+  backoff: Object.freeze({ min: POLICY.backoff.baseMs, max: POLICY.backoff.capMs }),
   failback: Object.freeze({ min: 30000, max: 600000 }),
   sendTimeout: 10000,
   maxQueue: 1000,
   rememberMs: 10 * 60 * 1000,
 });
 
-/** What the client assumes when the negotiate response leaves a value out (ms, bytes, frames). */
-export const SESSION_DEFAULTS = Object.freeze({
-  heartbeat: 25000,
-  pollWindow: 25000,
-  /** limits.message: the largest frame the server accepts */
-  message: 65536,
-  /** limits.batch: frames per POST /send */
-  batch: 100,
-  /** limits.body: bytes per POST /send */
-  body: 1048576,
-  /** the server's `retry` hint */
-  retry: 1000,
-});
-
 /**
- * A client that receives nothing for heartbeat + this considers the connection dead (§9); on
- * long-poll for max(heartbeat, pollWindow) + this, and every poll response counts, an empty one
- * (the long-poll heartbeat, §6.1) included.
- */
-export const LIVENESS_SLACK_MS = 10000;
-/** A connection open this long resets the reconnect backoff. */
-export const STABLE_AFTER_MS = 5000;
-/**
- * After a dropped SSE stream or a failed poll (network error), the HTTP transports keep trying
- * their own session (§5.3, §6.1) for the server's `retry` plus this long, then give it up.
- */
-export const REATTACH_GRACE_MS = 2500;
-
-/**
- * Retries of an HTTP request answered with a status in `statuses`: at most `retries` in a row,
- * the n-th (0-based) after Retry-After, else `baseMs * 2^n`.
- * @typedef {{statuses: readonly number[], retries: number, baseMs: number}} RetryRule
- */
-
-/** POST /send (§6.2). @type {Readonly<RetryRule>} */
-export const SEND_RETRY = Object.freeze({ statuses: Object.freeze([409, 429, 503]), retries: 5, baseMs: 100 });
-/** GET /poll (§6.1): a proxy timeout or overload. @type {Readonly<RetryRule>} */
-export const POLL_RETRY = Object.freeze({ statuses: Object.freeze([408, 429, 502, 503, 504]), retries: 5, baseMs: 500 });
-/** A poll lost on the network is sent again after `min(left, this * 2^n)` ms (n-th loss in a row). */
-export const POLL_LOST_BASE_MS = 250;
-
-/** Whether a refused negotiate is worth another try (else the client stops). @param {number} status */
-export const negotiateRetryable = (status) => status >= 500 || status === 408 || status === 429;
-
-/** The close code the client uses when a poll or POST fails with `status`. @param {number} status */
-export function httpFailure(status) {
-  if (status === 404 || status === 401) return { code: 4004, reason: `session gone (HTTP ${status})` };
-  if (status === 413) return { code: 1009, reason: "message too big (HTTP 413)" };
-  if (status === 403) return { code: 4503, reason: "forbidden (HTTP 403)" };
-  if (status === 400 || status === 415) return { code: 4500, reason: `bad request (HTTP ${status})` };
-  return { code: 1011, reason: `server error (HTTP ${status})` };
-}
-
-/**
- * What a close code tells the client to do (§10.1): 1001, 1005, 1006, 1011-1015 and 4000-4499
- * reconnect; every other code is terminal (the same set as the Python client's
- * `is_reconnect_code`). 1005 is what a browser reports for a close frame without a status, as a
- * proxy may send; 1014 and 1015 are a bad gateway and a failed TLS handshake.
+ * What a close code tells the client to do (§10.1, `reconnectCodes`): 1001, 1005, 1006,
+ * 1011-1015 and 4000-4499 reconnect; every other code is terminal. 1005 is what a browser reports
+ * for a close frame without a status, as a proxy may send; 1014 and 1015 are a bad gateway and a
+ * failed TLS handshake.
  * @param {number} code
  * @returns {"reconnect" | "stop"}
  */
 export function classifyClose(code) {
-  if (code === 1001 || code === 1005 || code === 1006 || (code >= 1011 && code <= 1015)) return "reconnect";
-  if (code >= 4000 && code <= 4499) return "reconnect";
-  return "stop";
+  return has(POLICY.reconnectCodes, code) ? "reconnect" : "stop";
+}
+
+/**
+ * What to do with a `kind` request answered `status` after `retried` retries in a row (each of
+ * them a status the policy retries): "ok", "retry", "split" or the close code to end with.
+ * @param {RequestKind} kind @param {number} status @param {number} [retried]
+ * @returns {HttpAction}
+ */
+export function httpAction(kind, status, retried = 0) {
+  const rule = POLICY.requests[kind];
+  if (has(rule.ok, status)) return "ok";
+  if (has(rule.split, status)) return "split";
+  if (has(rule.retry, status) && (rule.retries === null || retried < rule.retries)) return "retry";
+  return closeCodeFor(kind, status);
+}
+
+/**
+ * The close code a `kind` request ends the connection with when answered `status` (by status,
+ * else the kind's `default`; `status` undefined when the browser hides it, as EventSource does).
+ * @param {RequestKind} kind @param {number} [status]
+ * @returns {number}
+ */
+export function closeCodeFor(kind, status) {
+  const close = POLICY.requests[kind].close;
+  const code = status === undefined ? undefined : close[String(status)];
+  return code === undefined ? close.default : code;
 }
 
 /**
  * Full-jitter exponential backoff: a delay drawn uniformly from [0, min(max, min * 2^attempt)].
  * @param {number} attempt 0 for the first retry
- * @param {{min: number, max: number}} backoff
+ * @param {{min: number, max: number}} backoff the `backoff` option (policy: backoff.baseMs, capMs)
  * @param {() => number} [random] returns [0, 1)
  * @returns {number} milliseconds
  */
 export function backoffDelay(attempt, backoff, random = Math.random) {
-  const cap = Math.min(backoff.max, backoff.min * 2 ** Math.max(0, attempt));
-  return random() * cap;
+  return random() * jitterWindow(attempt, backoff.min, backoff.max);
 }
 
 /**
  * Delay before reconnect attempt `attempt`: full-jitter backoff, shifted up so that it is never
  * shorter than the server's `retry` hint (so a restarting server is not hit by the whole herd at
- * once), and never longer than max(backoff.max, hint).
+ * once), and never longer than max(backoff.max, hint); a Retry-After that came with the failure
+ * is a lower bound on top of that.
  * @param {number} attempt
  * @param {{min: number, max: number}} backoff
  * @param {number} hint the negotiate response's `retry` (ms), 0 when unknown
  * @param {() => number} [random]
+ * @param {number} [retryAfter] ms, 0 when none
  * @returns {number} milliseconds
  */
-export function reconnectDelay(attempt, backoff, hint, random = Math.random) {
+export function reconnectDelay(attempt, backoff, hint, random = Math.random, retryAfter = 0) {
   const jitter = backoffDelay(attempt, backoff, random);
-  if (!(hint > 0)) return jitter;
-  return Math.min(Math.max(backoff.max, hint), hint + jitter);
+  const delay = hint > 0 ? Math.min(Math.max(backoff.max, hint), hint + jitter) : jitter;
+  return Math.max(retryAfter, delay);
 }
 
 /**
+ * Delay before the (`retried` + 1)-th retry in a row of a `kind` request answered with a status
+ * the policy retries: max(Retry-After, random * min(capMs, baseMs * 2^retried)).
+ * @param {RequestKind} kind @param {number} retried @param {number} retryAfter ms, 0 when none
+ * @param {() => number} random
+ * @returns {number} milliseconds
+ */
+export function requestDelay(kind, retried, retryAfter, random) {
+  const delay = POLICY.requests[kind].delay;
+  if (delay === null) return retryAfter;
+  return Math.max(retryAfter, random() * jitterWindow(retried, delay.baseMs, delay.capMs));
+}
+
+/** A finite decimal number of seconds (an HTTP date, or anything else, is none). */
+const SECONDS_RE = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+/**
+ * A Retry-After header value in ms: a finite positive number of seconds, at most
+ * `retryAfterCapMs`; 0 when absent or anything else.
+ * @param {string | null | undefined} value
+ * @returns {number}
+ */
+export function parseRetryAfter(value) {
+  if (value == null) return 0;
+  const text = String(value).trim();
+  if (!SECONDS_RE.test(text)) return 0;
+  const ms = Number(text) * 1000;
+  return Number.isFinite(ms) && ms > 0 ? Math.min(ms, POLICY.retryAfterCapMs) : 0;
+}
+
+/** Retry-After of a response in ms, 0 when none. @param {{headers?: {get(name: string): string | null}}} res */
+export function retryAfterMs(res) {
+  return parseRetryAfter(res.headers && res.headers.get ? res.headers.get("Retry-After") : null);
+}
+
+/** The negotiate answer's `retry` hint (ms), 0 when it sent none; capped like Retry-After. @param {unknown} value */
+export const serverHint = (value) => Math.min(positive(value, 0), POLICY.retryAfterCapMs);
+
+/**
+ * How long a request lost on the network is sent again on the same session, from the first loss
+ * in a row: the server's `retry` hint (hintDefaultMs when it sent none) plus graceMs.
+ * @param {number} hint ms, 0 when none
+ */
+export const reattachBudget = (hint) => (hint > 0 ? hint : POLICY.reattach.hintDefaultMs) + POLICY.reattach.graceMs;
+
+/**
+ * The wait before sending again after the `lost`-th loss in a row (0 first), with `left` ms of the
+ * budget left: min(left, random * min(capMs, baseMs * 2^lost)).
+ * @param {number} lost @param {number} left @param {() => number} random
+ */
+export const reattachDelay = (lost, left, random) =>
+  Math.max(0, Math.min(left, random() * jitterWindow(lost, POLICY.reattach.baseMs, POLICY.reattach.capMs)));
+
+/**
+ * The retries of one kind of session request (POST /send, GET /poll, the SSE stream) on one
+ * transport, as the policy says. Sans-I/O: {@link Attempts#answered} and {@link Attempts#failed}
+ * decide, the transport sleeps and sends.
+ */
+export class Attempts {
+  /**
+   * @param {RequestKind} kind
+   * @param {number} hint the negotiate answer's `retry` (ms), 0 when none
+   * @param {{now(): number}} clock
+   * @param {() => number} random
+   */
+  constructor(kind, hint, clock, random) {
+    this.kind = kind;
+    /** ms a request lost on the network is sent again, from the first loss in a row */
+    this.budget = reattachBudget(hint);
+    this.clock = clock;
+    this.random = random;
+    /** answers in a row that the policy asked again */
+    this.retried = 0;
+    this.lost = 0;
+    /** @type {number | null} when the first loss in a row happened */
+    this.lostAt = null;
+  }
+
+  /**
+   * The action for an answer and, for "retry", the ms to wait first. An answer is not news that
+   * the network works again: the caller says so with {@link Attempts#recovered}.
+   * @param {{status: number, headers?: {get(name: string): string | null}}} res
+   * @returns {{action: HttpAction, delay: number}}
+   */
+  answered(res) {
+    const action = httpAction(this.kind, res.status, this.retried);
+    if (action !== "retry") {
+      this.retried = 0;
+      return { action, delay: 0 };
+    }
+    const delay = requestDelay(this.kind, this.retried, retryAfterMs(res), this.random);
+    this.retried++;
+    return { action, delay };
+  }
+
+  /**
+   * A request lost on the network: ms to wait before sending it again, or null once the budget
+   * is spent (the transport then ends with 1006).
+   * @returns {number | null}
+   */
+  failed() {
+    const now = this.clock.now();
+    if (this.lostAt === null) this.lostAt = now;
+    const left = this.budget - (now - this.lostAt);
+    if (left <= 0) return null;
+    return reattachDelay(this.lost++, left, this.random);
+  }
+
+  /** ms of the budget left since the first loss in a row (the whole budget when none). */
+  left() {
+    return this.lostAt === null ? this.budget : this.budget - (this.clock.now() - this.lostAt);
+  }
+
+  /** The network works again (an answer, or a stream that opened). */
+  recovered() {
+    this.lost = 0;
+    this.lostAt = null;
+  }
+}
+
+/** ms a new connection of `transport` gets to prove itself. @param {string} transport */
+export const deadline = (transport) =>
+  Object.prototype.hasOwnProperty.call(POLICY.deadlinesMs, transport) ? POLICY.deadlinesMs[transport] : POLICY.deadlinesMs.default;
+
+/**
+ * ms of silence after which a connection is dead (§9): max(heartbeat, pollWindow) + the slack,
+ * `pollWindow` counting on a polling transport only (pass 0 otherwise).
+ * @param {number} heartbeat @param {number} [pollWindow]
+ */
+export const livenessLimit = (heartbeat, pollWindow = 0) => Math.max(heartbeat, pollWindow) + POLICY.livenessSlackMs;
+
+/**
+ * Milliseconds left before a connection that last received something at `lastReceived` is
+ * considered dead (§9: heartbeat + the liveness slack of silence); zero or less means dead.
+ * @param {number} lastReceived
+ * @param {number} now
+ * @param {number} heartbeat the longest the server may stay silent (ms): its PING interval, on
+ *   long-poll max(heartbeat, pollWindow)
+ * @returns {number}
+ */
+export function livenessRemaining(lastReceived, now, heartbeat) {
+  return lastReceived + livenessLimit(heartbeat) - now;
+}
+
+/** Whether a connection up `upMs` resets the reconnect backoff. @param {number} upMs */
+export const isStable = (upMs) => upMs >= POLICY.backoff.stableAfterMs;
+
+/**
  * Delay before failback probe `attempt` (0 first): half the doubling cap plus up to half again.
+ * (The browser client's own option: policy.json has no failback.)
  * @param {number} attempt
  * @param {{min: number, max: number}} failback
  * @param {() => number} random
@@ -127,26 +334,3 @@ export function failbackDelay(attempt, failback, random) {
   const cap = Math.min(failback.max, failback.min * 2 ** attempt);
   return cap / 2 + (random() * cap) / 2;
 }
-
-/**
- * Milliseconds left before a connection that last received something at `lastReceived` is
- * considered dead (§9: heartbeat + 10 s of silence); zero or less means dead.
- * @param {number} lastReceived
- * @param {number} now
- * @param {number} heartbeat the longest the server may stay silent (ms): its PING interval, on
- *   long-poll max(heartbeat, pollWindow)
- * @returns {number}
- */
-export function livenessRemaining(lastReceived, now, heartbeat) {
-  return lastReceived + heartbeat + LIVENESS_SLACK_MS - now;
-}
-
-/** Retry-After in ms, or null. @param {{headers?: {get(name: string): string | null}}} res */
-export function retryAfterMs(res) {
-  const value = res.headers && res.headers.get ? res.headers.get("Retry-After") : null;
-  const seconds = value == null ? NaN : Number(value);
-  return Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : null;
-}
-
-/** A server-sent value, or the default when it is missing or not positive. @param {unknown} value @param {number} fallback @returns {number} */
-export const positive = (value, fallback) => (Number(value) > 0 ? Number(value) : fallback);

@@ -4,7 +4,7 @@
  * reply timeout, re-sent with the same ref on the next session until their REPLY arrives.
  */
 
-import { codeError } from "./codec.js";
+import { codeError, decodeFrame, encodeFrame } from "./codec.js";
 
 /** @typedef {import("./codec.js").Frame} Frame */
 /** @typedef {import("./conn.js").Conn} Conn */
@@ -88,6 +88,25 @@ export class Requests {
     this.client.options.clock.clearTimeout(entry.timer);
     if (status === "ok") entry.resolve(data);
     else entry.reject(codeError(String(status), data && data.message));
+  }
+
+  /**
+   * The server refused an encoded frame on its own as too large (413): its send, if it is one,
+   * fails with "payload_too_large" (the connection stays).
+   * @param {string} text
+   */
+  refused(text) {
+    let ref;
+    try {
+      ref = decodeFrame(text)[1];
+    } catch (_) {
+      return;
+    }
+    const entry = this.inflight.get(ref);
+    if (!entry || encodeFrame(entry.frame, false) !== text) return;
+    this.inflight.delete(ref);
+    this.client.options.clock.clearTimeout(entry.timer);
+    entry.reject(codeError("payload_too_large", "the server refused the frame as too large"));
   }
 
   /** The client closed: every pending and queued send rejects. @param {Error} error */

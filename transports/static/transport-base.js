@@ -18,7 +18,10 @@ import { FRAME, byteLength, codeError, decodeFrame, encodeFrame } from "./codec.
 /** readyState values shared by the transports (the WebSocket ones). */
 export const READY = Object.freeze({ CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
 
-/** @typedef {{code: number, reason: string}} CloseInfo */
+/**
+ * How a transport ended; `retryAfter`: ms of a Retry-After that came with the failure (0: none).
+ * @typedef {{code: number, reason: string, retryAfter?: number}} CloseInfo
+ */
 
 /**
  * @typedef {(url: string, init?: any) => Promise<{status: number, ok?: boolean,
@@ -27,10 +30,11 @@ export const READY = Object.freeze({ CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED:
 
 /**
  * What the client gives every transport it starts, plus what the transport's `environment`
- * returned (its constructors: `WebSocket`, `EventSource`).
- * @typedef {{fetch: Fetch, clock: Clock, maxMessage: number, batch: number, body: number,
- *   reattachMs: number} & Record<string, any>} TransportOptions
- *   reattachMs: how long an open transport keeps trying its own session after a network failure
+ * returned (its constructors: `WebSocket`, `EventSource`). `hint` is the negotiate answer's
+ * `retry` (ms, 0 when none), which sets how long an open transport keeps trying its own session
+ * after a network failure (the policy's `reattach`); `random` draws the jitter of its retries.
+ * @typedef {{fetch: Fetch, clock: Clock, random: () => number, maxMessage: number, batch: number,
+ *   body: number, hint: number} & Record<string, any>} TransportOptions
  */
 
 /**
@@ -84,6 +88,12 @@ export class BaseTransport {
     this.onclose = () => {};
     /** Called on every poll response, frames or none: the server was heard from (§6.1, §9). */
     this.onalive = () => {};
+    /**
+     * The server refused this encoded frame on its own as too large (413 on a POST of it alone):
+     * it is dropped, and its send fails with "payload_too_large".
+     * @type {(text: string) => void}
+     */
+    this.onrefuse = () => {};
   }
 
   /** Send one frame. @param {Frame} frame */
@@ -124,14 +134,17 @@ export class BaseTransport {
   detach() {
     if (this.readyState === READY.CLOSED) return false;
     this.readyState = READY.CLOSED;
-    this.onopen = this.onmessage = this.onerror = this.onclose = this.onalive = () => {};
+    this.onopen = this.onmessage = this.onerror = this.onclose = this.onalive = this.onrefuse = () => {};
     return true;
   }
 
-  /** Close and report it once. @param {number} code @param {string} reason */
-  end(code, reason) {
+  /**
+   * Close and report it once.
+   * @param {number} code @param {string} reason @param {number} [retryAfter] ms, 0 when none
+   */
+  end(code, reason, retryAfter = 0) {
     const onclose = this.onclose;
-    if (this.close()) onclose({ code, reason });
+    if (this.close()) onclose({ code, reason, retryAfter });
   }
 
   /** @returns {boolean} */

@@ -2,21 +2,19 @@
 /**
  * The HTTP uplink shared by the transports whose downlink is one-way (SSE, long-poll): frames go
  * up as JSON arrays in POST /send (§6.2), batched per tick up to limits.batch frames /
- * limits.body bytes, one POST in flight at a time.
+ * limits.body bytes, one POST in flight at a time. What a failed POST leads to is the policy's
+ * `requests.send` (policy.js).
  */
 
 import { FRAME, byteLength } from "./codec.js";
-import { SEND_RETRY, httpFailure, retryAfterMs } from "./policy.js";
-import { sleep } from "./timer.js";
+import { Attempts, POLICY, retryAfterMs } from "./policy.js";
+import { sleep, startDeadline } from "./timer.js";
 import { BaseTransport, READY } from "./transport-base.js";
 
 /** @typedef {import("./codec.js").Frame} Frame */
 /** @typedef {import("./transport-base.js").CloseInfo} CloseInfo */
 
-/**
- * @typedef {import("./transport-base.js").TransportOptions} HttpOptions
- *   reattachMs: how long an open transport keeps trying its own session after a network failure
- */
+/** @typedef {import("./transport-base.js").TransportOptions} HttpOptions */
 
 /** Base of SSE and long-poll: the POST /send uplink. */
 export class HttpTransport extends BaseTransport {
@@ -33,6 +31,10 @@ export class HttpTransport extends BaseTransport {
     /** @type {string[]} encoded frames waiting for a POST */
     this.outbox = [];
     this.posting = false;
+    /** frames per POST now: halved after a 413 (or a repeated 429), grows back after a success */
+    this.cap = options.batch;
+    /** the retries of POST /send on this transport */
+    this.sends = new Attempts("send", options.hint, options.clock, options.random);
   }
 
   /** @param {Frame} frame */
@@ -47,10 +49,7 @@ export class HttpTransport extends BaseTransport {
   async flush() {
     if (this.posting) return;
     this.posting = true;
-    while (this.outbox.length && this.readyState !== READY.CLOSED) {
-      const failure = await this.post(this.takeBatch());
-      if (failure) this.end(failure.code, failure.reason);
-    }
+    while (this.outbox.length && this.readyState !== READY.CLOSED) await this.post(this.takeBatch());
     this.posting = false;
   }
 
@@ -65,11 +64,11 @@ export class HttpTransport extends BaseTransport {
     } catch (_) { /* best effort: the session expires anyway */ }
   }
 
-  /** @returns {string[]} the next batch, taken off the outbox */
+  /** @returns {string[]} the next batch, taken off the outbox: at least one frame */
   takeBatch() {
     let count = 0;
     let bytes = 2;
-    while (count < this.outbox.length && count < this.options.batch) {
+    while (count < this.outbox.length && count < this.cap) {
       const size = byteLength(this.outbox[count]) + (count ? 1 : 0);
       if (count && bytes + size > this.options.body) break;
       bytes += size;
@@ -79,23 +78,63 @@ export class HttpTransport extends BaseTransport {
   }
 
   /**
-   * POST one batch, retrying the statuses of SEND_RETRY (policy.js) a few times.
+   * The server refused `batch` as too large (413): send smaller batches; a frame it refuses on
+   * its own is dropped and its send fails, instead of the same frames going again after every
+   * reconnect.
    * @param {string[]} batch
-   * @returns {Promise<CloseInfo | null>} null on success (or when closed meanwhile)
+   */
+  split(batch) {
+    if (batch.length > 1) {
+      this.outbox.unshift(...batch);
+      this.cap = Math.max(1, Math.floor(batch.length / 2));
+      return;
+    }
+    this.onrefuse(batch[0]);
+  }
+
+  /**
+   * POST one batch and act on the answer as the policy's `requests.send` says: ok, ask again
+   * (after its jittered delay, a Retry-After at least), split, or end the transport. A POST lost
+   * on the network goes again within the policy's reattach budget, then the transport ends
+   * with 1006.
+   * @param {string[]} batch
+   * @returns {Promise<void>}
    */
   async post(batch) {
     const body = `[${batch.join(",")}]`;
     const headers = { "Content-Type": "application/json", "X-Realtime-Session": this.token };
-    for (let attempt = 0; ; attempt++) {
-      let res;
-      try {
-        res = await this.options.fetch(this.sendUrl, { method: "POST", headers, body, cache: "no-store" });
-      } catch (_) {
-        return { code: 1006, reason: "send failed: network error" };
-      }
-      if (this.readyState === READY.CLOSED || (res.status >= 200 && res.status < 300)) return null;
-      if (!SEND_RETRY.statuses.includes(res.status) || attempt >= SEND_RETRY.retries) return httpFailure(res.status);
-      await sleep(this.options.clock, retryAfterMs(res) ?? SEND_RETRY.baseMs * 2 ** attempt);
+    const timeoutMs = POLICY.requests.send.timeoutMs;
+    const controller = typeof AbortController === "function" && timeoutMs !== null ? new AbortController() : null;
+    const timeout = controller && timeoutMs !== null ? startDeadline(this.options.clock, timeoutMs, () => controller.abort()) : null;
+    const clock = this.options.clock;
+    let res;
+    try {
+      res = await this.options.fetch(this.sendUrl, {
+        method: "POST", headers, body, cache: "no-store", signal: controller ? controller.signal : undefined,
+      });
+    } catch (_) {
+      if (this.readyState === READY.CLOSED) return;
+      // Lost on the way; the same frames again are safe (the server deduplicates refs, §8).
+      const wait = this.sends.failed();
+      if (wait === null) return this.end(1006, "send failed: network error");
+      this.outbox.unshift(...batch);
+      return sleep(clock, wait);
+    } finally {
+      if (timeout) timeout.cancel();
     }
+    if (this.readyState === READY.CLOSED) return;
+    this.sends.recovered();
+    const { action, delay } = this.sends.answered(res);
+    if (action === "ok") this.cap = Math.min(this.options.batch, this.cap * 2);
+    else if (action === "split") this.split(batch);
+    else if (action === "retry") {
+      // 408, 409 (another POST finishing), 429 (the session's rate limit: nothing applied,
+      // §6.2), 5xx: the same frames again, after Retry-After at least.
+      this.outbox.unshift(...batch);
+      if (res.status === 429 && this.sends.retried > 1 && batch.length > 1) {
+        this.cap = Math.max(1, Math.floor(batch.length / 2)); // a batch may cost more than the burst
+      }
+      await sleep(clock, delay);
+    } else this.end(action, `send failed (HTTP ${res.status})`, retryAfterMs(res));
   }
 }

@@ -1,8 +1,11 @@
 // @ts-check
-/** Long-polling transport (§6): GET /poll?cursor=N down, POST /send up. */
+/**
+ * Long-polling transport (§6): GET /poll?cursor=N down, POST /send up. What a poll's answer, or
+ * its loss on the network, leads to is the policy's `requests.poll` (policy.js).
+ */
 
 import { FRAME } from "./codec.js";
-import { POLL_LOST_BASE_MS, POLL_RETRY, httpFailure, retryAfterMs } from "./policy.js";
+import { Attempts, httpAction, retryAfterMs } from "./policy.js";
 import { sleep } from "./timer.js";
 import { READY } from "./transport-base.js";
 import { HttpTransport } from "./transport-http.js";
@@ -46,9 +49,8 @@ export class LongPollTransport extends HttpTransport {
   }
 
   async loop() {
-    /** @type {number | null} when the polls started failing on the network */
-    let lostAt = null;
-    for (let failures = 0, lost = 0; this.readyState !== READY.CLOSED;) {
+    const polls = new Attempts("poll", this.options.hint, this.options.clock, this.options.random);
+    while (this.readyState !== READY.CLOSED) {
       const url = new URL(this.pollUrl);
       url.searchParams.set("cursor", String(this.cursor));
       this.controller = typeof AbortController === "function" ? new AbortController() : null;
@@ -59,31 +61,30 @@ export class LongPollTransport extends HttpTransport {
         res = await this.options.fetch(url.href, {
           method: "GET", headers, cache: "no-store", signal: this.controller ? this.controller.signal : undefined,
         });
-        if (res.status === 200 && this.readyState !== READY.CLOSED) body = await res.json();
+        // The body of an answer that succeeded; one lost half-way counts as lost on the network.
+        if (this.readyState !== READY.CLOSED && httpAction("poll", res.status) === "ok") body = await res.json();
       } catch (_) {
         if (this.readyState === READY.CLOSED) return;
         // A response lost in transit is not lost (§6.1): an open session polls again with the
-        // same cursor for a bounded time (a proxy restart, a network blip), then gives up.
-        const now = this.options.clock.now();
-        if (lostAt === null) lostAt = now;
-        const left = this.readyState === READY.OPEN ? (this.options.reattachMs || 0) - (now - lostAt) : 0;
-        if (left <= 0) return this.end(1006, "poll failed: network error");
-        await sleep(this.options.clock, Math.min(left, POLL_LOST_BASE_MS * 2 ** lost++));
+        // same cursor within the policy's reattach budget (a proxy restart, a network blip),
+        // then gives up. A first poll that fails fails the attempt at once.
+        const wait = this.readyState === READY.OPEN ? polls.failed() : null;
+        if (wait === null) return this.end(1006, "poll failed: network error");
+        await sleep(this.options.clock, wait);
         continue;
       }
-      lostAt = null;
-      lost = 0;
       if (this.readyState === READY.CLOSED) return;
-      if (res.status !== 200) {
-        // A proxy timeout or overload (POLL_RETRY in policy.js): poll again a few times (§6.1).
-        if (!POLL_RETRY.statuses.includes(res.status) || failures >= POLL_RETRY.retries) {
-          const failure = httpFailure(res.status);
-          return this.end(failure.code, failure.reason);
-        }
-        await sleep(this.options.clock, retryAfterMs(res) ?? POLL_RETRY.baseMs * 2 ** failures++);
+      polls.recovered();
+      const { action, delay } = polls.answered(res);
+      if (action === "retry") {
+        // A proxy timeout or overload: poll again, same cursor (§6.1).
+        await sleep(this.options.clock, delay);
         continue;
       }
-      failures = 0;
+      if (action !== "ok") {
+        const code = typeof action === "number" ? action : 1011;
+        return this.end(code, `poll failed (HTTP ${res.status})`, retryAfterMs(res));
+      }
       if (!body || !Array.isArray(body.frames) || !Number.isSafeInteger(body.cursor)) {
         return this.end(1011, "malformed poll response");
       }

@@ -14,9 +14,9 @@ import contextlib
 import logging
 from collections.abc import Iterable
 
-from .backplanes import Backplane, History, Published
-from .exceptions import BackplaneError, ProtocolError
-from .protocol.frames import (
+from ..backplanes import Broker, History, Published
+from ..protocol.errors import BackplaneError, ProtocolError
+from ..protocol.frames import (
     DEFAULT_LIMITS,
     Limits,
     OutFrame,
@@ -27,8 +27,8 @@ from .protocol.frames import (
     valid_event,
     valid_topic,
 )
-from .protocol.session import Session
-from .typing import Data
+from ..protocol.session import Session
+from ..protocol.types import Data
 
 __all__ = ["Hub", "frame_of"]
 
@@ -46,12 +46,12 @@ class Hub:
     """Topics to local sessions, and the listener that feeds them.
 
     Args:
-        backplane: where publications go and come from.
+        broker: where publications go and come from.
         limits: name limits for topics and events.
     """
 
-    def __init__(self, backplane: Backplane, *, limits: Limits = DEFAULT_LIMITS) -> None:
-        self.backplane = backplane
+    def __init__(self, broker: Broker, *, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.broker = broker
         self.limits = limits
         self._topics: dict[str, set[Session]] = {}
         self._ready: dict[str, asyncio.Future[None]] = {}
@@ -60,18 +60,16 @@ class Hub:
         """Frames handed to sessions (for metrics and benchmarks)."""
 
     async def start(self) -> None:
-        """Connect the backplane and start the listener (``before_serving``)."""
-        await self.backplane.connect()
+        """Start the listener (after the backplane connected)."""
         self._listener = asyncio.create_task(self._listen(), name="transports-hub-listener")
 
     async def stop(self) -> None:
-        """Stop the listener and disconnect the backplane (``after_serving``)."""
+        """Stop the listener (before the backplane disconnects)."""
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
             self._listener = None
-        await self.backplane.disconnect()
 
     @property
     def topic_count(self) -> int:
@@ -95,7 +93,7 @@ class Hub:
         if not valid_event(event, self.limits):
             raise ProtocolError("bad_frame", "invalid event name")
         text, binary = encode_data(data)
-        return await self.backplane.publish(topic, event, text, binary)
+        return await self.broker.publish(topic, event, text, binary)
 
     async def join(
         self, session: Session, topic: str, since: Position | None, ref: int | str | None
@@ -114,7 +112,7 @@ class Hub:
         members.add(session)
         try:
             await self._ensure_subscribed(topic)
-            history = await self.backplane.history(topic, since)
+            history = await self.broker.history(topic, since)
         except BaseException:
             self._discard(session, topic)
             session.unsubscribe(topic)
@@ -135,7 +133,7 @@ class Hub:
         if ready is None:
             ready = self._ready[topic] = asyncio.get_running_loop().create_future()
             try:
-                await self.backplane.subscribe(topic)
+                await self.broker.subscribe(topic)
             except BaseException as exc:
                 del self._ready[topic]
                 ready.set_exception(exc)
@@ -167,7 +165,7 @@ class Hub:
             ready = self._ready.pop(topic, None)
             if ready is not None and topic not in self._topics:
                 try:
-                    await self.backplane.unsubscribe(topic)
+                    await self.broker.unsubscribe(topic)
                 except BackplaneError:
                     log.warning("backplane unsubscribe failed for a topic", exc_info=True)
 
@@ -188,16 +186,16 @@ class Hub:
         for topic in topics:
             if topic not in self._topics and self._ready.pop(topic, None) is not None:
                 try:
-                    await self.backplane.unsubscribe(topic)
+                    await self.broker.unsubscribe(topic)
                 except BackplaneError:
                     log.warning("backplane unsubscribe failed for a topic", exc_info=True)
 
     async def _listen(self) -> None:
-        backplane = self.backplane
+        broker = self.broker
         topics = self._topics
         while True:
             try:
-                record = await backplane.receive()
+                record = await broker.receive()
             except asyncio.CancelledError:
                 raise
             except BackplaneError:

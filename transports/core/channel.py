@@ -10,13 +10,12 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import ClassVar
 
-from .exceptions import ChannelClosedOK
-from .protocol.codes import CloseCode
-from .protocol.frames import Position
-from .protocol.session import State
-from .typing import Data, Identity, TransportName
+from ..protocol.codes import CloseCode
+from ..protocol.errors import ChannelClosedOK
+from ..protocol.frames import Position
+from ..protocol.session import State
+from ..protocol.types import Data, Identity, TransportName
 
 __all__ = ["Channel", "Message"]
 
@@ -37,11 +36,16 @@ class Channel(abc.ABC):
     :class:`~transports.exceptions.ChannelClosed` once the channel is closed.
     """
 
-    transport: ClassVar[TransportName]
-    """``"websocket"``, ``"sse"`` or ``"longpoll"``."""
-    bidirectional: ClassVar[bool]
-    """True when one connection carries both directions (WebSocket); SSE and long-poll send
-    client messages by separate POST requests, which the channel hides."""
+    @property
+    @abc.abstractmethod
+    def transport(self) -> TransportName:
+        """The transport carrying this channel: ``"websocket"``, ``"sse"``, ``"longpoll"``."""
+
+    @property
+    @abc.abstractmethod
+    def bidirectional(self) -> bool:
+        """True when one connection carries both directions (WebSocket); SSE and long-poll send
+        client messages by separate POST requests, which the channel hides."""
 
     @property
     @abc.abstractmethod

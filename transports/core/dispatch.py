@@ -1,0 +1,279 @@
+"""Client frames in, application hooks called, replies out.
+
+Every client message that carries a ref is applied at most once per client within the dedup
+window, on any process: the first arrival claims ``reply:<client>:<ref>`` in the backplane's
+key-value store, runs, and stores its reply; a retry is answered from that reply memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..backplanes import KeyValueStore
+from ..protocol.errors import BackplaneError, ChannelClosed, Reject
+from ..protocol.frames import (
+    PONG,
+    ClientFrame,
+    Close,
+    Event,
+    Limits,
+    Ping,
+    Pong,
+    Publish,
+    Subscribe,
+    Unsubscribe,
+    encode_data,
+    encode_json,
+    encoded_reply_frame,
+    valid_topic,
+)
+from ..protocol.session import Session, State
+from ..protocol.tokens import identity_fingerprint
+from .channel import Channel, Message
+from .connection import SessionChannel
+from .hooks import Hooks, TopicAuthorizer
+from .hub import Hub
+from .metrics import Metrics
+from .settings import Settings
+
+__all__ = ["Dispatcher", "Outcome"]
+
+log = logging.getLogger("transports")
+
+Outcome = tuple[str, str, bool]
+"""A reply as the reply memory keeps it: status, encoded data, whether the data is binary."""
+
+_OK: Outcome = ("ok", "null", False)
+
+
+def _error(status: str, message: str) -> Outcome:
+    return status, encode_json({"message": message}), False
+
+
+_UNAVAILABLE: Outcome = (
+    "unavailable",
+    encode_json({"message": "the backplane is unavailable"}),
+    False,
+)
+
+
+class Dispatcher:
+    """Applies client frames to the application's hooks."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        limits: Limits,
+        store: KeyValueStore,
+        hub: Hub,
+        hooks: Hooks,
+        metrics: Metrics,
+        clock: Callable[[], float],
+        finish: Callable[[Session, int, str], None],
+    ) -> None:
+        self.settings = settings
+        self.limits = limits
+        self.store = store
+        self.hub = hub
+        self.hooks = hooks
+        self.metrics = metrics
+        self.clock = clock
+        self.finish = finish
+        self._inflight: dict[str, list[asyncio.Future[Outcome]]] = {}
+
+    def over_rate(self, session: Session, frames: int = 1) -> float:
+        """Spend ``frames`` from the session's budget: 0.0 if allowed, else seconds to wait."""
+        bucket = session.bucket
+        if bucket is None:
+            return 0.0
+        return bucket.take(self.clock(), frames)
+
+    async def dispatch(self, channel: SessionChannel, frame: ClientFrame) -> None:
+        """Apply one client frame. Errors inside the app become error replies."""
+        session = channel.session
+        session.last_seen = self.clock()
+        if session.state >= State.CLOSING:
+            return
+        if isinstance(frame, Event):
+            await self._once(channel, frame.ref, lambda: self._on_event(channel, frame))
+        elif isinstance(frame, Subscribe):
+            await self._on_subscribe(channel, frame)
+        elif isinstance(frame, Unsubscribe):
+            await self.hub.leave(session, [frame.topic])
+            session.push(encoded_reply_frame(frame.ref, *_OK))
+        elif isinstance(frame, Ping):
+            session.push(PONG)
+        elif isinstance(frame, Pong):
+            session.answers_pings = True
+            if frame.seq is not None and channel.traits.pong_acknowledges:
+                session.ack(frame.seq)
+        elif isinstance(frame, Publish):
+            await self._once(channel, frame.ref, lambda: self._on_publish(channel, frame))
+        elif isinstance(frame, Close):
+            self.finish(session, frame.code, frame.reason or "closed by the client")
+
+    # --- at most once ----------------------------------------------------------------------
+
+    def _scope(self, session: Session) -> str:
+        scope = session.retry_scope
+        if scope is None:
+            if session.client_key is None:
+                scope = "s:" + session.sid
+            else:
+                scope = identity_fingerprint(session.identity) + ":" + session.client_key
+            session.retry_scope = scope
+        return scope
+
+    async def _once(
+        self, channel: SessionChannel, ref: int | str, work: Callable[[], Awaitable[Outcome]]
+    ) -> None:
+        """Run ``work`` once per (client, ref) within the dedup window; reply either way."""
+        session = channel.session
+        key = (
+            "reply:"
+            + self._scope(session)
+            + ":"
+            + (str(ref) if isinstance(ref, int) else encode_json(ref))
+        )
+        ttl = self.settings.dedup_ttl
+        store = self.store
+        try:
+            claimed = await store.claim(key, ttl)
+        except BackplaneError:
+            # Without the reply memory a retry could run the handler twice: refuse this one
+            # (the client may send it again, with the same ref, once the backplane is back).
+            log.warning("backplane unavailable: a client message was refused")
+            session.push(encoded_reply_frame(ref, *_UNAVAILABLE))
+            return
+        if not claimed:
+            try:
+                answer = await self._remembered(key)
+            except BackplaneError:
+                answer = None
+            self.metrics.inc("retries_answered")
+            if session.state < State.CLOSING:
+                # Nothing remembered (the answer could not be stored, or the process that ran
+                # it died before storing it): say so rather than leave the retry unanswered.
+                session.push(encoded_reply_frame(ref, *(answer or _UNAVAILABLE)))
+            return
+        waiters = self._inflight[key] = []  # retries that arrive meanwhile wait here
+        try:
+            answer = await work()
+        except BaseException:  # only engine shutdown cancels the task applying frames
+            self._inflight.pop(key, None)
+            for waiter in waiters:
+                waiter.set_result(_error("internal_error", "the server is stopping"))
+            raise
+        del self._inflight[key]
+        for waiter in waiters:
+            waiter.set_result(answer)
+        status, text, binary = answer
+        try:
+            await store.store(key, f"{int(binary)}{status}\x00{text}", ttl)
+        except BackplaneError:
+            log.warning("could not remember a reply; a retry of it will be answered unavailable")
+        if session.state < State.CLOSING:
+            session.push(encoded_reply_frame(ref, *answer))
+
+    async def _remembered(self, key: str) -> Outcome | None:
+        waiters = self._inflight.get(key)
+        if waiters is not None:
+            waiter: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+            waiters.append(waiter)
+            return await waiter
+        for _ in range(50):  # answered by another process, or in flight there
+            stored = await self.store.load(key)
+            if stored is not None and stored != "1":
+                status, _, text = stored[1:].partition("\x00")
+                return status, text, stored[0] == "1"
+            await asyncio.sleep(0.1)
+        return None
+
+    # --- the frames ------------------------------------------------------------------------
+
+    async def _on_event(self, channel: SessionChannel, frame: Event) -> Outcome:
+        handler = self.hooks.handlers.get(frame.event)
+        if handler is None:
+            if self.hooks.channel is None:
+                return _error("unknown_event", "no handler for this event")
+            await channel._inbox.put(Message(frame.event, frame.data, frame.ref))
+            return _OK
+        try:
+            result = await handler(channel, frame.data)
+            data_text, binary = encode_data(result)
+        except Reject as exc:
+            return _error("bad_data", exc.message)
+        except ChannelClosed:
+            return _error("internal_error", "channel closed")
+        except Exception:
+            self.metrics.inc("handler_errors")
+            log.exception("handler for event %r failed", frame.event)
+            return _error("handler_error", "the handler failed")
+        return "ok", data_text, binary
+
+    async def _authorized(
+        self, authorizer: TopicAuthorizer | None, channel: Channel, topic: str, default: bool
+    ) -> tuple[bool, str]:
+        if authorizer is None:
+            return default, "not allowed"
+        try:
+            answer: Any = authorizer(channel, topic)
+            if inspect.isawaitable(answer):
+                answer = await answer
+            return bool(answer), "not allowed"
+        except Reject as exc:
+            return False, exc.message
+        except Exception:
+            self.metrics.inc("handler_errors")
+            log.exception("topic authorizer failed")
+            raise
+
+    async def _on_subscribe(self, channel: SessionChannel, frame: Subscribe) -> None:
+        session = channel.session
+        ref = frame.ref
+
+        def fail(status: str, message: str) -> None:
+            session.push(encoded_reply_frame(ref, *_error(status, message)))
+
+        if not valid_topic(frame.topic, self.limits):
+            return fail("bad_topic", "invalid or reserved topic name")
+        if (
+            frame.topic not in session.topics
+            and len(session.topics) >= self.settings.max_subscriptions
+        ):
+            return fail("subscription_limit", "too many subscriptions")
+        try:
+            allowed, why = await self._authorized(
+                self.hooks.authorize_subscribe, channel, frame.topic, True
+            )
+        except Exception:
+            return fail("handler_error", "the authorizer failed")
+        if not allowed:
+            return fail("forbidden", why)
+        try:
+            await self.hub.join(session, frame.topic, frame.since, ref)
+        except BackplaneError:
+            log.warning("subscribe failed: backplane unavailable")
+            return fail("unavailable", "the backplane is unavailable")
+
+    async def _on_publish(self, channel: SessionChannel, frame: Publish) -> Outcome:
+        if not valid_topic(frame.topic, self.limits):
+            return _error("bad_topic", "invalid or reserved topic name")
+        try:
+            allowed, why = await self._authorized(
+                self.hooks.authorize_publish, channel, frame.topic, False
+            )
+        except Exception:
+            return _error("handler_error", "the authorizer failed")
+        if not allowed:
+            return _error("forbidden", why)
+        try:
+            record = await self.hub.publish(frame.topic, frame.event, frame.data)
+        except BackplaneError:
+            return _error("unavailable", "the backplane is unavailable")
+        return "ok", encode_json({"offset": record.offset, "epoch": record.epoch}), False

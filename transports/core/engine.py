@@ -1,0 +1,373 @@
+"""The engine: a short facade over the core's parts, and the interface carriers use.
+
+Nothing here imports Quart or names a transport. :class:`Engine` wires the parts together
+(:class:`~.sessions.Sessions`, :class:`~.admission.Admission`, :class:`~.dispatch.Dispatcher`,
+:class:`~.sweeper.Sweeper`, :class:`~.forwarding.Forwarder`, the :class:`~.hub.Hub` and the
+:class:`~.metrics.Metrics`), runs their tasks, and implements
+:class:`~.connection.Core`, the small interface through which carriers reach the core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from ..backplanes import Backplane, History, Published, create_backplane
+from ..backplanes.memory import MemoryBackplane
+from ..protocol.codes import CloseCode
+from ..protocol.errors import BackplaneError, Refused
+from ..protocol.frames import ClientFrame, Position, msg_frame
+from ..protocol.negotiation import NegotiateRequest, choose, negotiate_response
+from ..protocol.session import Session, State
+from ..protocol.tokens import TokenSigner, new_public_id, new_session_id
+from ..protocol.types import Data, Identity
+from .admission import Admission
+from .answer import Answer
+from .connection import CarrierTraits, Forwarded, SessionChannel
+from .dispatch import Dispatcher
+from .forwarding import Forwarder
+from .hooks import Hooks
+from .hub import Hub
+from .metrics import Metrics
+from .sessions import INIT, Sessions
+from .settings import Settings
+from .sweeper import Sweeper
+
+__all__ = ["Engine"]
+
+log = logging.getLogger("transports")
+
+
+class Engine:
+    """Sessions, hooks and dispatch, shared by every carrier.
+
+    Args:
+        settings: every tunable.
+        backplane: an instance to use instead of the one ``settings.backplane`` names.
+        hooks: the application's hooks (``Realtime`` passes its own; shared, not copied).
+        clock: monotonic time source; ``wallclock`` for ticket expiry (tests fake both).
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        backplane: Backplane | None = None,
+        *,
+        hooks: Hooks | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wallclock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings = settings or Settings()
+        self.limits = settings.limits
+        self.clock = clock
+        self.wallclock = wallclock
+        self.node = settings.node_id or secrets.token_hex(4)
+        self.backplane = backplane or create_backplane(
+            settings.backplane,
+            history_size=settings.history_size,
+            history_ttl=settings.history_ttl,
+        )
+        if settings.secret_key is None and not isinstance(self.backplane, MemoryBackplane):
+            # Another process would refuse every token this one signs with a random key.
+            raise ValueError(
+                "a backplane shared by several processes needs a shared signing key: "
+                "set TRANSPORTS_SECRET_KEY (or the app's SECRET_KEY) to the same value everywhere"
+            )
+        self.signer = TokenSigner(settings.secret_key or secrets.token_bytes(32))
+        # The parts read the time through the engine, so that tests can move ``engine.clock``.
+        clock = self._now
+        wallclock = self._wall
+        self.hooks = hooks or Hooks()
+        self.metrics = Metrics()
+        self.hub = Hub(self.backplane, limits=self.limits)
+        self.metrics.observe("deliveries", lambda: self.hub.deliveries)
+        self.admission = Admission(settings, clock, self.metrics)
+        self.sessions = Sessions(
+            settings=settings,
+            node=self.node,
+            store=self.backplane,
+            signer=self.signer,
+            admission=self.admission,
+            hub=self.hub,
+            hooks=self.hooks,
+            metrics=self.metrics,
+            clock=clock,
+            wallclock=wallclock,
+            spawn=self.spawn,
+        )
+        self.dispatcher = Dispatcher(
+            settings=settings,
+            limits=self.limits,
+            store=self.backplane,
+            hub=self.hub,
+            hooks=self.hooks,
+            metrics=self.metrics,
+            clock=clock,
+            finish=self.sessions.finish,
+        )
+        self.sweeper = Sweeper(
+            settings=settings,
+            sessions=self.sessions,
+            admission=self.admission,
+            hooks=self.hooks,
+            metrics=self.metrics,
+            clock=clock,
+            spawn=self.spawn,
+        )
+        self.forwarder = Forwarder(
+            node=self.node,
+            mailbox=self.backplane,
+            metrics=self.metrics,
+            disown=self.sessions.disown,
+            spawn=self.spawn,
+        )
+        self.urls: dict[str, str] = {}
+        """Each transport's path (and ``send``'s) for negotiate answers; set by the server."""
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._background: list[asyncio.Task[None]] = []
+        self.running = False
+
+    def _now(self) -> float:
+        return self.clock()
+
+    def _wall(self) -> float:
+        return self.wallclock()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect the backplane; start the hub, the sweeper and this process's mailbox."""
+        await self.backplane.connect()
+        await self.hub.start()
+        await self.backplane.open_inbox(self.node)
+        self._background = [
+            asyncio.create_task(self.forwarder.listen(), name="transports-inbox"),
+            asyncio.create_task(self.sweeper.run(), name="transports-sweeper"),
+        ]
+        self.running = True
+
+    @property
+    def draining(self) -> bool:
+        """Set by :meth:`drain`: no new session is accepted."""
+        return self.admission.draining
+
+    async def drain(
+        self,
+        code: int = CloseCode.GOING_AWAY,
+        reason: str = "server shutting down",
+        timeout: float = 5.0,
+    ) -> None:
+        """Tell every client to go (``code``), wait up to ``timeout`` for the CLOSE frames to be
+        written, then forget every session. Negotiate answers 503 from now on."""
+        self.admission.draining = True
+        sessions = self.sessions
+        for channel in list(sessions.channels.values()):
+            await sessions.close(channel, code, reason)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline and any(
+            s.attached and s.pending for s in sessions.by_sid.values()
+        ):
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)  # let the last writes leave
+        for session in list(sessions.by_sid.values()):
+            sessions.finish(session, code, reason)
+
+    async def stop(self) -> None:
+        """Close every channel with 1001 (going away), then stop everything."""
+        self.running = False
+        await self.drain(timeout=1.0)
+        for task in self._background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.hub.stop()
+        await self.backplane.disconnect()
+
+    def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task the engine tracks and cancels at :meth:`stop`."""
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def sweep(self) -> None:
+        """One sweeper pass now (tests call it with a moved clock)."""
+        self.sweeper.sweep()
+
+    # --- introspection -----------------------------------------------------------------------
+
+    @property
+    def stats(self) -> Counter[str]:
+        """Every counter (see :mod:`transports.core.metrics`), as a flat mapping."""
+        return self.metrics.stats
+
+    @property
+    def session_count(self) -> int:
+        """Sessions alive (negotiated and not yet expired or closed)."""
+        return len(self.sessions.by_sid)
+
+    @property
+    def channels(self) -> list[SessionChannel]:
+        """Open channels."""
+        return list(self.sessions.channels.values())
+
+    def channel_of(self, session: Session) -> SessionChannel | None:
+        """The channel of ``session`` (None before a transport first attached)."""
+        return self.sessions.channels.get(session.sid)
+
+    def channel(self, public_id: str) -> SessionChannel | None:
+        """The open channel with public id ``public_id``, if any."""
+        return self.sessions.public.get(public_id)
+
+    # --- negotiate ---------------------------------------------------------------------------
+
+    def admit(self, address: str | None) -> None:
+        """Check that a client at ``address`` may negotiate now (see :class:`Admission`)."""
+        self.admission.admit(address)
+
+    async def negotiate(
+        self, identity: Identity, request: NegotiateRequest, address: str | None = None
+    ) -> dict[str, Any]:
+        """Mint a session for ``identity`` and return the negotiate response body.
+
+        Negotiate keeps no state in this process: it stores the session's first record in the
+        backplane (for ``ticket_ttl``), and the session comes to life on whichever process its
+        transport first attaches to. Call :meth:`admit` first.
+
+        Raises:
+            ProtocolError: ``no_transport``.
+            Refused: ``unavailable`` (draining, or the backplane is down).
+            TypeError: ``identity`` is not JSON-serializable.
+        """
+        settings = self.settings
+        if self.draining:
+            raise Refused("unavailable", "the server is shutting down")
+        transports = choose(request.transports, settings.transports)
+        sid = new_session_id()
+        public_id = new_public_id()
+        record = json.dumps(
+            {"p": public_id, "i": identity, "k": request.client_key, "a": address or "?"},
+            separators=(",", ":"),
+        )
+        try:
+            await self.backplane.store(INIT + sid, record, settings.ticket_ttl)
+        except BackplaneError:
+            raise Refused("unavailable", "the backplane is unavailable") from None
+        self.metrics.inc("negotiated")
+        return negotiate_response(
+            public_id=public_id,
+            token=self.signer.session_token(self.node, sid, identity),
+            ticket=self.signer.ticket(self.node, sid, self.wallclock(), settings.ticket_ttl),
+            transports=transports,
+            urls=self.urls,
+            heartbeat=settings.heartbeat,
+            poll_window=settings.poll_window,
+            retry=settings.retry,
+            ticket_ttl=settings.ticket_ttl,
+            limits=self.limits,
+            max_subscriptions=settings.max_subscriptions,
+            history_size=settings.history_size,
+            history_ttl=settings.history_ttl,
+        )
+
+    # --- the Core interface (what carriers call) ---------------------------------------------
+
+    def hello_info(self, session: Session) -> dict[str, Any]:
+        """The HELLO frame's data for ``session``."""
+        return {
+            "v": 1,
+            "id": session.public_id,
+            "transport": session.transport,
+            "heartbeat": int(self.settings.heartbeat * 1000),
+        }
+
+    async def session_for_ticket(
+        self,
+        ticket: str | None,
+        traits: CarrierTraits,
+        *,
+        reattach: bool = False,
+        address: str | None = None,
+    ) -> Session:
+        """See :meth:`Sessions.for_ticket`."""
+        return await self.sessions.for_ticket(ticket, traits, reattach=reattach, address=address)
+
+    async def session_for_token(
+        self, token: str | None, traits: CarrierTraits | None, address: str | None = None
+    ) -> Session:
+        """See :meth:`Sessions.for_token`."""
+        return await self.sessions.for_token(token, traits, address)
+
+    def attach(
+        self,
+        session: Session,
+        traits: CarrierTraits,
+        factory: Callable[[Session], SessionChannel],
+    ) -> SessionChannel:
+        """See :meth:`Sessions.attach`."""
+        return self.sessions.attach(session, traits, factory)
+
+    def detach(self, channel: SessionChannel) -> None:
+        """See :meth:`Sessions.detach`."""
+        self.sessions.detach(channel)
+
+    async def join(
+        self, session: Session, topic: str, since: Position | None, ref: int | str | None
+    ) -> History:
+        """Subscribe ``session`` to ``topic`` (see :meth:`Hub.join`)."""
+        return await self.hub.join(session, topic, since, ref)
+
+    async def leave(self, session: Session, topics: Iterable[str]) -> None:
+        """Unsubscribe ``session`` from ``topics``."""
+        await self.hub.leave(session, topics)
+
+    async def dispatch(self, channel: SessionChannel, frame: ClientFrame) -> None:
+        """Apply one client frame (see :class:`Dispatcher`)."""
+        await self.dispatcher.dispatch(channel, frame)
+
+    def over_rate(self, session: Session, frames: int = 1) -> float:
+        """Spend ``frames`` of the session's rate budget: 0.0 if allowed, else seconds."""
+        return self.dispatcher.over_rate(session, frames)
+
+    async def close(self, channel: SessionChannel, code: int, reason: str) -> None:
+        """Close ``channel``: queue its CLOSE frame; its carrier delivers it and ends."""
+        await self.sessions.close(channel, code, reason)
+
+    def finish(self, session: Session, code: int, reason: str) -> None:
+        """Forget ``session`` now: its connection is gone."""
+        self.sessions.finish(session, code, reason)
+
+    async def forward(self, node: str, call: dict[str, Any], timeout: float) -> Answer:
+        """Run ``call`` in process ``node`` (see :class:`Forwarder`)."""
+        return await self.forwarder.forward(node, call, timeout)
+
+    def serve_forwarded(self, kind: str, handler: Forwarded) -> None:
+        """Answer calls of ``kind`` forwarded from other processes with ``handler``."""
+        self.forwarder.serve(kind, handler)
+
+    # --- application API ---------------------------------------------------------------------
+
+    async def publish(self, topic: str, event: str, data: Data = None) -> Published:
+        """Publish to every subscriber of ``topic`` on every process; see :meth:`Hub.publish`."""
+        return await self.hub.publish(topic, event, data)
+
+    async def send_to(self, public_id: str, event: str, data: Data = None) -> bool:
+        """Send a MSG to the channel with ``public_id`` on this process; False if not here."""
+        channel = self.sessions.public.get(public_id)
+        if channel is None or channel.session.state >= State.CLOSING:
+            return False
+        channel.session.push(msg_frame(event, data))
+        return True

@@ -1,0 +1,148 @@
+"""One task for the whole process, about once a second: heartbeats, dead peers, stuck writers,
+expiry and revalidation, instead of a timer task per connection."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..protocol.codes import CloseCode
+from ..protocol.errors import Reject
+from ..protocol.frames import PING
+from ..protocol.session import Session, State
+from .admission import Admission
+from .connection import SessionChannel
+from .hooks import Hooks
+from .metrics import Metrics
+from .sessions import Sessions
+from .settings import Settings
+
+__all__ = ["Sweeper"]
+
+log = logging.getLogger("transports")
+
+
+class Sweeper:
+    """Walks every session of the process on a timer (:meth:`sweep` is one pass)."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessions: Sessions,
+        admission: Admission,
+        hooks: Hooks,
+        metrics: Metrics,
+        clock: Callable[[], float],
+        spawn: Callable[[Awaitable[Any], str], asyncio.Task[Any]],
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.admission = admission
+        self.hooks = hooks
+        self.metrics = metrics
+        self.clock = clock
+        self.spawn = spawn
+        self._revalidating: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        """Sweep until cancelled."""
+        interval = min(1.0, self.settings.heartbeat / 4)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.sweep()
+            except Exception:  # never let the sweeper die
+                log.exception("sweeper failed")
+
+    def sweep(self) -> None:
+        """One pass: heartbeats, dead peers, stuck writers, expiry, revalidation."""
+        settings = self.settings
+        sessions = self.sessions
+        now = self.clock()
+        heartbeat = settings.heartbeat
+        self.admission.forget_idle(now)
+        due: list[SessionChannel] = []
+        for session in list(sessions.by_sid.values()):
+            state = session.state
+            if state is State.CONNECTING:
+                if now - session.created_at > settings.ticket_ttl:
+                    sessions.finish(session, CloseCode.SESSION_EXPIRED, "never attached")
+                continue
+            channel = sessions.channels.get(session.sid)
+            traits = channel.traits if channel is not None else None
+            if (
+                session.attached
+                and channel is not None
+                and channel.traits.watch_writes
+                and self._stuck(session, now)
+            ):
+                # The client stopped reading: its writes block inside the server. Close it as
+                # a slow consumer and stop writing to it; it resumes from its positions.
+                self.metrics.inc("write_timeouts")
+                session.close(CloseCode.SLOW_CONSUMER, "write timeout")
+                channel.abort()
+                sessions.finish(session, CloseCode.SLOW_CONSUMER, "write timeout")
+                continue
+            if state is State.CLOSING:
+                since = sessions.closing_since.get(session.sid, now)
+                if not session.attached and now - since > min(5.0, settings.idle_ttl):
+                    sessions.finish(session, session.close_code or 1000, "")
+                elif now - since > settings.idle_ttl:
+                    sessions.finish(session, session.close_code or 1000, "")
+                continue
+            if session.attached:
+                if traits is not None and traits.pings:
+                    # A client that cannot answer PINGs (a plain EventSource) is only held to
+                    # it once it has answered one.
+                    must_answer = traits.must_answer_pings or session.answers_pings
+                    if must_answer and now - session.last_seen > 2 * heartbeat:
+                        session.close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
+                        continue
+                    quiet = now - max(session.last_sent, session.last_ping)
+                    if not session.pending and quiet >= heartbeat:
+                        session.last_ping = now
+                        session.push(PING)
+            elif now - session.last_seen > settings.idle_ttl:
+                sessions.finish(session, CloseCode.SESSION_EXPIRED, "session expired")
+                continue
+            if (
+                channel is not None
+                and self.hooks.revalidate is not None
+                and now - session.validated_at > settings.revalidate_interval
+            ):
+                session.validated_at = now
+                due.append(channel)
+        if due and (self._revalidating is None or self._revalidating.done()):
+            self._revalidating = self.spawn(self._revalidate(due), "transports-revalidate")
+
+    async def _revalidate(self, channels: list[SessionChannel]) -> None:
+        """Ask the application whether each connection may stay; close those it refuses."""
+        hook = self.hooks.revalidate
+        if hook is None:
+            return
+        for channel in channels:
+            if channel.session.state is not State.OPEN:
+                continue
+            try:
+                allowed = await hook(channel)
+                message = "authentication expired"
+            except Reject as exc:
+                allowed, message = False, exc.message
+            except Exception:
+                self.metrics.inc("handler_errors")
+                log.exception("revalidate hook failed; keeping the connection")
+                continue
+            if allowed is False:
+                self.metrics.inc("revoked")
+                await self.sessions.close(channel, CloseCode.UNAUTHORIZED, message)
+
+    def _stuck(self, session: Session, now: float) -> bool:
+        """No write progress for ``write_timeout`` while frames are due."""
+        seq, since = session.progress
+        if not session.pending or session.sent_seq != seq:
+            session.progress = (session.sent_seq, now)
+            return False
+        return now - since > self.settings.write_timeout
