@@ -4,23 +4,26 @@ A producer on the server publishes numbered messages at a steady rate while a se
 fault-injecting proxy (tests/faultproxy.py) cuts every client connection at random moments and
 right after forwarding server responses. Every client must end with every message exactly once,
 in order, and every message a client sent must be applied exactly once on the server.
+
+No test waits a fixed time or asserts how long something took: each waits for the event itself
+(with a generous bound), and "nothing more arrived" is shown by a last publication that every
+client must get after all the others. Latency is printed, not asserted; the benchmark
+(``python -m transports.bench``) is where speed is measured.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
 
-from transports.client import Client, Incoming, connect
+from transports.client import Client, connect
 from transports.typing import TransportName
 
 from .apps import make_app
@@ -41,12 +44,13 @@ async def drain(client: Client, into: list[Any]) -> None:
             into.append(message.data)
 
 
-async def produce(app: Any, count: int, rate: float) -> int:
+async def produce(app: Any, count: int, rate: float, first: int = 0) -> int:
+    """Publish ``first``..``first + count - 1`` on ``numbers``, paced at ``rate`` a second."""
     realtime = app.extensions["transports"]
     start = time.monotonic()
     last = 0
     for n in range(count):
-        record = await realtime.publish("numbers", "n", n)
+        record = await realtime.publish("numbers", "n", first + n)
         last = record.offset
         delay = start + (n + 1) / rate - time.monotonic()
         if delay > 0:
@@ -93,11 +97,12 @@ async def test_exactly_once_through_random_cuts(transport: TransportName) -> Non
             await asyncio.gather(*senders)
             cuts = proxy.cuts
             proxy.enabled = False  # let everyone settle on a clean network
+            # A last publication: once every client has it, everything before it has come (in
+            # order), and a duplicate of anything before it would show.
+            await app.extensions["transports"].publish("numbers", "n", MESSAGES)
             try:
                 try:
-                    await eventually(
-                        lambda: all(len(got) >= MESSAGES for got in received), timeout=60
-                    )
+                    await eventually(lambda: all(MESSAGES in got for got in received), timeout=90)
                 except AssertionError:
                     for client, got in zip(clients, received, strict=True):
                         print(
@@ -110,13 +115,12 @@ async def test_exactly_once_through_random_cuts(transport: TransportName) -> Non
                             client.fallback_reason,
                         )
                     raise
-                await asyncio.sleep(0.3)  # anything extra (a duplicate) would show up now
             finally:
                 for task in drains:
                     task.cancel()
                 for client in clients:
                     await client.close()
-            lost = sum(MESSAGES - len(set(got)) for got in received)
+            lost = sum(MESSAGES + 1 - len(set(got)) for got in received)
             doubled = sum(len(got) - len(set(got)) for got in received)
             reconnects = sum(c.stats["reconnects"] for c in clients)
             print(
@@ -128,7 +132,7 @@ async def test_exactly_once_through_random_cuts(transport: TransportName) -> Non
             assert cuts >= 5, "the proxy should have cut connections"
             assert last == MESSAGES
             for got in received:
-                assert got == list(range(MESSAGES))
+                assert got == list(range(MESSAGES + 1))
             applied = app.config["APPLIED"]
             for i in range(CLIENTS):
                 for n in range(SENDS):
@@ -141,24 +145,36 @@ async def test_exactly_once_through_random_cuts(transport: TransportName) -> Non
     ("first", "second"), [("websocket", "sse"), ("sse", "longpoll"), ("longpoll", "websocket")]
 )
 async def test_transport_switch_mid_stream(first: TransportName, second: TransportName) -> None:
-    """Moving to another transport in the middle of a stream loses and repeats nothing."""
+    """Moving to another transport in the middle of a stream loses and repeats nothing.
+
+    The producer publishes 150, waits for the switch to begin, then publishes 150 more while
+    the client moves: the switch is mid-stream however fast or slow the machine is."""
     app = make_app(history_size=10_000)
     async with hypercorn_server(app) as base:
         client = await connect(base + "/realtime", transports=[first], backoff=(0.02, 0.1))
         got: list[Any] = []
         drainer = asyncio.create_task(drain(client, got))
         await client.subscribe("numbers")
-        producer = asyncio.create_task(produce(app, 300, 300.0))
-        await eventually(lambda: len(got) >= 100, timeout=10)
+        switching = asyncio.Event()
+
+        async def around_the_switch() -> None:
+            await produce(app, 150, 300.0)
+            await switching.wait()
+            await produce(app, 150, 300.0, first=150)
+
+        producer = asyncio.create_task(around_the_switch())
+        await eventually(lambda: len(got) >= 100, timeout=30)
         client.transports = [second]
         await client.force_reconnect()
-        await eventually(lambda: client.transport == second, timeout=10)
-        await producer
-        await eventually(lambda: len(got) >= 300, timeout=20)
-        await asyncio.sleep(0.2)
+        switching.set()
+        await eventually(lambda: client.transport == second, timeout=30)
+        await asyncio.wait_for(producer, 60)
+        # The last one: once it is in, everything before it is (and a duplicate would show).
+        await app.extensions["transports"].publish("numbers", "n", 300)
+        await eventually(lambda: 300 in got, timeout=30)
         drainer.cancel()
         await client.close()
-        assert got == list(range(300))
+        assert got == list(range(301))
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -222,78 +238,93 @@ async def stalled_consumer(base: str, transport: TransportName, topic: str) -> a
     return writer
 
 
-async def latencies(
-    publish: Callable[[Any], Awaitable[None]], clients: list[Client], count: int
-) -> list[float]:
-    """Publish ``count`` timestamped messages; return every delivery's latency in ms, sorted."""
-    out: list[float] = []
-
-    async def collect(client: Client) -> None:
-        for _ in range(count):
-            message: Incoming = await client.next_message(30)
-            out.append((time.perf_counter() - message.data["t"]) * 1000)
-
-    tasks = [asyncio.create_task(collect(c)) for c in clients]
-    for _ in range(count):
-        await publish({"t": time.perf_counter(), "pad": "x" * 4000})
-        await asyncio.sleep(0.005)
-    await asyncio.gather(*tasks)
-    return sorted(out)
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else float("nan")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("transport", ["websocket", "sse"])
 async def test_slow_consumer_is_closed_and_others_unharmed(transport: TransportName) -> None:
-    """L1, L2, L4 (security catalogue): a client that stops reading is closed as slow (4008)
-    and the others keep their latency (the 4008 and no-leak half: tests/test_security_flow.py)."""
+    """L1, L2, L4 (security catalogue): a client that stops reading is closed as slow (4008),
+    and only it; the healthy clients beside it get every publication once, in order, and never
+    reconnect (the 4008 and no-leak half: tests/test_security_flow.py).
+
+    Their delivery latency (alone, beside the stalled consumer, after it was closed) is printed,
+    not asserted: how fast is the benchmark's business, and a busy machine makes it anything."""
     app = make_app(outbox_max_bytes=256 * 1024, write_timeout=2.0, heartbeat=60)
     realtime = app.extensions["transports"]
+    engine = realtime.engine
+    published = 0
 
-    async def publish(data: Any) -> None:
+    async def publish(phase: str, pad: int) -> None:
+        nonlocal published
+        data = {"n": published, "phase": phase, "t": time.perf_counter(), "pad": "x" * pad}
+        published += 1
         await realtime.publish("feed", "tick", data)
 
     async with hypercorn_server(app) as base:
         healthy = [await connect(base + "/realtime", transports=[transport]) for _ in range(3)]
         for client in healthy:
             await client.subscribe("feed")
-        baseline = await latencies(publish, healthy, 100)
+        # (n, phase, latency ms) of every publication each healthy client got.
+        received: list[list[tuple[int, str, float]]] = [[] for _ in healthy]
 
-        # A consumer that subscribes, then never reads again (its socket buffers fill up).
-        stalled = await stalled_consumer(base, transport, "feed")
-        engine = realtime.engine
-        await eventually(lambda: engine.hub.subscribers("feed") == 4)
+        async def collect(client: Client, into: list[tuple[int, str, float]]) -> None:
+            async for message in client.messages():
+                data = message.data
+                into.append((data["n"], data["phase"], (time.perf_counter() - data["t"]) * 1000))
 
-        with_stalled = await latencies(publish, healthy, 100)
-        # Keep publishing until the stalled consumer is found out (outbox overflow or no write
-        # progress for write_timeout).
-        for _ in range(3000):
-            if engine.stats["slow_consumers"] >= 1:
-                break
-            await publish({"t": time.perf_counter(), "pad": "x" * 8000})
-            await asyncio.sleep(0.002)
-        assert engine.stats["slow_consumers"] >= 1
-        await eventually(lambda: engine.hub.subscribers("feed") == 3, timeout=10)
-        for client in healthy:  # drop what the detection loop queued before measuring again
-            with contextlib.suppress(TimeoutError):
-                while True:
-                    await client.next_message(0.5)
-        after = await latencies(publish, healthy, 50)
-        for client in healthy:
-            assert client.state == "open"
-            await client.close()
-        stalled.close()
+        collectors = [
+            asyncio.create_task(collect(c, r)) for c, r in zip(healthy, received, strict=True)
+        ]
 
-    def p(values: list[float], q: float) -> float:
-        return values[min(len(values) - 1, int(len(values) * q))]
+        async def everyone_has_everything() -> None:
+            await eventually(lambda: all(len(r) >= published for r in received), timeout=60)
+
+        async def phase(name: str, count: int) -> None:
+            for _ in range(count):
+                await publish(name, 4000)
+                await asyncio.sleep(0.005)
+            await everyone_has_everything()
+
+        stalled: asyncio.StreamWriter | None = None
+        try:
+            await phase("alone", 100)
+            # A consumer that subscribes, then never reads again (its socket buffers fill up).
+            stalled = await stalled_consumer(base, transport, "feed")
+            await eventually(lambda: engine.hub.subscribers("feed") == 4, timeout=30)
+            await phase("beside", 100)
+            # Keep publishing until the stalled consumer is found out (outbox overflow or no
+            # write progress for write_timeout).
+            for _ in range(3000):
+                if engine.stats["slow_consumers"] >= 1:
+                    break
+                await publish("detect", 8000)
+                await asyncio.sleep(0.002)
+            assert engine.stats["slow_consumers"] == 1, engine.stats
+            await eventually(lambda: engine.hub.subscribers("feed") == 3, timeout=30)
+            await everyone_has_everything()
+            await phase("after", 50)
+            for client, got in zip(healthy, received, strict=True):
+                assert [n for n, _, _ in got] == list(range(published))
+                assert client.state == "open"
+                assert client.stats["reconnects"] == 0
+        finally:
+            for task in collectors:
+                task.cancel()
+            for client in healthy:
+                await client.close()
+            if stalled is not None:
+                stalled.close()
+
+    def figures(name: str) -> str:
+        values = [ms for got in received for _, p, ms in got if p == name]
+        return f"p50 {percentile(values, 0.5):.1f} p99 {percentile(values, 0.99):.1f}"
 
     print(
-        f"\n{transport} delivery latency to 3 healthy clients (ms): "
-        f"alone p50 {p(baseline, 0.5):.1f} "
-        f"p99 {p(baseline, 0.99):.1f}; beside a stalled consumer p50 {p(with_stalled, 0.5):.1f} "
-        f"p99 {p(with_stalled, 0.99):.1f}; after it was closed p50 {p(after, 0.5):.1f} "
-        f"p99 {p(after, 0.99):.1f}; slow closes {engine.stats['slow_consumers']}, "
+        f"\n{transport} delivery latency to 3 healthy clients (ms, not asserted): "
+        f"alone {figures('alone')}; beside a stalled consumer {figures('beside')}; "
+        f"after it was closed {figures('after')}; slow closes {engine.stats['slow_consumers']}, "
         f"write timeouts {engine.stats['write_timeouts']}"
     )
-    # The stalled client never delays the others by more than scheduling noise.
-    assert p(with_stalled, 0.5) < max(5 * p(baseline, 0.5), 50.0)
-    assert p(after, 0.5) < max(5 * p(baseline, 0.5), 50.0)

@@ -3,6 +3,9 @@
 Real parts throughout: separate Hypercorn processes (and one Hypercorn with ``--workers 2``) on a
 real ``redis-server``, a real nginx doing plain round-robin, the Python client on every
 transport.
+
+Waits are for the event itself, with generous bounds; "nothing more arrived" is shown by a last
+publication every client must get after all the others, never by sleeping.
 """
 
 from __future__ import annotations
@@ -88,6 +91,15 @@ async def collect(client: Client, topic: str, into: list[Any]) -> None:
             into.append(message.data)
 
 
+async def publish_last(
+    http: aiohttp.ClientSession, app: AppProcess, topic: str, received: list[list[Any]]
+) -> None:
+    """Publish ``"end"`` on ``topic`` and wait until every client has it: delivery is in order,
+    so everything published before it has arrived, and a duplicate of it would have too."""
+    assert await post_json(http, app.url + "/publish", {"topic": topic, "data": "end"}) == 200
+    await eventually(lambda: all("end" in got for got in received), timeout=60)
+
+
 async def test_broadcast_from_either_process_reaches_everyone(
     two_processes: list[AppProcess], nginx: RoundRobinNginx
 ) -> None:
@@ -103,12 +115,11 @@ async def test_broadcast_from_either_process_reaches_everyone(
         for n in range(40):
             app = two_processes[n % 2]
             assert await post_json(http, app.url + "/publish", {"topic": "news", "data": n}) == 200
-        await eventually(lambda: all(len(r) >= 40 for r in received), timeout=20)
-        await asyncio.sleep(0.2)
+        await publish_last(http, two_processes[1], "news", received)
         for task in tasks:
             task.cancel()
         for got in received:
-            assert got == list(range(40))
+            assert got == [*range(40), "end"]
         states = [await stats(http, app) for app in two_processes]
         assert sum(s["sessions"] for s in states) == len(everyone)
 
@@ -137,7 +148,7 @@ async def test_http_sessions_work_across_processes(
                 )
                 == 200
             )
-            assert [(await client.next_message(10)).data for _ in range(2)] == ["a", "b"]
+            assert [(await client.next_message(30)).data for _ in range(2)] == ["a", "b"]
             assert client.public_id == first_session
             assert client.stats["reconnects"] == 0
         finally:
@@ -179,11 +190,10 @@ async def test_killed_process_clients_resume_on_the_other(
             delay = start + (n + 1) / rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-        await eventually(lambda: all(len(r) >= total for r in received), timeout=60)
-        await asyncio.sleep(0.3)
+        await publish_last(http, survivor, "numbers", received)
         for task in tasks:
             task.cancel()
-        lost = sum(total - len(set(r)) for r in received)
+        lost = sum(total + 1 - len(set(r)) for r in received)
         doubled = sum(len(r) - len(set(r)) for r in received)
         moved = sum(c.stats["reconnects"] for c in everyone)
         print(
@@ -192,7 +202,7 @@ async def test_killed_process_clients_resume_on_the_other(
         )
         assert victims > 0, "the killed process should have held some sessions"
         for got in received:
-            assert got == list(range(total))
+            assert got == [*range(total), "end"]
 
 
 async def test_one_hypercorn_with_two_workers(session_redis: RedisServer, prefix: str) -> None:
@@ -210,14 +220,24 @@ async def test_one_hypercorn_with_two_workers(session_redis: RedisServer, prefix
                     await post_json(http, app.url + "/publish", {"topic": "news", "data": n}) == 200
                 )
             for client in everyone:
-                got = [(await client.next_message(15)).data for _ in range(20)]
+                got = [(await client.next_message(30)).data for _ in range(20)]
                 assert got == list(range(20))
                 assert client.stats["reconnects"] == 0
-            nodes = set()
-            for _ in range(40):  # a new connection each time: the kernel picks a worker
+            # A new connection each time (the kernel picks the worker that accepts it), a few at
+            # once, until both workers have answered: how many it takes is up to the scheduler.
+            nodes: set[str] = set()
+            asked = 0
+
+            async def ask() -> None:
                 async with aiohttp.ClientSession() as fresh:
                     nodes.add((await stats(fresh, app))["node"])
-            assert len(nodes) == 2, "requests should reach both workers"
+
+            deadline = time.monotonic() + 60
+            while len(nodes) < 2 and asked < 2000 and time.monotonic() < deadline:
+                await asyncio.gather(*(ask() for _ in range(4)))
+                asked += 4
+            assert len(nodes) == 2, f"{asked} connections all reached the same worker"
+            print(f"\nboth workers answered within {asked} connections")
     finally:
         app.stop()
 
@@ -242,7 +262,7 @@ async def test_redis_restart_during_a_stream(prefix: str) -> None:
                     await post_json(http, app.url + "/publish", {"topic": "news", "data": n}) == 200
                 )
             for client in everyone:
-                assert [(await client.next_message(10)).data for _ in range(5)] == list(range(5))
+                assert [(await client.next_message(30)).data for _ in range(5)] == list(range(5))
             await redis.astop()
             failed = 0
             for n in range(5, 8):
@@ -251,7 +271,6 @@ async def test_redis_restart_during_a_stream(prefix: str) -> None:
             assert failed == 3, "publishing without Redis must fail, not vanish silently"
             assert (await stats(http, app))["pid"] > 0  # the server is still up
             await redis.astart()
-            await asyncio.sleep(1.0)
 
             async def published_after_restart() -> bool:
                 status = await post_json(
@@ -259,10 +278,10 @@ async def test_redis_restart_during_a_stream(prefix: str) -> None:
                 )
                 return status == 200
 
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 60
             while not await published_after_restart():
                 assert time.monotonic() < deadline, "publishing never came back"
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(0.2)
             await eventually(lambda: len(outcomes) >= len(everyone), timeout=30)
             # Told the history is gone, a client reloads what it shows; live delivery goes on.
             assert all(ok is False for _, ok in outcomes)
@@ -275,7 +294,7 @@ async def test_redis_restart_during_a_stream(prefix: str) -> None:
                 seen: list[Any] = []
                 with contextlib.suppress(TimeoutError):
                     while "live" not in seen:
-                        seen.append((await client.next_message(15)).data)
+                        seen.append((await client.next_message(30)).data)
                 assert "live" in seen
     finally:
         app.stop()
