@@ -363,9 +363,15 @@ class RedisBackplane(Backplane):
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if tasks:
+            # Bounded: a reader cancelled while redis-py is inside get_message has been seen
+            # to never finish, which would hang the app's shutdown.
+            done, stuck = await asyncio.wait(tasks, timeout=5.0)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    log.warning("a Redis task ended with %r", task.exception())
+            if stuck:
+                log.warning("%d Redis task(s) did not stop within 5 s; left behind", len(stuck))
         for state in self._topics.values():
             if not state.ready.done():
                 state.ready.set_exception(BackplaneError("the backplane was disconnected"))
