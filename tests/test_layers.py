@@ -301,3 +301,13 @@ def test_checker_catches(module: str, source: str, rule: str) -> None:
 def test_docstrings_may_name_transports() -> None:
     """Prose may say "WebSocket"; code may not."""
     assert check(_with("transports.core.hub", '"""Over WebSocket or SSE."""\n')) == []
+
+
+def test_every_layer_is_a_regular_package() -> None:
+    """Every folder of Python modules has an ``__init__.py``: without one Python still imports it
+    (as a namespace package), but the API docs and some tools do not find it."""
+    folders = {path.parent for path in PACKAGE.rglob("*.py")}
+    missing = sorted(
+        str(f.relative_to(PACKAGE.parent)) for f in folders if not (f / "__init__.py").exists()
+    )
+    assert not missing, missing
