@@ -4,12 +4,10 @@ token buckets and session counts, all in this process."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 
 from ..protocol.errors import Refused, TicketError
 from ..protocol.ratelimit import TokenBucket
-from .metrics import Metrics
-from .settings import Settings
+from .context import Context
 
 __all__ = ["Admission"]
 
@@ -17,10 +15,10 @@ __all__ = ["Admission"]
 class Admission:
     """Rate limits at the door (negotiate) and on credentials (tickets, tokens)."""
 
-    def __init__(self, settings: Settings, clock: Callable[[], float], metrics: Metrics) -> None:
-        self.settings = settings
-        self.clock = clock
-        self.metrics = metrics
+    def __init__(self, ctx: Context) -> None:
+        self.settings = ctx.settings
+        self.clock = ctx.clock
+        self.metrics = ctx.metrics
         self.draining = False
         """Set when the process drains: no new session is accepted."""
         self.per_address: Counter[str] = Counter()

@@ -20,7 +20,6 @@ from ..protocol.frames import (
     ClientFrame,
     Close,
     Event,
-    Limits,
     Ping,
     Pong,
     Publish,
@@ -35,10 +34,9 @@ from ..protocol.session import Session, State
 from ..protocol.tokens import identity_fingerprint
 from .channel import Channel, Message
 from .connection import SessionChannel
-from .hooks import Hooks, TopicAuthorizer
+from .context import Context
+from .hooks import TopicAuthorizer
 from .hub import Hub
-from .metrics import Metrics
-from .settings import Settings
 
 __all__ = ["Dispatcher", "Outcome"]
 
@@ -66,23 +64,19 @@ class Dispatcher:
 
     def __init__(
         self,
+        ctx: Context,
         *,
-        settings: Settings,
-        limits: Limits,
         store: KeyValueStore,
         hub: Hub,
-        hooks: Hooks,
-        metrics: Metrics,
-        clock: Callable[[], float],
         finish: Callable[[Session, int, str], None],
     ) -> None:
-        self.settings = settings
-        self.limits = limits
+        self.settings = ctx.settings
+        self.limits = ctx.settings.limits
         self.store = store
         self.hub = hub
-        self.hooks = hooks
-        self.metrics = metrics
-        self.clock = clock
+        self.hooks = ctx.hooks
+        self.metrics = ctx.metrics
+        self.clock = ctx.clock
         self.finish = finish
         self._inflight: dict[str, list[asyncio.Future[Outcome]]] = {}
 

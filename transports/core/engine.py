@@ -31,6 +31,7 @@ from ..protocol.types import Data, Identity
 from .admission import Admission
 from .answer import Answer
 from .connection import CarrierTraits, Forwarded, SessionChannel
+from .context import Context
 from .dispatch import Dispatcher
 from .forwarding import Forwarder
 from .hooks import Hooks
@@ -81,53 +82,23 @@ class Engine:
                 "set TRANSPORTS_SECRET_KEY (or the app's SECRET_KEY) to the same value everywhere"
             )
         self.signer = TokenSigner(settings.secret_key or secrets.token_bytes(32))
-        # The parts read the time through the engine, so that tests can move ``engine.clock``.
-        clock = self._now
-        wallclock = self._wall
         self.hooks = hooks or Hooks()
         self.metrics = Metrics()
+        # The parts read the time through the engine, so that tests can move ``engine.clock``.
+        ctx = Context(
+            settings, self.hooks, self.metrics, self.node, self._now, self._wall, self.spawn
+        )
         self.hub = Hub(self.backplane, limits=self.limits)
         self.metrics.observe("deliveries", lambda: self.hub.deliveries)
-        self.admission = Admission(settings, clock, self.metrics)
+        self.admission = Admission(ctx)
         self.sessions = Sessions(
-            settings=settings,
-            node=self.node,
-            store=self.backplane,
-            signer=self.signer,
-            admission=self.admission,
-            hub=self.hub,
-            hooks=self.hooks,
-            metrics=self.metrics,
-            clock=clock,
-            wallclock=wallclock,
-            spawn=self.spawn,
+            ctx, store=self.backplane, signer=self.signer, admission=self.admission, hub=self.hub
         )
         self.dispatcher = Dispatcher(
-            settings=settings,
-            limits=self.limits,
-            store=self.backplane,
-            hub=self.hub,
-            hooks=self.hooks,
-            metrics=self.metrics,
-            clock=clock,
-            finish=self.sessions.finish,
+            ctx, store=self.backplane, hub=self.hub, finish=self.sessions.finish
         )
-        self.sweeper = Sweeper(
-            settings=settings,
-            sessions=self.sessions,
-            admission=self.admission,
-            hooks=self.hooks,
-            metrics=self.metrics,
-            clock=clock,
-            spawn=self.spawn,
-        )
-        self.forwarder = Forwarder(
-            node=self.node,
-            mailbox=self.backplane,
-            metrics=self.metrics,
-            disown=self.sessions.disown,
-            spawn=self.spawn,
-        )
+        self.sweeper = Sweeper(ctx, sessions=self.sessions, admission=self.admission)
+        self.forwarder = Forwarder(ctx, mailbox=self.backplane, disown=self.sessions.disown)
         self.urls: dict[str, str] = {}
         """Each transport's path (and ``send``'s) for negotiate answers; set by the server."""
         self._tasks: set[asyncio.Task[Any]] = set()

@@ -22,7 +22,7 @@ from ..protocol.errors import BackplaneError, Refused, TicketError
 from ..protocol.tokens import parse_session_token
 from .answer import Answer
 from .connection import Forwarded
-from .metrics import Metrics
+from .context import Context
 
 __all__ = ["Forwarder"]
 
@@ -33,19 +33,13 @@ class Forwarder:
     """This process's side of forwarding: sending calls, serving them, matching answers."""
 
     def __init__(
-        self,
-        *,
-        node: str,
-        mailbox: Mailbox,
-        metrics: Metrics,
-        disown: Callable[[str], Awaitable[None]],
-        spawn: Callable[[Awaitable[Any], str], asyncio.Task[Any]],
+        self, ctx: Context, *, mailbox: Mailbox, disown: Callable[[str], Awaitable[None]]
     ) -> None:
-        self.node = node
+        self.node = ctx.node
         self.mailbox = mailbox
-        self.metrics = metrics
+        self.metrics = ctx.metrics
         self.disown = disown
-        self.spawn = spawn
+        self.spawn = ctx.spawn
         self._handlers: dict[str, Forwarded] = {}
         self._calls: dict[str, asyncio.Future[Answer]] = {}
 

@@ -13,8 +13,7 @@ import asyncio
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
 
 from ..backplanes import KeyValueStore
 from ..protocol.codes import CloseCode
@@ -32,10 +31,8 @@ from ..protocol.tokens import TokenSigner, parse_session_token
 from .admission import Admission
 from .channel import Channel
 from .connection import CarrierTraits, SessionChannel
-from .hooks import Hooks
+from .context import Context
 from .hub import Hub
-from .metrics import Metrics
-from .settings import Settings
 
 __all__ = ["INIT", "OWNER", "Sessions"]
 
@@ -53,30 +50,24 @@ class Sessions:
 
     def __init__(
         self,
+        ctx: Context,
         *,
-        settings: Settings,
-        node: str,
         store: KeyValueStore,
         signer: TokenSigner,
         admission: Admission,
         hub: Hub,
-        hooks: Hooks,
-        metrics: Metrics,
-        clock: Callable[[], float],
-        wallclock: Callable[[], float],
-        spawn: Callable[[Awaitable[Any], str], asyncio.Task[Any]],
     ) -> None:
-        self.settings = settings
-        self.node = node
+        self.settings = settings = ctx.settings
+        self.node = ctx.node
         self.store = store
         self.signer = signer
         self.admission = admission
         self.hub = hub
-        self.hooks = hooks
-        self.metrics = metrics
-        self.clock = clock
-        self.wallclock = wallclock
-        self.spawn = spawn
+        self.hooks = ctx.hooks
+        self.metrics = ctx.metrics
+        self.clock = ctx.clock
+        self.wallclock = ctx.wallclock
+        self.spawn = ctx.spawn
         self.outbox_limits = OutboxLimits(
             max_frames=settings.outbox_max_frames,
             max_bytes=settings.outbox_max_bytes,

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 from ..protocol.codes import CloseCode
 from ..protocol.errors import Reject
@@ -14,10 +12,8 @@ from ..protocol.frames import PING
 from ..protocol.session import Session, State
 from .admission import Admission
 from .connection import SessionChannel
-from .hooks import Hooks
-from .metrics import Metrics
+from .context import Context
 from .sessions import Sessions
-from .settings import Settings
 
 __all__ = ["Sweeper"]
 
@@ -27,24 +23,14 @@ log = logging.getLogger("transports")
 class Sweeper:
     """Walks every session of the process on a timer (:meth:`sweep` is one pass)."""
 
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        sessions: Sessions,
-        admission: Admission,
-        hooks: Hooks,
-        metrics: Metrics,
-        clock: Callable[[], float],
-        spawn: Callable[[Awaitable[Any], str], asyncio.Task[Any]],
-    ) -> None:
-        self.settings = settings
+    def __init__(self, ctx: Context, *, sessions: Sessions, admission: Admission) -> None:
+        self.settings = ctx.settings
         self.sessions = sessions
         self.admission = admission
-        self.hooks = hooks
-        self.metrics = metrics
-        self.clock = clock
-        self.spawn = spawn
+        self.hooks = ctx.hooks
+        self.metrics = ctx.metrics
+        self.clock = ctx.clock
+        self.spawn = ctx.spawn
         self._revalidating: asyncio.Task[None] | None = None
 
     async def run(self) -> None:

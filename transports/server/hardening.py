@@ -206,17 +206,24 @@ def close_oversized_websockets() -> None:
     Affects every Hypercorn WebSocket in the process (only its oversized-message path).
     """
     try:
-        from hypercorn.protocol.events import StreamClosed
-        from hypercorn.protocol.ws_stream import FrameTooLargeError, WSStream
-        from wsproto.connection import ConnectionState
-        from wsproto.events import CloseConnection, Message, Ping
-        from wsproto.frame_protocol import CloseReason
+        from hypercorn.protocol.ws_stream import WSStream
     except ImportError:  # pragma: no cover - Hypercorn is a dependency
         return
     if not hasattr(WSStream, "_handle_events"):
         log.warning("hardening of WSStream._handle_events skipped: this Hypercorn has none")
         PATCHED["WSStream._handle_events"] = False
         return
+    _replace(WSStream, "_handle_events", _closing_handle_events())
+
+
+def _closing_handle_events() -> Callable[..., Any]:
+    """Hypercorn's ``WSStream._handle_events``, with the oversized-message path changed (see
+    :func:`close_oversized_websockets`)."""
+    from hypercorn.protocol.events import StreamClosed
+    from hypercorn.protocol.ws_stream import FrameTooLargeError
+    from wsproto.connection import ConnectionState
+    from wsproto.events import CloseConnection, Message, Ping
+    from wsproto.frame_protocol import CloseReason
 
     async def close_after_timeout(self: Any) -> None:
         # Polls rather than sleeping the whole timeout: the task lives in the connection's task
@@ -257,7 +264,7 @@ def close_oversized_websockets() -> None:
                     await self._send_wsproto_event(event.response())
                 await self.send(StreamClosed(stream_id=self.stream_id))
 
-    _replace(WSStream, "_handle_events", _handle_events)
+    return _handle_events
 
 
 _SECRET = re.compile(r"\b(ticket|token|access_token|session)=[^&\s\"']+")
