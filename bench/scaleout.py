@@ -31,6 +31,7 @@ from typing import Any
 import aiohttp
 import psutil
 
+from transports.bench import report as bench_report
 from transports.client import Client, connect
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -215,6 +216,12 @@ def main() -> None:
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
+    results = ROOT / "bench" / "results"
+    if args.out.resolve() == (results / "scaleout.json").resolve():
+        # The committed run changed: render scaleout.txt and the table docs/scaling.md
+        # includes (bench/results/figures.md).
+        for path in bench_report.write_docs_snippets(results, ROOT / "bench" / "templates"):
+            print("rendered", path)
 
 
 if __name__ == "__main__":

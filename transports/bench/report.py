@@ -1,11 +1,25 @@
-"""Medians, spreads, same-repetition ratios, the goals, the Markdown report and the charts."""
+"""Medians, spreads, same-repetition ratios, the goals, the Markdown report, the charts, and the
+Markdown snippets through which the docs quote the results (:func:`docs_snippets`)."""
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from ..protocol.errors import PayloadTooBig
+from ..protocol.frames import (
+    DEFAULT_LIMITS,
+    Event,
+    decode_client_frame,
+    encode_client_frame,
+    encode_data,
+    pub_frame,
+)
 
 Summary = dict[str, dict[str, dict[str, dict[str, float]]]]
 
@@ -143,7 +157,9 @@ def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
             {
                 "goal": goal,
                 "target": target,
-                "ratio": None if ratio is None else round(ratio, 3),
+                # Unrounded: a ratio rounded here and formatted again later would print
+                # 0.86 in the goals where the tables (which format it once) print 0.87x.
+                "ratio": ratio,
                 "absolute": absolute,
                 "cpu": cpu,
                 "peer": peer,
@@ -616,4 +632,537 @@ def charts(data: dict[str, Any], out: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(13, 5))
         _bars(ax, s, "connect", "p50_ms", "connect to first message, p50 ms (log)", log=True)
         save(fig, "connect.png")
+    return written
+
+
+# --- the figures the docs quote -------------------------------------------------------------
+#
+# No page of the docs carries a measured number of its own: each one comes through a snippet
+# (``--8<-- "bench/results/FILE:SECTION"``) from a file rendered here out of the committed
+# results, so a new run cannot leave a stale figure behind. ``docs_snippets`` renders them,
+# ``python -m transports.bench --from-json bench/results/results.json`` writes them, and
+# tests/test_docs_figures.py fails when a committed file differs from what it renders now.
+
+SNIPPET_SOURCES = {
+    "results": "results.json",
+    "uvicorn": "uvicorn/results.json",
+    "scaleout": "scaleout.json",
+    "delivery": "delivery.json",
+}
+"""The committed results the snippets are rendered from (paths inside bench/results/)."""
+
+TEMPLATES = {"figures.md": "figures.md", "notes.md": "notes.md"}
+"""Rendered file in bench/results/ -> its template in bench/templates/."""
+
+
+class SnippetError(ValueError):
+    """A template asks for a figure the results do not have, or the notes lack a goal's text."""
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    """A results.json with its summary and goals computed as ``--from-json`` computes them."""
+    data: dict[str, Any] = json.loads(path.read_text())
+    data["summary"] = summarize(data)
+    data["goals"] = goals(data)
+    return data
+
+
+def _expand(path: str) -> list[str]:
+    """``a.{b,c}.d`` -> ``a.b.d``, ``a.c.d`` (every brace group, left to right)."""
+    match = re.search(r"\{([^{}]*)\}", path)
+    if match is None:
+        return [path]
+    return [
+        expanded
+        for option in match.group(1).split(",")
+        for expanded in _expand(path[: match.start()] + option + path[match.end() :])
+    ]
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SnippetError(f"{where} is not a number: {value!r}")
+    return float(value)
+
+
+class Figures:
+    """The measured figures, by path, for the templates' ``{{ ... }}`` placeholders.
+
+    A placeholder is ``{{ PATH | FORMAT }}``, ``{{ span PATH | FORMAT }}`` (``low–high`` over
+    every figure the path names; also ``min`` and ``max``), ``{{ PATH * PATH / 1000 | FORMAT }}``
+    (arithmetic, left to right) or ``{{ table NAME }}``. Paths:
+
+    * ``r.WORKLOAD.CONFIG.KEY[.STAT]``: results.json, the median (or ``min``, ``max``,
+      ``ratio``: against the ceiling inside each repetition, then the median);
+    * ``pair.WORKLOAD.CONFIG.OTHER.KEY``: CONFIG / OTHER inside each repetition, the median;
+    * ``u.WORKLOAD.CONFIG.KEY``: uvicorn / Hypercorn for CONFIG (uvicorn/results.json), the same
+      way; ``ua.WORKLOAD.CONFIG.KEY``: the figure on uvicorn itself;
+    * ``idle.KEY``, ``meta.KEY`` (``minutes``, ``commit`` too), ``plan.KEY``;
+    * ``scaleout.A.B...``, ``delivery.A.B...``: keys of scaleout.json and delivery.json.
+
+    ``{a,b}`` in a path names several figures; ``*`` as CONFIG names every configuration of
+    the workload with that figure. FORMAT: empty (:func:`fmt`; an integer with thousands
+    separators), a number of decimals, ``k`` (thousands: 16k), ``s`` (milliseconds shown as
+    seconds, one decimal) or ``raw`` (as it is: an id, a seed).
+    """
+
+    def __init__(
+        self,
+        results: dict[str, Any],
+        uvicorn: dict[str, Any] | None = None,
+        scaleout: dict[str, Any] | None = None,
+        delivery: dict[str, Any] | None = None,
+    ) -> None:
+        self.results = results
+        self.uvicorn = uvicorn
+        self.scaleout = scaleout
+        self.delivery = delivery
+        self.tables: dict[str, Callable[[], str]] = {
+            "binary": lambda: binary_table(self.results),
+            "scaleout": lambda: scaleout_table(self._need(self.scaleout, "scaleout")),
+            "delivery-python": lambda: delivery_table(
+                self._need(self.delivery, "delivery"), "python"
+            ),
+            "delivery-browser": lambda: delivery_table(
+                self._need(self.delivery, "delivery"), "browser"
+            ),
+        }
+
+    @staticmethod
+    def _need(data: dict[str, Any] | None, name: str) -> dict[str, Any]:
+        if data is None:
+            raise SnippetError(f"no {SNIPPET_SOURCES[name]} to render from")
+        return data
+
+    def _configs(self, data: dict[str, Any], workload: str, key: str, suffix: str) -> list[str]:
+        configs = data["summary"].get(workload, {})
+        return [
+            c.removesuffix(suffix)
+            for c, figures in configs.items()
+            if key in figures and (c.endswith(suffix) if suffix else "@" not in c)
+        ]
+
+    def lookup(self, path: str) -> list[Any]:
+        """Every value ``path`` names (one, unless it has ``*``)."""
+        head, *rest = path.split(".")
+        if head in ("r", "u", "ua"):
+            if len(rest) not in (3, 4):
+                raise SnippetError(f"{path}: {head}.WORKLOAD.CONFIG.KEY[.STAT]")
+            workload, config, key, *stat = rest
+            suffix = "" if head == "r" else "@uvicorn"
+            data = self.results if head == "r" else self._need(self.uvicorn, "uvicorn")
+            configs = self._configs(data, workload, key, suffix) if config == "*" else [config]
+            if not configs:
+                raise SnippetError(f"{path}: no configuration has {workload} {key}")
+            out: list[Any] = []
+            for name in configs:
+                if head == "u":
+                    ratio = _pair_ratio(data, workload, name + suffix, name, key)
+                    if ratio is None:
+                        raise SnippetError(f"{path}: no {name} on both servers")
+                    out.append(ratio)
+                    continue
+                entry = _get(data["summary"], workload, name + suffix, key)
+                if entry is None or (stat and stat[0] not in entry):
+                    raise SnippetError(f"{path}: not in the results")
+                out.append(entry[stat[0] if stat else "median"])
+            return out
+        if head == "pair":
+            if len(rest) != 4:
+                raise SnippetError(f"{path}: pair.WORKLOAD.CONFIG.OTHER.KEY")
+            ratio = _pair_ratio(self.results, *rest)
+            if ratio is None:
+                raise SnippetError(f"{path}: not in the results")
+            return [ratio]
+        meta = self.results["meta"]
+        if head == "idle":
+            node: Any = (self.results["results"].get("idle", {}).get("mixed") or [None])[0]
+        elif head == "meta" and rest == ["minutes"]:
+            return [meta["duration_s"] / 60]
+        elif head == "meta" and rest == ["commit"]:
+            return [meta["machine"]["commit"]]
+        elif head == "meta":
+            node = meta
+        elif head == "plan":
+            node = meta["plan"]
+        elif head == "scaleout":
+            node = self._need(self.scaleout, "scaleout")
+        elif head == "delivery":
+            node = self._need(self.delivery, "delivery")
+        else:
+            raise SnippetError(f"{path}: unknown source {head!r}")
+        for key in rest:
+            if not isinstance(node, dict) or key not in node:
+                raise SnippetError(f"{path}: not in the results")
+            node = node[key]
+        return [node]
+
+    def render(self, expression: str) -> str:
+        """The text of one placeholder (what is between ``{{`` and ``}}``)."""
+        expression, _, spec = expression.partition("|")
+        words = expression.split(None, 1)
+        if not words:
+            raise SnippetError("empty placeholder")
+        if words[0] == "table":
+            maker = self.tables.get(words[1].strip() if len(words) > 1 else "")
+            if maker is None:
+                raise SnippetError(f"no table {expression.strip()!r}: {sorted(self.tables)}")
+            return maker()
+        aggregate = words[0] if words[0] in ("span", "min", "max") and len(words) > 1 else ""
+        path = words[1].strip() if aggregate else expression.strip()
+        spec = spec.strip()
+        if not aggregate and len(path.split()) > 1:
+            return _format(self.calculate(path), spec, path)
+        values = [value for one in _expand(path) for value in self.lookup(one)]
+        if not aggregate:
+            if len(values) != 1:
+                raise SnippetError(f"{path} names {len(values)} figures: use span, min or max")
+            return _format(values[0], spec, path)
+        numbers = [_number(v, path) for v in values]
+        low, high = _format(min(numbers), spec, path), _format(max(numbers), spec, path)
+        if aggregate == "min":
+            return low
+        if aggregate == "max":
+            return high
+        return low if low == high else f"{low}–{high}"
+
+    def calculate(self, expression: str) -> float:
+        """``A * B / C``: figures and numbers, left to right."""
+        words = expression.split()
+        if len(words) % 2 == 0 or any(op not in "*/+-" for op in words[1::2]):
+            raise SnippetError(f"{expression}: write FIGURE OP FIGURE ... (ops * / + -)")
+
+        def operand(word: str) -> float:
+            if re.fullmatch(r"\d+(\.\d+)?", word):
+                return float(word)
+            values = self.lookup(word)
+            if len(values) != 1:
+                raise SnippetError(f"{word} names {len(values)} figures")
+            return _number(values[0], word)
+
+        result = operand(words[0])
+        for op, word in zip(words[1::2], words[2::2], strict=True):
+            value = operand(word)
+            if op == "*":
+                result *= value
+            elif op == "/":
+                result /= value
+            elif op == "+":
+                result += value
+            else:
+                result -= value
+        return result
+
+
+def _format(value: Any, spec: str, where: str) -> str:
+    if isinstance(value, str) and not spec:
+        return value
+    if spec == "raw":
+        return str(value)
+    if isinstance(value, int) and not isinstance(value, bool) and not spec:
+        return f"{value:,}"
+    number = _number(value, where)
+    if spec == "":
+        return fmt(number)
+    if spec == "k":
+        return f"{number / 1000:,.0f}k"
+    if spec == "s":
+        return f"{number / 1000:,.1f}"
+    if spec.isdigit():
+        return fmt(number, int(spec))
+    raise SnippetError(f"{where}: unknown format {spec!r}")
+
+
+_PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}")
+
+
+def render(template: str, figures: Figures, name: str = "template") -> str:
+    """``template`` with every ``{{ ... }}`` replaced by its figure."""
+
+    def one(match: re.Match[str]) -> str:
+        try:
+            return figures.render(match.group(1))
+        except SnippetError as exc:
+            raise SnippetError(f"{name}: {{{{{match.group(1)}}}}}: {exc}") from exc
+
+    return _PLACEHOLDER.sub(one, template)
+
+
+_GOAL_BLOCK = re.compile(r"^<!-- goal: (.+?) \| (met|missed) -->\n", re.MULTILINE)
+_END_GOALS = "<!-- end goals -->\n"
+
+
+def render_notes(template: str, figures: Figures) -> str:
+    """The notes on the goals: each goal's text under **Met.** or **Missed, and why.**, as
+    this run decides (the goals in results.json), never as the text was filed by hand.
+
+    The template holds blocks ``<!-- goal: PREFIX | met -->`` or ``| missed``, each the text
+    for the goals whose name starts with PREFIX (or with one of several, ``A; B``), all met or
+    not all met, and written for that outcome; the text after ``<!-- end goals -->`` follows
+    the lists. A goal without a block for its outcome, or matched by two blocks, is an error:
+    the text must be rewritten.
+    """
+    head, sep, rest = template.partition("<!-- goal: ")
+    if not sep:
+        raise SnippetError("notes: no <!-- goal: PREFIX | met|missed --> block")
+    body, sep, tail = (sep + rest).partition(_END_GOALS)
+    if not sep:
+        raise SnippetError("notes: no <!-- end goals --> line")
+    marks = list(_GOAL_BLOCK.finditer(body))
+    if not marks or marks[0].start() != 0:
+        raise SnippetError("notes: every block starts <!-- goal: PREFIX | met|missed -->")
+    blocks = []
+    for i, mark in enumerate(marks):
+        end = marks[i + 1].start() if i + 1 < len(marks) else len(body)
+        blocks.append((mark.group(1), mark.group(2), body[mark.end() : end].strip("\n")))
+    all_goals: list[dict[str, Any]] = figures.results["goals"]
+    used: dict[str, str] = {}
+    met_text: list[str] = []
+    missed_text: list[str] = []
+    for prefix in dict.fromkeys(prefix for prefix, _, _ in blocks):
+        starts = [p.strip() for p in prefix.split(";")]
+        matched = [g for g in all_goals if any(g["goal"].startswith(s) for s in starts)]
+        if len(matched) < len(starts):
+            raise SnippetError(f"notes: no goal for each of {prefix!r}")
+        for g in matched:
+            if g["goal"] in used:
+                raise SnippetError(f"notes: {g['goal']!r} matches {used[g['goal']]!r}, {prefix!r}")
+            used[g["goal"]] = prefix
+        outcome = "met" if all(g["met"] for g in matched) else "missed"
+        texts = [text for p, o, text in blocks if p == prefix and o == outcome]
+        if len(texts) != 1:
+            raise SnippetError(
+                f"notes: the goals {prefix!r} are {outcome} in this run: write one "
+                f"<!-- goal: {prefix} | {outcome} --> block for that"
+            )
+        (met_text if outcome == "met" else missed_text).append(texts[0])
+    left = [g["goal"] for g in all_goals if g["goal"] not in used]
+    if left:
+        raise SnippetError(f"notes: no block for the goals {left}")
+    lines = [head.rstrip("\n"), ""]
+    if met_text:
+        lines += ["**Met.**", "", *met_text, ""]
+    if missed_text:
+        lines += ["**Missed, and why.**", "", *missed_text, ""]
+    return render("\n".join(lines) + "\n" + tail, figures, "notes")
+
+
+def _ws_header(size: int) -> int:
+    """Bytes of a server's (unmasked) WebSocket frame header for a ``size``-byte payload."""
+    return 2 if size <= 125 else 4 if size <= 0xFFFF else 10
+
+
+def _pub_wire(transport: str, data: Any) -> int:
+    """Bytes of one PUB frame carrying ``data`` on ``transport`` that depend on the data: the
+    frame as that transport encodes it and the framing whose size follows it (WebSocket
+    header; SSE event lines and chunk header; long-poll body and its Content-Length)."""
+    text, binary = encode_data(data)
+    frame = pub_frame("bench", "m", text, binary, 10, "VCGoev8I")
+    if transport == "websocket":
+        message = frame.ws
+        size = len(message.encode() if isinstance(message, str) else message)
+        return _ws_header(size) + size
+    if transport == "sse":
+        block = len("id: 10\r\ndata: \r\n\r\n") + frame.size
+        return len(f"{block:x}\r\n") + block + len("\r\n")
+    body = len('{"cursor":10,"frames":[]}') + frame.size
+    return len(str(body)) + body
+
+
+BINARY_SIZES = (100, 1024, 16 * 1024)
+"""Binary payloads of the table (bytes)."""
+
+
+def _largest_upload(binary_native: bool) -> int:
+    """The largest binary EVENT the server accepts at the default frame limit (bisection
+    through the protocol's own encoder and decoder)."""
+    low, high = 0, DEFAULT_LIMITS.max_message_size
+    while low < high:
+        middle = (low + high + 1) // 2
+        message = encode_client_frame(
+            Event(1, "upload", bytes(middle)), binary_native=binary_native
+        )
+        try:
+            decode_client_frame(message)
+        except PayloadTooBig:
+            high = middle - 1
+        else:
+            low = middle
+    return low
+
+
+def binary_table(data: dict[str, Any]) -> str:
+    """Bytes on the wire per published message with binary data, per transport: the measured
+    bytes of the wire workload (one 100-byte JSON message at a time) with that payload's
+    encoding swapped for the binary one (base64 in the JSON text on SSE and long-poll, raw
+    bytes in a binary message on WebSocket), computed with the library's encoder."""
+    json_data = {"pad": "x" * 90}  # 100 bytes of compact JSON, as the wire workload sends
+    if len(encode_data(json_data)[0]) != 100:
+        raise SnippetError("the JSON payload of the binary table is not 100 bytes")
+    transports = ("websocket", "sse", "longpoll")
+    measured = {}
+    for name in transports:
+        entry = _get(data["summary"], "wire", name, "down_b")
+        if entry is None:
+            raise SnippetError(f"binary table: no wire down_b for {name}")
+        measured[name] = entry["median"]
+
+    def row(label: str, payload: Any) -> str:
+        wire = {
+            name: measured[name] - _pub_wire(name, json_data) + _pub_wire(name, payload)
+            for name in transports
+        }
+        cells = [f"{wire[name]:,.0f}" for name in transports]
+        ratio = wire["sse"] / wire["websocket"]
+        return f"| {label} | " + " | ".join(cells) + f" | {ratio:.2f}x |"
+
+    lines = [
+        "| data in each message | WebSocket | SSE | long-poll | SSE / WebSocket |",
+        "|---|---|---|---|---|",
+        row("100 bytes of JSON (measured)", json_data),
+    ]
+    for size in BINARY_SIZES:
+        label = f"{size:,} bytes" if size < 1024 else f"{size // 1024} KiB"
+        lines.append(row(f"{label} of binary", bytes(size)))
+    native, text = _largest_upload(True), _largest_upload(False)
+    limit = DEFAULT_LIMITS.max_message_size
+    lines += [
+        "",
+        f"The largest binary message a client can send at the default frame limit "
+        f"(`max_message_size`, {limit // 1024} KiB, counted on the frame as it travels): "
+        f"{native:,} bytes on WebSocket, {text:,} bytes on SSE and long-poll "
+        f"({text / native:.2f}x).",
+    ]
+    return "\n".join(lines)
+
+
+def scaleout_table(data: dict[str, Any]) -> str:
+    """The scale-out measurement (scaleout.json of ``python -m bench.scaleout``)."""
+    results = data["results"]
+    rounds = len(results["1 process"])
+    ratios = data["ratio_2_workers_over_1"]
+
+    def rate(name: str) -> str:
+        values = [r["rate"] for r in results[name]]
+        return f"{statistics.median(values):,.0f} [{min(values):,.0f}–{max(values):,.0f}]"
+
+    def cpu(name: str) -> str:
+        return f"{statistics.median(r['srv_us'] for r in results[name]):.0f} µs"
+
+    return "\n".join(
+        [
+            f"`python -m bench.scaleout --rounds {rounds}` (a fresh Redis and fresh servers per "
+            f"round, configurations interleaved, {data['subscribers']:,} WebSocket subscribers "
+            f"in one client process, {data['messages']:,} publications, the median of "
+            f"{rounds} rounds); run of {data['date']}, {data['machine']}:",
+            "",
+            "| configuration | deliveries/s, median [min–max] | server CPU per delivery, median |",
+            "|---|---|---|",
+            f"| 1 Hypercorn process, Redis backplane | {rate('1 process')} | {cpu('1 process')} |",
+            f"| `hypercorn --workers 2`, Redis backplane | {rate('2 workers')} | "
+            f"{cpu('2 workers')} |",
+            f"| ratio 2 workers / 1 process (inside each round) | "
+            f"{statistics.median(ratios):.2f} [{min(ratios):.2f}–{max(ratios):.2f}] | |",
+        ]
+    )
+
+
+def scaleout_text(data: dict[str, Any]) -> str:
+    """scaleout.txt: what ``python -m bench.scaleout`` prints, from its scaleout.json."""
+    results = data["results"]
+    lines = []
+    for index in range(len(results["1 process"])):
+        for name in ("1 process", "2 workers"):
+            figures = results[name][index]
+            lines.append(
+                f"round {index + 1} {name:9}: {figures['rate']:8,.0f} deliveries/s, "
+                f"{figures['srv_us']:5.0f} us server CPU/delivery, "
+                f"last delivery after {figures['seconds']:.2f} s"
+            )
+    ratios = data["ratio_2_workers_over_1"]
+    lines += [
+        "",
+        f"2 workers / 1 process, deliveries per second: median {statistics.median(ratios):.2f} "
+        f"[{min(ratios):.2f}-{max(ratios):.2f}] over {len(ratios)} rounds",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+DELIVERY_NAMES = {"websocket": "WebSocket", "sse": "SSE", "longpoll": "long-poll"}
+
+
+def delivery_table(data: dict[str, Any], kind: str) -> str:
+    """One table of delivery.json: the Python clients' run, or the browser's."""
+    run = data[kind]
+    if kind == "python":
+        head = (
+            "| transport | messages x clients | cuts | reconnects (new sessions) | lost | "
+            "duplicated | client messages applied twice |"
+        )
+        sent = run["clients"] * run["sends_per_client"]
+        amount = f"{run['messages']:,} x {run['clients']}"
+    else:
+        head = (
+            "| transport (browser) | messages | cuts | new sessions | lost | duplicated | "
+            "page messages applied twice |"
+        )
+        sent = run["sends"]
+        amount = f"{run['messages']:,}"
+    lines = [head, "|---|---|---|---|---|---|---|"]
+    for name, row in run["rows"].items():
+        lines.append(
+            f"| {DELIVERY_NAMES.get(name, name)} | {amount} | {row['cuts']:,} | "
+            f"{row['new_sessions']:,} | {row['lost']:,} | {row['duplicated']:,} | "
+            f"{row['applied_twice']:,} of {sent:,} |"
+        )
+    return "\n".join(lines)
+
+
+def docs_snippets(results_dir: Path, templates_dir: Path) -> dict[str, str]:
+    """What the docs snippets in ``results_dir`` must hold now: ``{file name: text}`` for the
+    files rendered from the committed results (figures.md, notes.md, scaleout.txt).
+
+    Raises:
+        SnippetError: a template asks for a figure the results lack, or the notes have no text
+            for a goal's outcome in this run.
+    """
+    sources: dict[str, dict[str, Any] | None] = {}
+    for name, relative in SNIPPET_SOURCES.items():
+        path = results_dir / relative
+        if not path.exists():
+            sources[name] = None
+        elif name in ("results", "uvicorn"):
+            sources[name] = load_results(path)
+        else:
+            sources[name] = json.loads(path.read_text())
+    results = sources["results"]
+    if results is None:
+        raise SnippetError(f"no {results_dir / 'results.json'}")
+    figures = Figures(results, sources["uvicorn"], sources["scaleout"], sources["delivery"])
+    banner = (
+        "<!-- Rendered by transports/bench/report.py from the committed results and "
+        "bench/templates/{template}: edit that template, then run "
+        "python -m transports.bench --from-json bench/results/results.json -->\n"
+    )
+    out: dict[str, str] = {}
+    for target, template_name in TEMPLATES.items():
+        template = (templates_dir / template_name).read_text()
+        text = (
+            render_notes(template, figures)
+            if target == "notes.md"
+            else render(template, figures, template_name)
+        )
+        out[target] = banner.format(template=template_name) + text
+    if sources["scaleout"] is not None:
+        out["scaleout.txt"] = scaleout_text(sources["scaleout"])
+    return out
+
+
+def write_docs_snippets(results_dir: Path, templates_dir: Path) -> list[Path]:
+    """Render :func:`docs_snippets` into ``results_dir``; the paths written."""
+    written = []
+    for name, text in docs_snippets(results_dir, templates_dir).items():
+        path = results_dir / name
+        path.write_text(text)
+        written.append(path)
     return written

@@ -10,15 +10,19 @@ from typing import Any
 from ..protocol.frames import Limits
 from ..protocol.types import TransportName
 
-__all__ = ["Settings"]
+__all__ = ["PREFIX", "Settings"]
+
+PREFIX = "TRANSPORTS_"
+"""Every setting's config key and environment variable is this plus its name in capitals."""
 
 
 @dataclass(frozen=True)
 class Settings:
     """Every setting of the extension; times are in seconds, sizes in bytes.
 
-    Each field can be set as a keyword of :class:`transports.Realtime` or in the Quart config as
-    ``TRANSPORTS_<FIELD NAME IN CAPITALS>`` (keywords win). docs/protocol.md §11 lists defaults.
+    Each field can be set as a keyword of :class:`transports.Realtime`, in the Quart config as
+    ``TRANSPORTS_<FIELD NAME IN CAPITALS>``, or as the environment variable of the same name;
+    keywords win over the config, which wins over the environment (docs/configuration.md).
     """
 
     backplane: str = "memory://"
@@ -33,21 +37,41 @@ class Settings:
     secret_key: bytes | None = None
     """Signs tokens and tickets; defaults to the app's ``SECRET_KEY``, else random per process."""
     heartbeat: float = 25.0
+    """Seconds of quiet after which the server sends a PING on a WebSocket or SSE connection (a
+    held long-poll is its own heartbeat); a client that answers pings and stays silent for twice
+    this long is closed with 4000. Keep it under every proxy's and load balancer's idle
+    timeout."""
     poll_window: float = 25.0
+    """Longest a long-poll request is held open with nothing to send; keep it under every
+    proxy's idle timeout. An SSE or long-poll session with no stream and no poll is forgotten
+    after twice this (``session_ttl``)."""
     retry: float = 1.0
+    """The reconnect delay the server suggests (the negotiate answer's ``retry`` and SSE's
+    ``retry:`` field): a lower bound clients add their backoff's jitter on top of."""
     ticket_ttl: float = 30.0
+    """Life of a connect ticket, and of a negotiated session that no transport attached."""
     session_ttl: float | None = None
     """Life of an SSE/long-poll session with no stream or poll (default 2 x poll_window)."""
     max_message_size: int = 64 * 1024
+    """Largest frame a client may send, in bytes (after WebSocket decompression): beyond it a
+    WebSocket closes with 1009 and a POST is answered 413."""
     max_body_size: int = 1024 * 1024
+    """Largest POST body (``/send``), in bytes (413 beyond it)."""
     max_batch: int = 100
+    """Most frames in one POST (413 ``too_many_frames`` beyond it)."""
     max_depth: int = 32
+    """Deepest JSON nesting a client frame may have."""
     max_subscriptions: int = 128
+    """Most topics one session may subscribe to (``subscription_limit`` beyond it)."""
     outbox_max_frames: int = 1000
+    """Unsent frames a connection may fall behind by before it is closed as a slow consumer
+    (4008); it then resumes from its position."""
     outbox_max_bytes: int = 1024 * 1024
+    """Unsent bytes a connection may fall behind by before it is closed with 4008."""
     retain_frames: int = 1000
     """Frames an SSE/long-poll session keeps after sending, to replay after a dropped request."""
     retain_bytes: int = 1024 * 1024
+    """Bytes an SSE/long-poll session keeps after sending (with ``retain_frames``)."""
     poll_max_bytes: int = 1024 * 1024
     """Most bytes in one poll response or one SSE write."""
     write_timeout: float = 10.0
@@ -65,10 +89,13 @@ class Settings:
     negotiate_rate: float | None = 50.0
     """Negotiations per second per client address (None: no limit); beyond it 429."""
     negotiate_burst: int = 200
+    """Negotiations one address may make at once before ``negotiate_rate`` applies."""
     auth_failure_rate: float | None = 10.0
     """Refused tickets and tokens per second per client address before that address gets 429
     for every ticket or token it presents (None: no limit). Guessing ids is slow and loud."""
     auth_failure_burst: int = 50
+    """Refused tickets and tokens one address may present at once before
+    ``auth_failure_rate`` applies."""
     revalidate_interval: float = 300.0
     """How often the ``revalidate`` hook re-checks each open connection, in seconds."""
     harden_websocket_deflate: bool = True
@@ -78,11 +105,17 @@ class Settings:
     body_timeout: float = 10.0
     """Longest a POST body may take to arrive (slow-body clients get 408)."""
     history_size: int = 1000
+    """Publications each topic keeps for resuming clients (the backplane trims the rest)."""
     history_ttl: float = 300.0
+    """Seconds a topic's history is kept: a client away longer is told ``recovered: false``."""
     dedup_ttl: float = 60.0
+    """Seconds the answer to a client message is remembered, so that a message sent again
+    after a reconnect is answered without being applied twice."""
     node_id: str | None = None
     """Name of this process among several (default: random)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
+    """Free-form values for plug-ins (a carrier of your own); the library reads none of them.
+    Not read from the environment."""
 
     @property
     def limits(self) -> Limits:
@@ -105,39 +138,45 @@ class Settings:
         config: Mapping[str, Any],
         overrides: Mapping[str, Any],
         known_transports: Sequence[str] | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> Settings:
-        """Build settings from ``TRANSPORTS_*`` keys in ``config``, then ``overrides``.
+        """Build settings from ``TRANSPORTS_*`` variables in ``environ``, then ``TRANSPORTS_*``
+        keys in ``config``, then ``overrides``: each source wins over the ones before it.
+
+        ``environ`` is the process environment when the server layer passes it in (this module
+        never reads it). Strings, the only thing an environment holds, are read the same way
+        from either mapping: numbers and booleans parsed, ``transports`` and ``allowed_origins``
+        split at commas, ``secret_key`` encoded as UTF-8, ``none`` for a numeric setting that
+        may be ``None``. Unknown ``TRANSPORTS_*`` names in ``environ`` or ``config`` are ignored.
 
         With ``known_transports`` (the registered carriers), an empty ``transports`` becomes
         all of them and every name must be one of them.
 
         Raises:
             TypeError: an unknown override name.
-            ValueError: a value of the wrong kind.
+            ValueError: a value of the wrong kind; the message names the environment variable
+                or config key it came from.
         """
         names = {f.name for f in fields(cls)}
         unknown = set(overrides) - names
         if unknown:
             raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+        chosen: dict[str, tuple[Any, str]] = {}
+        for mapping, source in ((environ or {}, "environment variable"), (config, "config key")):
+            for name in names:
+                key = PREFIX + name.upper()
+                if key in mapping and not (name == "extra" and mapping is not config):
+                    chosen[name] = (mapping[key], f"{source} {key}: ")
+        for name, value in overrides.items():
+            chosen[name] = (value, "")
         values: dict[str, Any] = {}
-        for name in names:
-            key = "TRANSPORTS_" + name.upper()
-            if key in config:
-                values[name] = config[key]
-        values.update(overrides)
-        if isinstance(values.get("transports"), str):
-            values["transports"] = tuple(t.strip() for t in values["transports"].split(","))
-        if isinstance(values.get("allowed_origins"), str):
-            values["allowed_origins"] = tuple(
-                o.strip() for o in values["allowed_origins"].split(",") if o.strip()
-            )
-        for key in ("transports", "allowed_origins"):
-            if key in values and isinstance(values[key], Sequence):
-                values[key] = tuple(values[key])
-        if isinstance(values.get("secret_key"), str):
-            values["secret_key"] = values["secret_key"].encode("utf-8")
-        for name, value in values.items():
-            values[name] = _coerce(name, value)
+        for name, (value, source) in chosen.items():
+            try:
+                values[name] = _coerce(name, _split(name, value))
+                if name != "transports" or values[name]:
+                    _check(name, values[name], known_transports)
+            except ValueError as exc:
+                raise ValueError(f"{source}{exc}") from None
         if known_transports is not None and not values.get("transports"):
             values["transports"] = tuple(known_transports)
         settings = cls(**values)
@@ -146,15 +185,8 @@ class Settings:
 
     def validate(self, known_transports: Sequence[str] | None = None) -> None:
         """Raise :class:`ValueError` when settings contradict each other."""
-        if known_transports is not None and (
-            not self.transports or any(t not in known_transports for t in self.transports)
-        ):
-            raise ValueError(f"transports must be a non-empty subset of {tuple(known_transports)}")
-        if not self.url_prefix.startswith("/") or self.url_prefix.endswith("/"):
-            raise ValueError("url_prefix must start with '/' and not end with it")
-        for name in ("heartbeat", "poll_window", "ticket_ttl", "history_ttl", "dedup_ttl"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive")
+        for name in _CHECKED:
+            _check(name, getattr(self, name), known_transports)
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied."""
@@ -170,6 +202,45 @@ for _field in fields(Settings):
             _NUMBERS[_field.name] = (_kind, _hint.endswith("|None"))
 
 
+def _split(name: str, value: Any) -> Any:
+    """``value`` with the setting's container shape: lists and comma-separated strings as
+    tuples for ``transports`` and ``allowed_origins``, a ``str`` key as UTF-8 bytes."""
+    if name == "transports" and isinstance(value, str):
+        return tuple(t.strip() for t in value.split(","))
+    if name == "allowed_origins" and isinstance(value, str):
+        return tuple(o.strip() for o in value.split(",") if o.strip())
+    if name in ("transports", "allowed_origins") and isinstance(value, Sequence):
+        return tuple(value)
+    if name == "secret_key" and value is not None:
+        key = value.encode("utf-8") if isinstance(value, str) else value
+        if not isinstance(key, bytes | bytearray):
+            raise ValueError(f"secret_key must be bytes or str, not {type(value).__name__}")
+        if len(key) < MIN_KEY_BYTES:
+            raise ValueError(f"secret_key must be at least {MIN_KEY_BYTES} bytes, not {len(key)}")
+        return bytes(key)
+    return value
+
+
+_POSITIVE = ("heartbeat", "poll_window", "ticket_ttl", "history_ttl", "dedup_ttl")
+_CHECKED = ("transports", "url_prefix", *_POSITIVE)
+
+
+def _check(name: str, value: Any, known_transports: Sequence[str] | None) -> None:
+    """Raise :class:`ValueError` when ``value`` is not allowed for the setting ``name``."""
+    if name == "transports" and known_transports is not None:
+        if not value or any(t not in known_transports for t in value):
+            raise ValueError(f"transports must be a non-empty subset of {tuple(known_transports)}")
+    elif name == "url_prefix":
+        if not isinstance(value, str) or not value.startswith("/") or value.endswith("/"):
+            raise ValueError("url_prefix must start with '/' and not end with it")
+    elif name in _POSITIVE and value <= 0:
+        raise ValueError(f"{name} must be positive")
+
+
+MIN_KEY_BYTES = 16
+"""The shortest signing key accepted (the token signer's own minimum)."""
+
+
 def _coerce(name: str, value: Any) -> Any:
     """``value`` as the setting's type: numbers from strings (config often comes from the
     environment); anything else of the wrong kind raises :class:`ValueError` at start-up, not
@@ -178,7 +249,7 @@ def _coerce(name: str, value: Any) -> Any:
     if kind_and_none is None:
         return value
     kind, nullable = kind_and_none
-    if value is None and nullable:
+    if nullable and (value is None or (isinstance(value, str) and value.strip().lower() == "none")):
         return None
     if kind is bool:
         if isinstance(value, bool):

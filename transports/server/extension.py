@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -86,8 +87,11 @@ class Realtime:
             await rt.publish("room:1", "message", data)
             return {"ok": True}           # the client's send() resolves with this
 
-    Every keyword is a :class:`~transports.settings.Settings` field and overrides the
-    matching ``TRANSPORTS_*`` config key. ``backplane`` may also be a
+    Every keyword is a :class:`~transports.settings.Settings` field. A setting not given as
+    a keyword is read from the app's config key ``TRANSPORTS_<NAME>``, else from the
+    environment variable of the same name, else its default (docs/configuration.md), so
+    ``TRANSPORTS_SECRET_KEY`` and ``TRANSPORTS_BACKPLANE`` exported in the shell reach every
+    worker of ``hypercorn --workers N``. ``backplane`` may also be a
     :class:`~transports.backplanes.Backplane` instance.
     """
 
@@ -117,8 +121,17 @@ class Realtime:
 
     def init_app(self, app: Quart) -> None:
         """Mount the routes on ``app``, register in ``app.extensions["transports"]`` and
-        connect the backplane when the app starts serving."""
-        settings = Settings.from_config(app.config, self._overrides, names())
+        connect the backplane when the app starts serving.
+
+        Settings come from the keywords given to :class:`Realtime`, then ``app.config``'s
+        ``TRANSPORTS_*`` keys, then the process's ``TRANSPORTS_*`` environment variables (read
+        now), then the defaults; the signing key falls back to the app's ``SECRET_KEY`` last.
+
+        Raises:
+            ValueError: a setting of the wrong kind, naming the config key or environment
+                variable it came from.
+        """
+        settings = Settings.from_config(app.config, self._overrides, names(), environ=os.environ)
         if settings.secret_key is None and app.secret_key:
             key = app.secret_key
             settings = settings.replace(
