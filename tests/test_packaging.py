@@ -32,6 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 NEEDED = [
     "transports/py.typed",
     "transports/static/client.js",
+    "transports/static/client-core.js",
+    "transports/static/client.d.ts",
+    "transports/static/policy.json",
     "demo/templates/index.html",
     "demo/static/app.js",
     "demo/static/feed.js",

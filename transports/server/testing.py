@@ -1,13 +1,28 @@
 """Drive a ``transports`` app in-process: a :class:`Connector` over Quart's test client.
 
+The Python client (:func:`transports.client.connect`) then speaks the real protocol, on any of
+the three transports, to an app running in the test's own event loop: no server, no port, no
+network. Your ``on_connect``, ``on(event)``, authoriser and channel hooks run exactly as they
+do behind Hypercorn. This is how the contract suite runs every scenario in-process before
+running it again over real Hypercorn, and how docs/howto/testing.md tests an app:
+
 .. code-block:: python
 
-    async with app.test_app() as test_app:
-        client = await connect("http://localhost/realtime", transports=["sse"],
-                               connector=QuartTestConnector(test_app.test_client()))
+    from transports.client import connect
+    from transports.server.testing import QuartTestConnector
 
-The Python client then speaks the real protocol to the app with no network, which is how the
-contract suite runs every scenario in-process before running it again over real Hypercorn.
+    async with app.test_app() as test_app:          # runs the app's startup and shutdown
+        client = await connect(
+            "http://localhost/realtime",             # any host: only the path is used
+            transports=["sse"],
+            connector=QuartTestConnector(test_app.test_client()),
+        )
+        assert await client.send("chat.send", {"text": "hi"}) == {"ok": True}
+        await client.close()
+
+Use ``app.test_app()`` (not just ``app.test_client()``): the extension starts its engine when
+the app starts serving. Build a fresh app for each test (an app factory): the engine, its
+sessions and its topic histories belong to the event loop that started it.
 """
 
 from __future__ import annotations
@@ -130,7 +145,22 @@ class _Socket(WebSocketConnection):
 
 
 class QuartTestConnector(Connector):
-    """A :class:`Connector` that sends every request through ``client`` (Quart's test client)."""
+    """A :class:`Connector` that sends every request through ``client`` (Quart's test client).
+
+    Pass it as ``connector=`` to :func:`transports.client.connect`. Every transport works
+    through it: negotiate and ``POST /send`` as test requests, the SSE stream and long polls
+    as streamed test requests, the WebSocket as a test WebSocket. Only the path and query of
+    the URLs are used, so ``http://localhost/realtime`` reaches the app mounted at
+    ``/realtime`` whatever its host.
+
+    Args:
+        client: the app's test client, ``test_app.test_client()`` inside
+            ``async with app.test_app() as test_app`` (so the app's startup has run).
+        origin: an ``Origin`` header to send with every request, to test what a browser page of
+            that origin gets (``"https://elsewhere.example"`` is refused with
+            ``403 forbidden_origin`` unless ``allowed_origins`` lists it). By default no
+            ``Origin`` is sent, as from a non-browser client, which the server allows.
+    """
 
     def __init__(self, client: TestClientProtocol, *, origin: str | None = None) -> None:
         self._client = client
@@ -151,6 +181,7 @@ class QuartTestConnector(Connector):
         body: bytes | None = None,
         timeout: float | None = None,
     ) -> HTTPResponse:
+        """One complete request through the test client (negotiate, ``POST /send``, a poll)."""
         async with asyncio.timeout(timeout):
             response = await self._client.open(  # type: ignore[call-arg]  # json is optional
                 _path(url), method=method, headers=self._headers(headers), data=body
@@ -161,6 +192,7 @@ class QuartTestConnector(Connector):
     async def stream(
         self, url: str, *, headers: Mapping[str, str] | None = None, timeout: float | None = None
     ) -> StreamResponse:
+        """A streamed GET (the SSE stream), returned once its status and headers arrived."""
         manager = self._client.request(_path(url), method="GET", headers=self._headers(headers))
         connection = await manager.__aenter__()
         stream = _Stream(manager, connection)
@@ -171,9 +203,12 @@ class QuartTestConnector(Connector):
     async def websocket(
         self, url: str, *, headers: Mapping[str, str] | None = None, timeout: float | None = None
     ) -> WebSocketConnection:
+        """A test WebSocket to ``url``; a refused handshake raises ``WebSocketRefused`` from its
+        first ``receive()``."""
         manager = self._client.websocket(_path(url), headers=self._headers(headers))
         connection = await manager.__aenter__()
         return _Socket(manager, connection)
 
     async def close(self) -> None:
+        """Nothing to release: the test client belongs to the test."""
         return None
