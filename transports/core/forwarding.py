@@ -78,12 +78,19 @@ class Forwarder:
         while True:
             try:
                 raw = await self.mailbox.receive_from_inbox()
-                message = json.loads(raw)
-                if not isinstance(message, dict):
-                    continue
             except asyncio.CancelledError:
                 raise
             except Exception:
+                # Not a bad message: the mailbox itself fails (e.g. an app started in another
+                # event loop). Say so, and do not spin.
+                log.exception("reading this process's mailbox failed; trying again in 1 s")
+                await asyncio.sleep(1.0)
+                continue
+            try:
+                message = json.loads(raw)
+            except ValueError:
+                message = None
+            if not isinstance(message, dict):
                 log.warning("dropped a malformed inbox message")
                 continue
             if message.get("k") == "answer":
