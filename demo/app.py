@@ -85,7 +85,8 @@ def create_app(
     # Several processes on one backplane must share the key that signs session tokens.
     if os.environ.get("TRANSPORTS_SECRET_KEY"):
         app.config["TRANSPORTS_SECRET_KEY"] = os.environ["TRANSPORTS_SECRET_KEY"]
-    rt = Realtime(app, backplane=backplane)
+    # Each process serves its own Prometheus metrics (docs/operations.md).
+    rt = Realtime(app, backplane=backplane, metrics_path="/metrics")
     store = Store()
     app.extensions["demo.store"] = store
 

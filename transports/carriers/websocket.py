@@ -114,7 +114,7 @@ class WebSocketChannel(SessionChannel):
         core.finish(session, session.close_code or CloseCode.NORMAL, session.close_reason)
 
     async def _write(self, socket: Socket) -> None:
-        session, clock = self.session, self.core.clock
+        session, clock, wrote = self.session, self.core.clock, self.core.wrote
         try:
             while True:
                 await self.wait_due()
@@ -123,13 +123,15 @@ class WebSocketChannel(SessionChannel):
                         self._socket_closed = True
                         await socket.close(session.close_code or 1000, session.close_reason)
                     return
-                for _, frame in session.take():
+                taken = session.take()
+                for _, frame in taken:
                     if frame.closes:
                         self._socket_closed = True
                         await socket.close(session.close_code or 1000, session.close_reason)
                         return
                     await socket.send(frame.ws)
                 session.last_sent = clock()
+                wrote("websocket", taken)
         except asyncio.CancelledError:
             raise
         except Exception:  # the socket broke under us; the reader will see the disconnect

@@ -61,6 +61,21 @@ _OPEN_FAILURES = (
 )
 """What a transport that failed while opening raises: the client tries the next one."""
 
+
+def fallback_cause(exc: BaseException) -> str:
+    """The reason code (policy.json ``fallbackReasons``) of a transport that failed to open
+    with ``exc``, as the next negotiate reports it: ``timeout`` (not proven within its
+    deadline), ``refused`` (the upgrade was refused), ``closed`` (it closed before it was
+    usable), ``error`` (any other failure: the network, a malformed frame)."""
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, WebSocketRefused):
+        return "refused"
+    if isinstance(exc, Closed | StopAsyncIteration):
+        return "closed"
+    return "error"
+
+
 Pending = tuple[str | bytes, str | bytes, "asyncio.Future[Any]"]
 """A message waiting for its REPLY: its frame as text, as a native WebSocket message, and the
 future of :meth:`Client.send`."""
@@ -108,6 +123,8 @@ class Client:
         self.public_id: str | None = None
         self.stats: dict[str, Any] = {"reconnects": 0, "fallbacks": [], "duplicates": 0, "gaps": 0}
         self.fallback_reason = ""
+        self._fallback_report: dict[str, str] | None = None
+        """The last fallback, sent with the next negotiate (docs/protocol.md §3), then cleared."""
         self._own_connector = own_connector
         self._loop = asyncio.get_running_loop()
         self._link = Link(connector, self._origin, self._on_frame, self._refuse_frame)
@@ -451,7 +468,9 @@ class Client:
                 token=self.token,
                 client_key=self.client_key,
                 transports=self.transports[index:],
+                fallback=self._fallback_report,
             )
+            self._fallback_report = None
             self._retry_hint = server_hint(info)
             if name not in info.get("transports", []) or name not in CONNECTIONS:
                 errors.append(f"{name}: not enabled by the server")
@@ -465,9 +484,15 @@ class Client:
                 await connection.shutdown()
                 if index + 1 < len(self.transports):
                     self.fallback_reason = reason
+                    following = self.transports[index + 1]
                     self.stats["fallbacks"].append(
-                        {"from": name, "to": self.transports[index + 1], "reason": reason}
+                        {"from": name, "to": following, "reason": reason}
                     )
+                    self._fallback_report = {
+                        "from": name,
+                        "to": following,
+                        "reason": fallback_cause(exc),
+                    }
                 continue
             return connection
         raise OSError("no transport could be opened: " + "; ".join(errors))

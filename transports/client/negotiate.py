@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..protocol.errors import NegotiationError
@@ -59,8 +59,10 @@ async def negotiate(
     token: Token,
     client_key: str,
     transports: Sequence[str],
+    fallback: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Negotiate a session at ``url`` (the mount point); the answer as a dict.
+    """Negotiate a session at ``url`` (the mount point); the answer as a dict. ``fallback``
+    is the client's last fallback (``from``, ``to``, ``reason``), reported to the server.
 
     Raises:
         RetryLater: a status the policy retries (408, 429, 5xx).
@@ -69,7 +71,14 @@ async def negotiate(
         OSError: a network failure.
     """
     headers = {"Content-Type": "application/json", **await _authorization(token)}
-    body = json.dumps({"v": PROTOCOL_VERSION, "client": client_key, "transports": list(transports)})
+    request: dict[str, Any] = {
+        "v": PROTOCOL_VERSION,
+        "client": client_key,
+        "transports": list(transports),
+    }
+    if fallback is not None:
+        request["fallback"] = dict(fallback)
+    body = json.dumps(request)
     response = await connector.request(
         "POST",
         url + "/negotiate",

@@ -139,6 +139,7 @@ class Dispatcher:
         try:
             claimed = await store.claim(key, ttl)
         except BackplaneError:
+            self.metrics.inc("backplane_errors")
             # Without the reply memory a retry could run the handler twice: refuse this one
             # (the client may send it again, with the same ref, once the backplane is back).
             log.warning("backplane unavailable: a client message was refused")
@@ -148,6 +149,7 @@ class Dispatcher:
             try:
                 answer = await self._remembered(key)
             except BackplaneError:
+                self.metrics.inc("backplane_errors")
                 answer = None
             self.metrics.inc("retries_answered")
             if session.state < State.CLOSING:
@@ -170,6 +172,7 @@ class Dispatcher:
         try:
             await store.store(key, f"{int(binary)}{status}\x00{text}", ttl)
         except BackplaneError:
+            self.metrics.inc("backplane_errors")
             log.warning("could not remember a reply; a retry of it will be answered unavailable")
         if session.state < State.CLOSING:
             session.push(encoded_reply_frame(ref, *answer))
@@ -250,10 +253,15 @@ class Dispatcher:
         if not allowed:
             return fail("forbidden", why)
         try:
-            await self.hub.join(session, frame.topic, frame.since, ref)
+            history = await self.hub.join(session, frame.topic, frame.since, ref)
         except BackplaneError:
+            self.metrics.inc("backplane_errors")
             log.warning("subscribe failed: backplane unavailable")
             return fail("unavailable", "the backplane is unavailable")
+        if frame.since is not None:
+            recovered = "true" if history.recovered else "false"
+            self.metrics.inc("reconnects", label=(session.transport, recovered))
+        return None
 
     async def _on_publish(self, channel: SessionChannel, frame: Publish) -> Outcome:
         if not valid_topic(frame.topic, self.limits):
@@ -269,5 +277,6 @@ class Dispatcher:
         try:
             record = await self.hub.publish(frame.topic, frame.event, frame.data)
         except BackplaneError:
+            self.metrics.inc("backplane_errors")
             return _error("unavailable", "the backplane is unavailable")
         return "ok", encode_json({"offset": record.offset, "epoch": record.epoch}), False

@@ -23,7 +23,7 @@ from ..backplanes import Backplane, History, Published, create_backplane
 from ..backplanes.memory import MemoryBackplane
 from ..protocol.codes import CloseCode
 from ..protocol.errors import BackplaneError, Refused
-from ..protocol.frames import ClientFrame, Position, msg_frame
+from ..protocol.frames import ClientFrame, OutFrame, Position, msg_frame
 from ..protocol.negotiation import NegotiateRequest, choose, negotiate_response
 from ..protocol.session import Session, State
 from ..protocol.tokens import TokenSigner, new_public_id, new_session_id
@@ -84,12 +84,22 @@ class Engine:
         self.signer = TokenSigner(settings.secret_key or secrets.token_bytes(32))
         self.hooks = hooks or Hooks()
         self.metrics = Metrics()
+        """The declared metrics (see :mod:`transports.core.metrics`)."""
         # The parts read the time through the engine, so that tests can move ``engine.clock``.
         ctx = Context(
             settings, self.hooks, self.metrics, self.node, self._now, self._wall, self.spawn
         )
-        self.hub = Hub(self.backplane, limits=self.limits)
-        self.metrics.observe("deliveries", lambda: self.hub.deliveries)
+        self.hub = Hub(self.backplane, limits=self.limits, metrics=self.metrics)
+        metrics = self.metrics
+        metrics.observe("deliveries", lambda: self.hub.deliveries)
+        self.frames_in: Counter[str] = Counter()
+        """Client frames received, by transport (a hot path's plain integers)."""
+        self.frames_out: Counter[str] = Counter()
+        """Frames written to connections, by transport."""
+        metrics.observe_labelled("messages_in", lambda: self.frames_in)
+        metrics.observe_labelled("messages_out", lambda: self.frames_out)
+        metrics.observe_labelled("connections", self._open_by_transport)
+        self._delivery = metrics.delivery
         self.admission = Admission(ctx)
         self.sessions = Sessions(
             ctx, store=self.backplane, signer=self.signer, admission=self.admission, hub=self.hub
@@ -185,6 +195,9 @@ class Engine:
         """Every counter (see :mod:`transports.core.metrics`), as a flat mapping."""
         return self.metrics.stats
 
+    def _open_by_transport(self) -> Counter[str]:
+        return Counter(channel.transport for channel in self.sessions.channels.values())
+
     @property
     def session_count(self) -> int:
         """Sessions alive (negotiated and not yet expired or closed)."""
@@ -236,8 +249,12 @@ class Engine:
         try:
             await self.backplane.store(INIT + sid, record, settings.ticket_ttl)
         except BackplaneError:
+            self.metrics.inc("backplane_errors")
             raise Refused("unavailable", "the backplane is unavailable") from None
         self.metrics.inc("negotiated")
+        fallback = request.fallback
+        if fallback is not None:
+            self.metrics.inc("fallbacks", label=fallback)
         return negotiate_response(
             public_id=public_id,
             token=self.signer.session_token(self.node, sid, identity),
@@ -307,7 +324,18 @@ class Engine:
 
     async def dispatch(self, channel: SessionChannel, frame: ClientFrame) -> None:
         """Apply one client frame (see :class:`Dispatcher`)."""
+        self.frames_in[channel.transport] += 1
         await self.dispatcher.dispatch(channel, frame)
+
+    def wrote(self, transport: str, frames: list[tuple[int, OutFrame]]) -> None:
+        """Count ``frames`` written to a ``transport`` connection, and the delivery time of the
+        publications among them (see :attr:`OutFrame.born`)."""
+        self.frames_out[transport] += len(frames)
+        now = 0.0
+        for _, frame in frames:
+            if frame.born:
+                now = now or time.monotonic()
+                self._delivery.observe(now - frame.born)
 
     def over_rate(self, session: Session, frames: int = 1) -> float:
         """Spend ``frames`` of the session's rate budget: 0.0 if allowed, else seconds."""

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
+from time import monotonic
 
 from ..backplanes import Broker, History, Published
 from ..protocol.errors import BackplaneError, ProtocolError
@@ -29,6 +30,7 @@ from ..protocol.frames import (
 )
 from ..protocol.session import Session
 from ..protocol.types import Data
+from .metrics import Metrics
 
 __all__ = ["Hub", "frame_of"]
 
@@ -48,15 +50,20 @@ class Hub:
     Args:
         broker: where publications go and come from.
         limits: name limits for topics and events.
+        metrics: where backplane errors are counted.
     """
 
-    def __init__(self, broker: Broker, *, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self, broker: Broker, *, limits: Limits = DEFAULT_LIMITS, metrics: Metrics | None = None
+    ) -> None:
         self.broker = broker
         self.limits = limits
         self._topics: dict[str, set[Session]] = {}
         self._ready: dict[str, asyncio.Future[None]] = {}
         self._listener: asyncio.Task[None] | None = None
         self.deliveries = 0
+        self.metrics = metrics or Metrics()
+        """Where the hub counts backplane errors (the engine's metrics)."""
         """Frames handed to sessions (for metrics and benchmarks)."""
 
     async def start(self) -> None:
@@ -167,6 +174,7 @@ class Hub:
                 try:
                     await self.broker.unsubscribe(topic)
                 except BackplaneError:
+                    self.metrics.inc("backplane_errors")
                     log.warning("backplane unsubscribe failed for a topic", exc_info=True)
 
     def leave_now(self, session: Session) -> list[str]:
@@ -188,6 +196,7 @@ class Hub:
                 try:
                     await self.broker.unsubscribe(topic)
                 except BackplaneError:
+                    self.metrics.inc("backplane_errors")
                     log.warning("backplane unsubscribe failed for a topic", exc_info=True)
 
     async def _listen(self) -> None:
@@ -199,6 +208,7 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except BackplaneError:
+                self.metrics.inc("backplane_errors")
                 log.warning("backplane receive failed; retrying", exc_info=True)
                 await asyncio.sleep(0.5)
                 continue
@@ -206,6 +216,7 @@ class Hub:
             if not members:
                 continue
             frame = frame_of(record)
+            frame.born = monotonic()
             delivered = 0
             for session in tuple(members):
                 if session.deliver_pub(record.topic, record.offset, record.epoch, frame):

@@ -102,6 +102,7 @@ class Sessions:
                 return None
             await store.store(INIT + sid, "", 1)  # spent: it never materializes twice
         except BackplaneError:
+            self.metrics.inc("backplane_errors")
             raise Refused("unavailable", "the backplane is unavailable") from None
         settings = self.settings
         now = self.clock()
@@ -119,6 +120,7 @@ class Sessions:
         try:
             owner = await self.store.load(OWNER + sid)
         except BackplaneError:
+            self.metrics.inc("backplane_errors")
             return None
         return owner if owner and owner != self.node else None
 

@@ -113,6 +113,10 @@ class Settings:
     after a reconnect is answered without being applied twice."""
     node_id: str | None = None
     """Name of this process among several (default: random)."""
+    metrics_path: str | None = None
+    """Where this process serves its metrics in the Prometheus text format (e.g. ``/metrics``;
+    needs ``pip install 'transports[metrics]'``); None, the default, serves none. Independent
+    of ``url_prefix`` and not subject to the origin check (docs/operations.md)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Free-form values for plug-ins (a carrier of your own); the library reads none of them.
     Not read from the environment."""
@@ -211,6 +215,8 @@ def _split(name: str, value: Any) -> Any:
         return tuple(o.strip() for o in value.split(",") if o.strip())
     if name in ("transports", "allowed_origins") and isinstance(value, Sequence):
         return tuple(value)
+    if name == "metrics_path" and isinstance(value, str) and not value.strip():
+        return None
     if name == "secret_key" and value is not None:
         key = value.encode("utf-8") if isinstance(value, str) else value
         if not isinstance(key, bytes | bytearray):
@@ -222,7 +228,7 @@ def _split(name: str, value: Any) -> Any:
 
 
 _POSITIVE = ("heartbeat", "poll_window", "ticket_ttl", "history_ttl", "dedup_ttl")
-_CHECKED = ("transports", "url_prefix", *_POSITIVE)
+_CHECKED = ("transports", "url_prefix", "metrics_path", *_POSITIVE)
 
 
 def _check(name: str, value: Any, known_transports: Sequence[str] | None) -> None:
@@ -233,6 +239,9 @@ def _check(name: str, value: Any, known_transports: Sequence[str] | None) -> Non
     elif name == "url_prefix":
         if not isinstance(value, str) or not value.startswith("/") or value.endswith("/"):
             raise ValueError("url_prefix must start with '/' and not end with it")
+    elif name == "metrics_path" and value is not None:
+        if not isinstance(value, str) or not value.startswith("/") or len(value) < 2:
+            raise ValueError("metrics_path must be a path starting with '/'")
     elif name in _POSITIVE and value <= 0:
         raise ValueError(f"{name} must be positive")
 

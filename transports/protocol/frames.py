@@ -352,7 +352,7 @@ class OutFrame:
     and shared by every stream. ``closes`` marks a CLOSE frame: its carrier ends after it.
     """
 
-    __slots__ = ("text", "payload", "binary_header", "closes", "sse", "_utf8")
+    __slots__ = ("text", "payload", "binary_header", "closes", "sse", "born", "_utf8")
 
     def __init__(
         self,
@@ -367,6 +367,9 @@ class OutFrame:
         self.binary_header = binary_header
         self.closes = closes
         self.sse: bytes | None = None
+        self.born = 0.0
+        """For a live publication, when this process built the frame (``time.monotonic()``);
+        the carrier that writes it observes the delivery time. 0.0 for every other frame."""
         self._utf8: bytes | None = None
 
     @property

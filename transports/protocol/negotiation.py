@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from .errors import PayloadTooBig, ProtocolError
 from .frames import Limits
+from .policy import POLICY
 from .types import TransportName
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "NegotiateRequest",
     "choose",
     "negotiate_response",
+    "parse_fallback",
     "parse_negotiate",
 ]
 
@@ -26,6 +28,8 @@ PROTOCOL_VERSION: Final = 1
 SUPPORTED_VERSIONS: Final = (1,)
 _CLIENT_KEY = re.compile(r"[A-Za-z0-9_-]{8,64}")
 _MAX_NEGOTIATE_BODY: Final = 4096
+KNOWN_TRANSPORTS: Final = ("websocket", "sse", "longpoll")
+"""The transports a reported fallback may name (the carriers this library has)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +39,13 @@ class NegotiateRequest:
     version: int = PROTOCOL_VERSION
     client_key: str | None = None
     transports: tuple[str, ...] | None = None
+    fallback: tuple[str, str, str] | None = None
+    """The client's last fallback, ``(from, to, reason)``, when it reported a valid one."""
 
 
-def parse_negotiate(body: bytes) -> NegotiateRequest:
-    """Decode a negotiate body (empty means all defaults).
+def parse_negotiate(body: bytes, known: Collection[str] = KNOWN_TRANSPORTS) -> NegotiateRequest:
+    """Decode a negotiate body (empty means all defaults). ``known`` are the transport names a
+    ``fallback`` report may use (the server's); an invalid report is ignored, not refused.
 
     Raises:
         PayloadTooBig: the body is over 4 KiB.
@@ -75,7 +82,26 @@ def parse_negotiate(body: bytes) -> NegotiateRequest:
         ):
             raise ProtocolError("bad_json", "transports must be a list of transport names")
         transports = tuple(offered)
-    return NegotiateRequest(version, client_key, transports)
+    fallback = parse_fallback(value.get("fallback"), known)
+    return NegotiateRequest(version, client_key, transports, fallback)
+
+
+def parse_fallback(
+    value: object, known: Collection[str] = KNOWN_TRANSPORTS
+) -> tuple[str, str, str] | None:
+    """A client's ``fallback`` report as ``(from, to, reason)``, or None when it is absent or
+    not valid: it is untrusted input, so anything but an object of two different transport
+    names in ``known`` and a reason of the policy's ``fallbackReasons`` is ignored."""
+    if not isinstance(value, dict) or len(value) > 3:
+        return None
+    source, target, reason = value.get("from"), value.get("to"), value.get("reason")
+    if not (isinstance(source, str) and isinstance(target, str) and isinstance(reason, str)):
+        return None
+    if source == target or source not in known or target not in known:
+        return None
+    if reason not in POLICY.fallback_reasons:
+        return None
+    return source, target, reason
 
 
 def choose(offered: Sequence[str] | None, enabled: Sequence[TransportName]) -> list[TransportName]:

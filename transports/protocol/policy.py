@@ -32,6 +32,12 @@ The fields of ``policy.json`` (times in milliseconds there, in seconds on :class
     listed): WebSocket open plus a PING/PONG round trip, SSE until its HELLO event, long-poll
     until its first poll answer (:func:`deadline`). A transport that misses it, or fails while
     opening for any reason, is abandoned for the next one in the client's order.
+``fallbackReasons``
+    Why a transport was abandoned for the next one, as a client reports it in its next negotiate
+    (docs/protocol.md §3, ``fallback.reason``): ``timeout`` (it did not prove itself within its
+    deadline: no round trip, no HELLO), ``refused`` (the upgrade or the request was refused before
+    the transport opened), ``closed`` (it opened, then closed before it was usable), ``error``
+    (it could not be started: a network or programming error).
 ``livenessSlackMs``
     A connection that hears nothing for ``max(heartbeat, pollWindow) + livenessSlackMs`` is dead
     (``pollWindow`` counts on long-poll only; protocol §9) (:func:`liveness_limit`).
@@ -181,6 +187,8 @@ class Policy:
     deadlines: Mapping[str, float]
     """Per transport name; ``default`` for others."""
     liveness_slack: float
+    fallback_reasons: tuple[str, ...]
+    """The reason codes of a reported fallback (``fallbackReasons``)."""
     reattach_hint_default: float
     reattach_grace: float
     reattach_base: float
@@ -302,6 +310,7 @@ def parse_policy(data: Mapping[str, Any]) -> Policy:
         retry_after_cap=_seconds(data["retryAfterCapMs"]),
         deadlines={name: _seconds(ms) for name, ms in data["deadlinesMs"].items()},
         liveness_slack=_seconds(data["livenessSlackMs"]),
+        fallback_reasons=tuple(str(reason) for reason in data["fallbackReasons"]),
         reattach_hint_default=_seconds(reattach["hintDefaultMs"]),
         reattach_grace=_seconds(reattach["graceMs"]),
         reattach_base=_seconds(reattach["baseMs"]),

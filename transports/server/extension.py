@@ -138,6 +138,19 @@ class Realtime:
                 secret_key=key.encode("utf-8") if isinstance(key, str) else bytes(key)
             )
         self._engine = engine = Engine(settings, self._backplane, hooks=self.hooks)
+        if settings.metrics_path is not None:
+            # Imported only when asked for: without prometheus-client this raises
+            # MissingDependency naming the ``metrics`` extra.
+            from .metrics import CONTENT_TYPE, PrometheusExporter
+
+            exporter = PrometheusExporter(engine.metrics)
+
+            async def scrape() -> Response:
+                return Response(exporter.render(), status=200, content_type=CONTENT_TYPE)
+
+            # A plain route of the app, outside the URL prefix's origin check (Prometheus
+            # sends no Origin); the operator restricts it where the network allows.
+            app.add_url_rule(settings.metrics_path, "transports_metrics", scrape, methods=["GET"])
         if settings.harden_websocket_deflate:
             bound_websocket_inflation(settings.max_message_size)
         redact_access_logs()
@@ -285,6 +298,17 @@ class Realtime:
         and their meaning are declared in :mod:`transports.core.metrics`."""
         return self.engine.metrics.snapshot()
 
+    def prometheus(self) -> bytes:
+        """This process's metrics in the Prometheus text format, as served at ``metrics_path``
+        (docs/operations.md).
+
+        Raises:
+            MissingDependency: prometheus-client is not installed (``transports[metrics]``).
+        """
+        from .metrics import PrometheusExporter
+
+        return PrometheusExporter(self.engine.metrics).render()
+
     # --- routes ------------------------------------------------------------------------------
 
     async def _negotiate(self) -> Response:
@@ -298,7 +322,7 @@ class Realtime:
         try:
             self.engine.admit(address)
             body = await read_limited(request.body, headers, 4096, self.settings.body_timeout)
-            asked = parse_negotiate(body)
+            asked = parse_negotiate(body, REGISTRY)
             identity: Identity = None
             if self._on_connect is not None:
                 try:

@@ -49,6 +49,8 @@ export class Client {
     this.id = null;
     /** @type {string | null} why the client is not on the first transport, human-readable */
     this.fallbackReason = null;
+    /** @type {{from: string, to: string, reason: string} | null} the last fallback, not yet reported */
+    this._fallbackReport = null;
     /** @type {Stats} */
     this.stats = newStats();
     this.clientKey = randomKey(o.random);
@@ -173,7 +175,7 @@ export class Client {
         const result = await conn.open(this);
         if (gen !== this._gen) return this._drop(conn);
         if (result.ok) return this._attach(conn, null);
-        this._recordFallback(name, next, result.reason || `${name}: failed`);
+        this._recordFallback(name, next, result.reason || `${name}: failed`, result.cause || "error");
       }
       this._scheduleReconnect(0);
     } finally {
@@ -195,17 +197,19 @@ export class Client {
   }
 
   /**
-   * Close a connection's transport without reporting; settle a pending open with `reason`.
+   * Close a connection's transport without reporting; settle a pending open with `reason` (and
+   * `cause`, the fallback reason code reported in the next negotiate).
    * @param {Conn} conn
    * @param {string} [reason]
+   * @param {string} [cause]
    */
-  _drop(conn, reason = "abandoned") {
+  _drop(conn, reason = "abandoned", cause = "closed") {
     if (conn.closed) return;
     conn.closed = true;
     this.options.clock.clearTimeout(conn.liveTimer);
     if (conn.transport) conn.transport.close();
     this._subscriptions.forget(conn);
-    if (conn.settle) conn.settle({ ok: false, reason });
+    if (conn.settle) conn.settle({ ok: false, reason, cause });
   }
 
   /**
@@ -244,7 +248,7 @@ export class Client {
     if (conn.closed) return;
     const detail = `${conn.name}: closed with ${code}${reason ? ` (${reason})` : ""}`;
     const pending = conn.settle !== null;
-    this._drop(conn, `${detail} before it was usable`);
+    this._drop(conn, `${detail} before it was usable`, conn.opened ? "closed" : "refused");
     if (pending) return;
     if (conn === this._failback.probe) return this._failback.failed(detail);
     if (conn !== this._conn) return;
@@ -311,9 +315,14 @@ export class Client {
     else if (type === FRAME.REPLY) this._subscriptions.onReply(frame) || this._requests.onReply(frame);
   }
 
-  /** @param {string} from @param {string | null} to @param {string} reason */
-  _recordFallback(from, to, reason) {
+  /**
+   * @param {string} from @param {string | null} to @param {string} reason
+   * @param {string} [cause] the reason code the next negotiate reports (policy `fallbackReasons`)
+   */
+  _recordFallback(from, to, reason, cause) {
     this.fallbackReason = reason;
+    // Reported to the server in the next negotiate body (§3), then forgotten.
+    if (cause && to) this._fallbackReport = { from, to, reason: cause };
     pushHistory(this.stats.fallbacks, { from, to, reason, at: this.options.clock.now() });
   }
 

@@ -12,7 +12,11 @@ import { transportClass } from "./transports.js";
 
 /** @typedef {import("./transports.js").TransportName} TransportName */
 /** @typedef {import("./client-core.js").Client} Client */
-/** @typedef {{ok: boolean, reason?: string}} OpenResult */
+/**
+ * `cause` is the fallback reason reported to the server in the next negotiate (the policy's
+ * `fallbackReasons`): "timeout", "refused", "closed" or "error".
+ * @typedef {{ok: boolean, reason?: string, cause?: string}} OpenResult
+ */
 
 /** One session on one transport, from negotiate to close. */
 export class Conn {
@@ -24,6 +28,7 @@ export class Conn {
     /** @type {any} */
     this.transport = this.liveTimer = null;
     this.accepted = this.closed = false;
+    this.opened = false; // the transport opened (an upgrade or a request was accepted)
     this.lastRx = 0; // when the server was last heard from (a frame, or any poll response)
     this.attachedAt = 0; // when the client made it its connection
     this.heartbeat = positive(neg.heartbeat, SESSION_DEFAULTS.heartbeat);
@@ -61,7 +66,7 @@ export class Conn {
     const ms = client.options.deadlines[this.name] ?? deadline(this.name);
     return new Promise((resolve) => {
       const deadline = startDeadline(client.options.clock, ms, () =>
-        client._drop(this, `${this.name}: no ${this.kind.awaiting} within ${ms} ms`));
+        client._drop(this, `${this.name}: no ${this.kind.awaiting} within ${ms} ms`, "timeout"));
       this.settle = (result) => {
         this.settle = null;
         deadline.cancel();
@@ -70,7 +75,7 @@ export class Conn {
       try {
         this.start(client);
       } catch (error) {
-        client._drop(this, `${this.name}: ${/** @type {Error} */ (error).message}`);
+        client._drop(this, `${this.name}: ${/** @type {Error} */ (error).message}`, "error");
       }
     });
   }
@@ -85,6 +90,7 @@ export class Conn {
     const transport = this.kind.start(url(neg.urls[this.name]), neg, url, { ...common, ...o.environment[this.name] });
     this.transport = transport;
     transport.onopen = () => {
+      this.opened = true;
       // Proven by a PONG: ask for one at once (a proxy may accept the upgrade and then stall, §4).
       if (this.kind.provenBy === FRAME.PONG && !this.accepted) transport.send([FRAME.PING]);
     };

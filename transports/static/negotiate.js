@@ -15,7 +15,10 @@ import { transportClass } from "./transports.js";
  * are Errors with `terminal` (stop rather than reconnect) and, when the server answered, `status`,
  * `code` (the body's `error`), `closeCode` (the policy's code the client stops with, when
  * terminal) and `retryAfterMs`; `type` "token" when the token function failed.
- * @param {{options: Resolved, negotiateUrl: string, clientKey: string, stats: Stats}} client
+ * The client's last fallback (`_fallbackReport`) goes in the body as `fallback` and is forgotten
+ * once the server answered.
+ * @param {{options: Resolved, negotiateUrl: string, clientKey: string, stats: Stats,
+ *   _fallbackReport?: {from: string, to: string, reason: string} | null}} client
  * @returns {Promise<any>} the response body
  */
 export async function negotiate(client) {
@@ -30,7 +33,11 @@ export async function negotiate(client) {
   /** @type {Record<string, string>} */
   const headers = { "Content-Type": "application/json" };
   if (token) headers.Authorization = `Bearer ${token}`;
-  const body = JSON.stringify({ v: PROTOCOL_VERSION, client: client.clientKey, transports: options.transports });
+  /** @type {Record<string, any>} */
+  const request = { v: PROTOCOL_VERSION, client: client.clientKey, transports: options.transports };
+  const report = client._fallbackReport;
+  if (report) request.fallback = report;
+  const body = JSON.stringify(request);
   const timeoutMs = POLICY.requests.negotiate.timeoutMs;
   const controller = typeof AbortController === "function" && timeoutMs !== null ? new AbortController() : null;
   const timeout = controller && timeoutMs !== null ? startDeadline(options.clock, timeoutMs, () => controller.abort()) : null;
@@ -47,6 +54,7 @@ export async function negotiate(client) {
     if (timeout) timeout.cancel();
     stats.lastNegotiateMs = options.clock.now() - started;
   }
+  if (report && client._fallbackReport === report) client._fallbackReport = null;
   /** @type {any} */
   let json = null;
   try { json = await res.json(); } catch (_) { /* not JSON: a proxy's page */ }
