@@ -67,6 +67,8 @@ async def test_backplane_down_while_applying_a_message(transport: TransportName)
         reply = await wire.reply(1)
         assert reply[:3] == [4, 1, "unavailable"]
         assert app.config["APPLIED"]["k1"] == 0
+        # counted, and exported as transports_backplane_errors_total (docs/operations.md)
+        assert app.extensions["transports"].metrics()["backplane_errors"][""] == 1
         backplane.fail_claim = False
         await wire.send('[3,1,"count",{"key":"k1"}]')
         reply = await wire.reply(1)

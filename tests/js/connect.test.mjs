@@ -284,3 +284,26 @@ test("the reconnect backoff grows while failing and resets once a connection is 
   assert.ok(times[0] - (world.clock.now() - 600) < 500);
   client.close();
 });
+
+test("the next negotiate reports the last fallback once, with the policy's reason code", async () => {
+  const world = createWorld();
+  world.mode.websocket = "silent";
+  const silent = world.connect();
+  await world.clock.advance(2500);
+  assert.equal(silent.transport, "sse");
+  assert.equal(world.negotiations[0].body.fallback, undefined);
+  assert.deepEqual(world.negotiations[1].body.fallback, { from: "websocket", to: "sse", reason: "timeout" });
+  world.last().kill(1012, "restart");
+  await world.clock.advance(30_000);
+  assert.ok(world.negotiations.length >= 3);
+  assert.equal(world.negotiations[2].body.fallback, undefined); // reported once
+  silent.close();
+
+  const blocked = createWorld();
+  blocked.mode.websocket = "blocked"; // closed before it opened: the upgrade was refused
+  const client = blocked.connect();
+  await blocked.clock.advance(10);
+  assert.equal(client.transport, "sse");
+  assert.deepEqual(blocked.negotiations[1].body.fallback, { from: "websocket", to: "sse", reason: "refused" });
+  client.close();
+});

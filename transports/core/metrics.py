@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["DECLARED", "DELIVERY_BUCKETS", "Histogram", "Metric", "Metrics"]
+__all__ = ["DECLARED", "DELIVERY_BUCKETS", "DELIVERY_SAMPLE", "Histogram", "Metric", "Metrics"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +87,10 @@ DELIVERY_BUCKETS: tuple[float, ...] = (
     10.0,
 )
 """Upper bounds (seconds) of the delivery-time histogram's buckets (``+Inf`` is implied)."""
+
+DELIVERY_SAMPLE = 4
+"""One publication in this many (the first, the fifth...) is timed, on every subscriber it is
+written to: the histogram's cost on a large fan-out stays a fraction of a per-delivery one."""
 
 
 class Histogram:

@@ -368,8 +368,9 @@ class OutFrame:
         self.closes = closes
         self.sse: bytes | None = None
         self.born = 0.0
-        """For a live publication, when this process built the frame (``time.monotonic()``);
-        the carrier that writes it observes the delivery time. 0.0 for every other frame."""
+        """For a live publication the hub samples, when this process built the frame
+        (``time.monotonic()``); the carrier that writes it observes the delivery time. 0.0 for
+        every other frame."""
         self._utf8: bytes | None = None
 
     @property
