@@ -66,7 +66,7 @@ class LongPollChannel(SessionChannel):
                 return encode_poll(cursor, [])
             taken = session.take(settings.poll_max_bytes)
             session.last_sent = core.clock()
-            core.wrote("longpoll", taken)
+            core.wrote(TRAITS.name, taken)
             last = taken[-1][0] if taken else cursor
             return encode_poll(last, head + [frame for _, frame in taken])
         finally:

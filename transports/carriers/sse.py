@@ -86,7 +86,7 @@ class SSEChannel(SessionChannel):
                     continue
                 yield b"".join([encode_frame(frame, seq) for seq, frame in taken])
                 session.last_sent = clock()
-                core.wrote("sse", taken)
+                core.wrote(TRAITS.name, taken)
                 if taken[-1][1].closes:
                     return
         finally:

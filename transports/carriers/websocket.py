@@ -131,7 +131,7 @@ class WebSocketChannel(SessionChannel):
                         return
                     await socket.send(frame.ws)
                 session.last_sent = clock()
-                wrote("websocket", taken)
+                wrote(TRAITS.name, taken)
         except asyncio.CancelledError:
             raise
         except Exception:  # the socket broke under us; the reader will see the disconnect

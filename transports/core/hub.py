@@ -62,10 +62,10 @@ class Hub:
         self._ready: dict[str, asyncio.Future[None]] = {}
         self._listener: asyncio.Task[None] | None = None
         self.deliveries = 0
-        self.metrics = metrics or Metrics()
-        self._unsampled = DELIVERY_SAMPLE - 1  # the first publication is timed
-        """Where the hub counts backplane errors (the engine's metrics)."""
         """Frames handed to sessions (for metrics and benchmarks)."""
+        self.metrics = metrics or Metrics()
+        """Where the hub counts backplane errors (the engine's metrics)."""
+        self._unsampled = DELIVERY_SAMPLE - 1  # the first publication is timed
 
     async def start(self) -> None:
         """Start the listener (after the backplane connected)."""
