@@ -584,3 +584,21 @@ async def test_refused_subscribe_leaves_no_unretrieved_exception(
         gc.collect()
         await asyncio.sleep(0)
     assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+
+async def test_a_transport_the_server_does_not_offer_is_a_recorded_fallback() -> None:
+    """Asked for WebSocket first by a server that offers only SSE and long-poll, the Python
+    client opens SSE and says why, in the same words as the browser client."""
+    app = make_app(transports=("sse", "longpoll"))
+    async with hypercorn_server(app) as base:
+        client = await connect(base + "/realtime", transports=["websocket", "sse"])
+        try:
+            assert client.transport == "sse"
+            assert client.fallback_reason == "websocket: not offered by the server"
+            assert client.stats["fallbacks"][-1] == {
+                "from": "websocket",
+                "to": "sse",
+                "reason": "websocket: not offered by the server",
+            }
+        finally:
+            await client.close()

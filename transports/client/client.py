@@ -473,7 +473,10 @@ class Client:
             self._fallback_report = None
             self._retry_hint = server_hint(info)
             if name not in info.get("transports", []) or name not in CONNECTIONS:
-                errors.append(f"{name}: not enabled by the server")
+                reason = f"{name}: not offered by the server"  # as the browser client says
+                errors.append(reason)
+                if index + 1 < len(self.transports):
+                    self._record_fallback(name, self.transports[index + 1], reason)
                 continue
             connection = CONNECTIONS[name](self._link, info)
             try:
@@ -483,11 +486,8 @@ class Client:
                 errors.append(reason)
                 await connection.shutdown()
                 if index + 1 < len(self.transports):
-                    self.fallback_reason = reason
                     following = self.transports[index + 1]
-                    self.stats["fallbacks"].append(
-                        {"from": name, "to": following, "reason": reason}
-                    )
+                    self._record_fallback(name, following, reason)
                     self._fallback_report = {
                         "from": name,
                         "to": following,
@@ -496,6 +496,10 @@ class Client:
                 continue
             return connection
         raise OSError("no transport could be opened: " + "; ".join(errors))
+
+    def _record_fallback(self, name: str, following: str, reason: str) -> None:
+        self.fallback_reason = reason
+        self.stats["fallbacks"].append({"from": name, "to": following, "reason": reason})
 
     def _reconnect_delay(self, attempt: int, retry_after: float = 0.0) -> float:
         """Seconds before reconnect attempt ``attempt`` (the policy's backoff and hint).
