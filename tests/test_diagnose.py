@@ -10,6 +10,7 @@ import asyncio
 import copy
 import json
 import os
+import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 
 from transports import Channel
-from transports.core.admission import DIAGNOSE_BURST
+from transports.core.admission import DIAGNOSE_BURST, DIAGNOSE_RATE
 from transports.diagnose.catalogue import VERDICTS, catalogue, load
 from transports.diagnose.observations import Idle, Observation, Step
 from transports.diagnose.report import build, render_text
@@ -426,3 +427,21 @@ async def test_tool_bad_usage(args: list[str]) -> None:
 async def test_tool_unreachable() -> None:
     code, out, err = await run_tool("http://127.0.0.1:9/realtime", "--idle", "0")
     assert code == 1 and "unreachable" in out and "Traceback" not in err
+
+
+# --- the docs say what the code does ----------------------------------------------------------
+
+
+def test_operations_verdict_table_matches_the_catalogue() -> None:
+    """docs/operations.md lists every verdict of diagnose.json, in its order, with its title."""
+    text = (ROOT / "docs/operations.md").read_text()
+    table = text.split("### Verdicts", 1)[1]
+    rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \|", table, flags=re.MULTILINE)
+    assert [(key, title.strip()) for key, title in rows] == [
+        (key, entry.title) for key, entry in catalogue().items()
+    ]
+
+
+def test_protocol_states_the_publication_limits() -> None:
+    text = " ".join((ROOT / "docs/protocol.md").read_text().split())
+    assert f"{DIAGNOSE_RATE:g} per second per address, {DIAGNOSE_BURST} at once" in text
