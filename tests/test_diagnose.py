@@ -7,10 +7,14 @@ tests/proxies.py. The nginx profiles are in tests/browser/test_diagnose_cli.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import os
 import re
+import shutil
+import ssl
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -404,6 +408,60 @@ async def test_tool_not_offered_and_transports_option() -> None:
         assert verdicts(report) == {"websocket": "not_offered", "sse": "ok", "longpoll": "ok"}
         code, report = await run_json(base + "/realtime", "--idle", "0", "--transports", "longpoll")
         assert code == 0 and list(report["transports"]) == ["longpoll"]
+
+
+class SilentServer:
+    """Accepts TCP connections on loopback and never answers (a hung server or proxy)."""
+
+    async def __aenter__(self) -> str:
+        async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(Exception):
+                await reader.read()
+            writer.close()
+
+        self.server = await asyncio.start_server(hold, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.server.wait_closed(), 2)
+
+
+async def test_tool_timeout() -> None:
+    async with SilentServer() as base:
+        code, report = await run_json(base + "/realtime", "--idle", "0", "--timeout", "1")
+    assert code == 1
+    assert set(verdicts(report).values()) == {"timeout"}
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+async def test_tool_tls_error(tmp_path: Path) -> None:
+    """A TLS server whose certificate the client does not trust: tls_error."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0, ssl=context)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        code, report = await run_json(f"https://127.0.0.1:{port}/realtime", "--idle", "0")
+    finally:
+        server.close()
+    assert code == 1
+    assert set(verdicts(report).values()) == {"tls_error"}
 
 
 @pytest.mark.parametrize(
