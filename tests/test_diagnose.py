@@ -411,11 +411,19 @@ async def test_tool_not_offered_and_transports_option() -> None:
 
 
 class SilentServer:
-    """Accepts TCP connections on loopback and never answers (a hung server or proxy)."""
+    """Accepts TCP connections on loopback and never answers (a hung server or proxy), or
+    answers every request with ``answer``."""
+
+    def __init__(self, answer: bytes | None = None) -> None:
+        self.answer = answer
 
     async def __aenter__(self) -> str:
         async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             with contextlib.suppress(Exception):
+                if self.answer is not None:
+                    await reader.readuntil(b"\r\n\r\n")
+                    writer.write(self.answer)
+                    await writer.drain()
                 await reader.read()
             writer.close()
 
@@ -433,6 +441,17 @@ async def test_tool_timeout() -> None:
         code, report = await run_json(base + "/realtime", "--idle", "0", "--timeout", "1")
     assert code == 1
     assert set(verdicts(report).values()) == {"timeout"}
+
+
+async def test_tool_negotiate_garbage() -> None:
+    """A 200 that is not a negotiate answer (some other app on that path): negotiate_failed."""
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+    async with SilentServer(answer + b"Connection: close\r\n\r\n{}") as base:
+        code, report = await run_json(base + "/realtime", "--idle", "0", "--timeout", "2")
+    assert code == 1
+    assert set(verdicts(report).values()) == {"negotiate_failed"}
+    observed = report["transports"]["sse"]["observed"]
+    assert "the answer is not a negotiate object" in observed
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
