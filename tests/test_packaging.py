@@ -35,6 +35,8 @@ NEEDED = [
     "transports/static/client-core.js",
     "transports/static/client.d.ts",
     "transports/static/policy.json",
+    "transports/static/diagnose.html",
+    "transports/static/diagnose.js",
     "demo/templates/index.html",
     "demo/static/app.js",
     "demo/static/feed.js",
