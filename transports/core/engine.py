@@ -23,7 +23,14 @@ from ..backplanes import Backplane, History, Published, create_backplane
 from ..backplanes.memory import MemoryBackplane
 from ..protocol.codes import CloseCode
 from ..protocol.errors import BackplaneError, Refused
-from ..protocol.frames import ClientFrame, OutFrame, Position, msg_frame
+from ..protocol.frames import (
+    ClientFrame,
+    OutFrame,
+    Position,
+    diagnose_topic,
+    msg_frame,
+    valid_event,
+)
 from ..protocol.negotiation import NegotiateRequest, choose, negotiate_response
 from ..protocol.session import Session, State
 from ..protocol.tokens import TokenSigner, new_public_id, new_session_id
@@ -362,6 +369,26 @@ class Engine:
     async def publish(self, topic: str, event: str, data: Data = None) -> Published:
         """Publish to every subscriber of ``topic`` on every process; see :meth:`Hub.publish`."""
         return await self.hub.publish(topic, event, data)
+
+    async def publish_diagnostic(
+        self, topic: str, event: str, data: Data, address: str | None
+    ) -> Published:
+        """Publish a diagnostics message (docs/protocol.md §12) for a client at ``address``.
+
+        Raises:
+            Refused: ``not_found`` (diagnostics are off), ``rate_limited`` (this address
+                published too many), ``bad_request`` (not a ``$diagnose:<id>`` topic, or an
+                invalid event name).
+            BackplaneError: the backplane is unavailable.
+        """
+        if not self.settings.diagnose:
+            raise Refused("not_found", "no such endpoint")
+        if not diagnose_topic(topic):
+            raise Refused("bad_request", "the topic must be $diagnose:<8-64 of A-Z a-z 0-9 _ ->")
+        if not valid_event(event, self.limits):
+            raise Refused("bad_request", "the event must be a name of 1-100 characters")
+        self.admission.admit_diagnostic(address)
+        return await self.hub.publish(topic, event, data, diagnostic=True)
 
     async def send_to(self, public_id: str, event: str, data: Data = None) -> bool:
         """Send a MSG to the channel with ``public_id`` on this process; False if not here."""

@@ -117,6 +117,12 @@ class Settings:
     """Where this process serves its metrics in the Prometheus text format (e.g. ``/metrics``;
     needs ``pip install 'transports[metrics]'``); None, the default, serves none. Independent
     of ``url_prefix`` and not subject to the origin check (docs/operations.md)."""
+    diagnose: bool = False
+    """Serve the diagnostics (docs/protocol.md §12): ``POST <prefix>/diagnose/publish``
+    publishes on a ``$diagnose:<id>`` topic, clients may subscribe to such topics without
+    ``authorize_subscribe``, and ``GET <prefix>/diagnose`` serves the diagnose page. Off by
+    default: it lets any client that passes the origin check publish on those topics (rate
+    limited per address)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Free-form values for plug-ins (a carrier of your own); the library reads none of them.
     Not read from the environment."""
