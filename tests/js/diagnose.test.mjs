@@ -15,9 +15,13 @@ import {
 function observed(transport, change = () => {}) {
   const tap = new Tap(() => 0);
   Object.assign(tap.negotiate, { status: 200, ms: 5, transports: ["websocket", "sse", "longpoll"], count: 1 });
+  if (transport === "websocket") Object.assign(tap.ws, { created: 6, opened: 10, firstMessage: 12.34 });
+  if (transport === "sse") Object.assign(tap.sse, { created: 6, opened: 10, firstEvent: 12.34 });
+  if (transport === "longpoll") Object.assign(tap.poll, { count: 1, firstAnswer: 12.34, statuses: [200] });
   const obs = {
     transport, outcome: "open", fallbackReason: null, openMs: 20, roundTripMs: 3, subscribeError: null,
     droppedAfterOpen: null, sent: 5, publishErrors: 0, spacingMs: 300, tap,
+    sentAt: [0, 1, 2, 3, 4].map((seq) => 26 + seq * 300),
     received: [0, 1, 2, 3, 4].map((seq) => ({ seq, at: 30 + seq * 300, latency: 4 })),
   };
   change(obs, tap);
@@ -45,24 +49,25 @@ test("a transport the server does not list is not_offered", () => {
 test("WebSocket: failed before open is upgrade_refused, open then silent upgrade_silent", () => {
   const refused = observed("websocket", (o, t) => {
     o.outcome = "fallback";
-    Object.assign(t.ws, { created: 10, error: 15, closed: 15, closeCode: 1006 });
+    Object.assign(t.ws, { created: 10, opened: null, firstMessage: null, error: 15, closed: 15, closeCode: 1006 });
   });
   assert.equal(verdict(refused), "upgrade_refused");
   const silent = observed("websocket", (o, t) => {
     o.outcome = "fallback";
-    Object.assign(t.ws, { created: 10, opened: 14 });
+    Object.assign(t.ws, { created: 10, opened: 14, firstMessage: null });
   });
   assert.equal(verdict(silent), "upgrade_silent");
-  const nothing = observed("websocket", (o, t) => { o.outcome = "fallback"; t.ws.created = 10; });
+  const nothing = observed("websocket", (o, t) => { o.outcome = "fallback"; Object.assign(t.ws, { opened: null, firstMessage: null }); });
   assert.equal(verdict(nothing), "timeout");
 });
 
-test("SSE: no event is sse_buffered, a late burst is sse_buffered, a refused stream connect_refused", () => {
-  assert.equal(verdict(observed("sse", (o, t) => { o.outcome = "fallback"; t.sse.created = 10; })), "sse_buffered");
-  assert.equal(verdict(observed("sse", (o, t) => { o.outcome = "fallback"; Object.assign(t.sse, { created: 10, opened: 12 }); })), "sse_buffered");
-  assert.equal(verdict(observed("sse", (o, t) => { o.outcome = "fallback"; Object.assign(t.sse, { created: 10, error: 12, refused: true }); })), "connect_refused");
+test("SSE: no event is sse_buffered, a late burst is sse_buffered, a refused stream http_error", () => {
+  const failed = (change) => observed("sse", (o, t) => { o.outcome = "fallback"; Object.assign(t.sse, { opened: null, firstEvent: null }, change); });
+  assert.equal(verdict(failed({})), "sse_buffered");
+  assert.equal(verdict(failed({ opened: 12 })), "sse_buffered");
+  assert.equal(verdict(failed({ error: 12, refused: true })), "http_error");
   const burst = observed("sse", (o) => {
-    o.received = [0, 1, 2, 3, 4].map((seq) => ({ seq, at: 1600 + seq, latency: 1600 - seq * 300 }));
+    o.received = [0, 1, 2, 3, 4].map((seq) => ({ seq, at: 1600 + seq, latency: 1574 - seq * 299 }));
   });
   assert.equal(lateBurst(burst), true);
   assert.equal(verdict(burst), "sse_buffered");
@@ -71,11 +76,14 @@ test("SSE: no event is sse_buffered, a late burst is sse_buffered, a refused str
   // Evenly late (a slow path, not a buffer) is no burst.
   const slow = observed("sse", (o) => { o.received = o.received.map((r) => ({ ...r, at: r.at + 1500, latency: 1500 })); });
   assert.equal(lateBurst(slow), false);
+  // The CLI's rule: sends spanning under 200 ms prove nothing.
+  const close = observed("sse", (o) => { o.sentAt = [0, 50, 100, 150, 190]; o.received = o.received.map((r) => ({ ...r, at: 1000 })); });
+  assert.equal(lateBurst(close), false);
 });
 
-test("long-poll: an HTTP error on a poll is connect_refused; a network failure unreachable", () => {
-  assert.equal(verdict(observed("longpoll", (o, t) => { o.outcome = "fallback"; t.poll.statuses = [502]; })), "connect_refused");
-  assert.equal(verdict(observed("longpoll", (o, t) => { o.outcome = "fallback"; t.poll.network = 1; })), "unreachable");
+test("long-poll: an HTTP error on a poll is http_error; a network failure unreachable", () => {
+  assert.equal(verdict(observed("longpoll", (o, t) => { o.outcome = "fallback"; t.poll.statuses = [502]; })), "http_error");
+  assert.equal(verdict(observed("longpoll", (o, t) => { o.outcome = "fallback"; Object.assign(t.poll, { statuses: [], network: 1 }); })), "unreachable");
 });
 
 test("closed during the check is idle_cut; publications lost on a non-SSE transport time out", () => {
@@ -90,7 +98,10 @@ test("the report has the CLI's shape plus userAgent and when; best is the first 
     ok: { title: "Works", cause: "", fix: "" },
     upgrade_refused: { title: "Upgrade refused", cause: "a proxy", fix: "pass Upgrade" },
   } };
-  const ws = observed("websocket", (o, t) => { o.outcome = "fallback"; Object.assign(t.ws, { created: 1, error: 2, closed: 2, closeCode: 1006 }); });
+  const ws = observed("websocket", (o, t) => {
+    o.outcome = "fallback";
+    Object.assign(t.ws, { created: 1, opened: null, firstMessage: null, error: 2, closed: 2, closeCode: 1006 });
+  });
   const report = buildReport("http://x/realtime", [ws, observed("sse"), observed("longpoll")], catalogue,
     { userAgent: "UA", when: new Date(0) });
   assert.deepEqual(Object.keys(report), ["url", "best", "transports", "userAgent", "when"]);
@@ -99,10 +110,11 @@ test("the report has the CLI's shape plus userAgent and when; best is the first 
   for (const entry of Object.values(report.transports)) {
     assert.deepEqual(Object.keys(entry), ["ok", "first_message_ms", "verdict", "title", "observed", "cause", "fix"]);
   }
-  assert.deepEqual({ ...report.transports.websocket, observed: "" },
-    { ok: false, first_message_ms: null, verdict: "upgrade_refused", title: "Upgrade refused", observed: "", cause: "a proxy", fix: "pass Upgrade" });
-  assert.match(report.transports.websocket.observed, /failed before it opened/);
-  assert.equal(report.transports.sse.first_message_ms, 30);
+  assert.deepEqual({ ...report.transports.websocket, observed: [] },
+    { ok: false, first_message_ms: null, verdict: "upgrade_refused", title: "Upgrade refused", observed: [], cause: "a proxy", fix: "pass Upgrade" });
+  assert.ok(report.transports.websocket.observed.some((line) => /failed before it opened/.test(line)));
+  assert.ok(report.transports.sse.observed.every((line) => typeof line === "string"));
+  assert.equal(report.transports.sse.first_message_ms, 12.3, "ms to the first frame, to 0.1 ms (as the CLI)");
   // Without the catalogue the verdict id stands in for the title.
   assert.equal(transportReport(ws, null).title, "upgrade_refused");
 });

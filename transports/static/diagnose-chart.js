@@ -14,7 +14,8 @@ const BOX = Object.freeze({ width: 720, height: 260, left: 64, right: 16, top: 1
  * @typedef {{x: number, y: number}} Point x in seconds, y in the chart's unit
  * @typedef {{name: string, label: string, color: string, marker: "circle" | "square" | "triangle",
  *   dash: string, points: Point[]}} Series
- * @typedef {{title: string, unit: string, log: boolean, xMax: number, series: Series[]}} ChartSpec
+ * @typedef {{title: string, unit: string, log: boolean, xMax: number, series: Series[], empty?: string}} ChartSpec
+ *   `empty`: what the chart says while it has no points
  */
 
 /**
@@ -105,6 +106,10 @@ export function drawChart(svg, spec) {
   svg.appendChild(grid);
   svg.appendChild(el("rect", { class: "frame", x: left, y: top, width: plotW, height: plotH, fill: "none" }));
 
+  if (!values.length) {
+    svg.appendChild(el("text", { class: "empty", x: left + plotW / 2, y: top + plotH / 2, "text-anchor": "middle" },
+      spec.empty || "No data yet"));
+  }
   for (const series of spec.series) {
     const group = el("g", { class: `series series-${series.name}`, "data-points": series.points.length });
     if (series.points.length > 1) {

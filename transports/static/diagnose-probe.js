@@ -17,9 +17,6 @@ import { DEFAULTS, connect } from "./client.js";
 /** The transports the page checks, best first (the client's default order). */
 export const TRANSPORT_ORDER = /** @type {TransportName[]} */ (["websocket", "sse", "longpoll"]);
 
-/** A publication later than this (ms, page clock) counts as held back on the way. */
-export const LATE_MS = 1000;
-
 const encoder = new TextEncoder();
 /** UTF-8 bytes of a string, or the size of binary data. @param {any} data @returns {number} */
 const sizeOf = (data) =>
@@ -312,6 +309,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
  * @property {{code: number, reason: string} | null} droppedAfterOpen the connection closed during the check
  * @property {number} sent publications asked for
  * @property {number} publishErrors publications the endpoint did not take
+ * @property {number[]} sentAt when each publication was asked for (ms since connect())
  * @property {{seq: number, at: number, latency: number}[]} received publications that arrived
  * @property {number} spacingMs ms between two publications
  * @property {Tap} tap
@@ -334,7 +332,7 @@ export async function checkTransport(name, run) {
   /** @type {Observation} */
   const obs = {
     transport: name, outcome: "timeout", fallbackReason: null, openMs: null, roundTripMs: null,
-    subscribeError: null, droppedAfterOpen: null, sent: 0, publishErrors: 0, received: [], spacingMs, tap,
+    subscribeError: null, droppedAfterOpen: null, sent: 0, publishErrors: 0, sentAt: [], received: [], spacingMs, tap,
   };
   let client;
   try {
@@ -384,6 +382,7 @@ export async function checkTransport(name, run) {
     for (let seq = 0; seq < count && !obs.droppedAfterOpen; seq++) {
       if (seq) await sleep(spacingMs);
       obs.sent++;
+      obs.sentAt.push(tap.at());
       publishDiagnose(run.prefix, topic, "probe", { seq, sent: now() }).catch(() => { obs.publishErrors++; });
     }
     const until = now() + waitMs;
@@ -399,15 +398,21 @@ export async function checkTransport(name, run) {
 const fmt = (ms) => (ms === null ? "-" : `${Math.round(ms)} ms`);
 
 /**
- * Whether the publications arrived late and together: held back on the way, then let go.
+ * Whether the publications arrived late and together: held back on the way, then let go at
+ * once. The CLI's rule (transports/diagnose/verdict.py `buffered`): every publication arrived,
+ * the sends span at least 200 ms, the arrivals span less than a third of that, and the first
+ * arrived more than half that span after it was sent.
  * @param {Observation} obs
  */
 export function lateBurst(obs) {
-  const late = obs.received.filter((r) => r.latency >= LATE_MS);
-  if (late.length < 2) return late.length > 0 && obs.received.length === 1;
-  const times = obs.received.map((r) => r.at);
-  const spread = Math.max(...times) - Math.min(...times);
-  return spread < (obs.spacingMs * (obs.received.length - 1)) / 2;
+  const sent = obs.sentAt;
+  if (sent.length < 2 || obs.received.length !== sent.length) return false;
+  const arrived = sent.map((_, seq) => obs.received.find((r) => r.seq === seq));
+  if (arrived.some((r) => !r)) return false;
+  const times = arrived.map((r) => /** @type {{at: number}} */ (r).at);
+  const span = sent[sent.length - 1] - sent[0];
+  if (span < 200) return false;
+  return Math.max(...times) - Math.min(...times) < span / 3 && times[0] - sent[0] > span / 2;
 }
 
 /**
@@ -435,11 +440,11 @@ export function judge(obs) {
       return fail("timeout");
     }
     if (transport === "sse") {
-      if (tap.sse.refused) return fail("connect_refused");
+      if (tap.sse.refused) return fail("http_error");
       if (tap.sse.firstEvent === null) return fail("sse_buffered");
       return fail("timeout");
     }
-    if (tap.poll.statuses.some((status) => status !== 200)) return fail("connect_refused");
+    if (tap.poll.statuses.some((status) => status !== 200)) return fail("http_error");
     if (tap.poll.network) return fail("unreachable");
     return fail("timeout");
   }
@@ -453,14 +458,14 @@ export function judge(obs) {
 }
 
 /**
- * What the page saw, in a sentence or two, for the report's "observed".
- * @param {Observation} obs
+ * What the page saw, one line per fact, for the report's "observed" (as the CLI's).
+ * @param {Observation} obs @returns {string[]}
  */
 export function describe(obs) {
   const { tap, transport } = obs;
   const parts = [];
   const n = tap.negotiate;
-  if (obs.outcome === "unusable") return `this browser cannot run ${transport}: ${obs.fallbackReason}`;
+  if (obs.outcome === "unusable") return [`this browser cannot run ${transport}: ${obs.fallbackReason}`];
   if (n.status === null) parts.push(n.network ? "negotiate got no answer (network error)" : "negotiate got no answer in time");
   else parts.push(`negotiate answered HTTP ${n.status}${n.code ? ` (${n.code})` : ""} in ${fmt(n.ms)}`);
   if (n.status === 200 && n.transports && !n.transports.includes(transport)) parts.push(`the server offers ${n.transports.join(", ") || "nothing"}`);
@@ -501,17 +506,29 @@ export function describe(obs) {
     if (obs.publishErrors) parts.push(`${obs.publishErrors} publications were refused by the publish endpoint`);
     if (obs.droppedAfterOpen) parts.push(`the connection closed during the check (${obs.droppedAfterOpen.code}${obs.droppedAfterOpen.reason ? ` ${obs.droppedAfterOpen.reason}` : ""})`);
   }
-  return `${parts.join("; ")}.`;
+  return parts;
 }
 
 /**
  * @typedef {{title: string, cause: string, fix: string}} VerdictText
  * @typedef {{version: number, verdicts: Record<string, VerdictText>}} Catalogue
  * @typedef {{ok: boolean, first_message_ms: number | null, verdict: string, title: string,
- *   observed: string, cause: string, fix: string}} TransportReport
+ *   observed: string[], cause: string, fix: string}} TransportReport
  * @typedef {{url: string, best: string | null, transports: Record<string, TransportReport>,
  *   userAgent: string, when: string}} Report
  */
+
+/**
+ * ms from connect() (which negotiates at once) to the first frame on the transport, as the CLI
+ * counts it: the WebSocket's first message, the stream's first event, the first poll answer
+ * (each carries the HELLO); null when none came.
+ * @param {Observation} obs @returns {number | null}
+ */
+export function firstFrame(obs) {
+  const { tap } = obs;
+  const at = obs.transport === "websocket" ? tap.ws.firstMessage : obs.transport === "sse" ? tap.sse.firstEvent : tap.poll.firstAnswer;
+  return at === null ? null : Math.round(at * 10) / 10;
+}
 
 /**
  * One transport's part of the report.
@@ -521,10 +538,9 @@ export function describe(obs) {
 export function transportReport(obs, catalogue) {
   const { verdict, ok } = judge(obs);
   const text = (catalogue && catalogue.verdicts && catalogue.verdicts[verdict]) || { title: verdict, cause: "", fix: "" };
-  const first = ok && obs.received.length ? Math.min(...obs.received.map((r) => r.at)) : null;
   return {
     ok,
-    first_message_ms: first === null ? null : Math.round(first),
+    first_message_ms: firstFrame(obs),
     verdict,
     title: text.title,
     observed: describe(obs),

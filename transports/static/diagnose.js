@@ -6,7 +6,7 @@
  * side-by-side view of the three transports (started by its button, or by `#live` in the URL).
  *
  * Query string: `duration` (seconds the live view publishes, 60), `rate` (publications per
- * second, 2), `count` and `spacing` (publications per check and ms between them, 5 and 300).
+ * second, 2, at most 5: the server's limit per address), `count` and `spacing` (publications per check and ms between them, 5 and 300).
  * Everything the page measured is on `window.diagnose` too (for tests and curious users).
  */
 
@@ -68,6 +68,7 @@ button:focus-visible, pre:focus-visible { outline: 3px solid var(--focus); outli
 dl { display: grid; grid-template-columns: max-content 1fr; gap: .15rem 1rem; margin: 0; }
 dt { color: var(--muted); }
 dd { margin: 0; overflow-wrap: anywhere; }
+ul.observed { margin: 0; padding-left: 1.1rem; }
 pre { background: var(--panel); border: 1px solid var(--line); border-radius: .35rem; padding: .75rem;
   overflow: auto; max-height: 24rem; font-size: .85rem; white-space: pre-wrap; overflow-wrap: anywhere; }
 .panes { display: grid; grid-template-columns: repeat(auto-fit, minmax(15rem, 1fr)); gap: .75rem; margin: .75rem 0; }
@@ -80,6 +81,7 @@ figcaption { color: var(--muted); font-size: .92rem; }
 .chart .grid line { stroke: var(--line); stroke-width: 1; }
 .chart .grid text { fill: var(--muted); font-size: 12px; font-family: system-ui, sans-serif; }
 .chart .frame { stroke: var(--muted); stroke-width: 1; }
+.chart .empty { fill: var(--muted); font-size: 15px; font-family: system-ui, sans-serif; }
 .legend { display: flex; flex-wrap: wrap; gap: .5rem 1.5rem; list-style: none; padding: 0; margin: 0; }
 .legend li { display: flex; align-items: center; gap: .4rem; }
 .note { padding: .5rem .75rem; border: 1px solid var(--line); background: var(--panel); }
@@ -96,6 +98,9 @@ const state = /** @type {{prefix: string, catalogue: Catalogue | null, check: {s
 /** @type {any} */ (window).diagnose = state;
 
 const params = new URLSearchParams(location.search);
+
+/** The live view's publications per second: the server takes at most 5 a second per address. */
+const liveRate = () => Math.min(5, param("rate", 2));
 /** A positive number from the query string, else `fallback`. @param {string} name @param {number} fallback */
 const param = (name, fallback) => {
   const value = Number(params.get(name));
@@ -116,7 +121,7 @@ function h(tag, attrs = {}, children = []) {
   return node;
 }
 
-/** A definition list from `[term, value]` pairs (values that are null are left out). @param {[string, string | null][]} rows */
+/** A definition list from `[term, value]` pairs (values that are null are left out). @param {[string, string | Node | null][]} rows */
 function list(rows) {
   const dl = h("dl");
   for (const [term, value] of rows) if (value !== null && value !== "") dl.append(h("dt", {}, [term]), h("dd", {}, [value]));
@@ -144,10 +149,10 @@ function pendingCard(name, text) {
 
 /** @param {TransportName} name @param {import("./diagnose-probe.js").TransportReport} r */
 function resultCard(name, r) {
-  const rows = /** @type {[string, string | null][]} */ ([
-    ["First message", r.first_message_ms === null ? null : `${r.first_message_ms} ms after connecting`],
+  const rows = /** @type {[string, string | Node | null][]} */ ([
+    ["First message", r.first_message_ms === null ? null : `${Math.round(r.first_message_ms)} ms after connecting (the server's hello)`],
     [r.ok ? "Verdict" : "Problem", r.ok ? null : r.title],
-    ["What the page saw", r.observed],
+    ["What the page saw", h("ul", { class: "observed" }, r.observed.map((line) => h("li", {}, [line])))],
     ["Likely cause", r.ok ? null : r.cause],
     ["What to do", r.ok ? null : r.fix],
   ]);
@@ -230,7 +235,7 @@ let drawPending = false;
 function startLive() {
   if (live && live.data.status === "running") return;
   const durationMs = param("duration", 60) * 1000;
-  const rate = param("rate", 2);
+  const rate = liveRate();
   live = new LiveView({ prefix: PREFIX, id: `${runId()}-live`, durationMs, rate }, (data) => {
     state.live = data;
     if (!drawPending) {
@@ -267,9 +272,9 @@ function renderLive(data) {
       list([
         ["State", pane ? (pane.on && pane.state === "open" ? `open (${pane.on})` : pane.state) : "not started"],
         ["Messages", pane ? `${pane.received} of ${data.published}` : "-"],
-        ["Latency", `median ${num(median(latencies), "ms")}, p95 ${num(percentile(latencies, 95), "ms")}, last ${num(last, "ms")}`],
-        ["Round trip", `median ${num(median(trips), "ms")} (${trips.length})`],
-        ["Bytes/message", `≈ ${num(median(/** @type {number[]} */ (bytes)), "B")} (estimate)`],
+        ["Latency", latencies.length ? `median ${num(median(latencies), "ms")}, p95 ${num(percentile(latencies, 95), "ms")}, last ${num(last, "ms")}` : "-"],
+        ["Round trip", trips.length ? `median ${num(median(trips), "ms")} (${trips.length})` : "-"],
+        ["Bytes/message", bytes.length ? `≈ ${num(median(/** @type {number[]} */ (bytes)), "B")} (estimate)` : "-"],
         ["Reconnects", pane ? String(pane.reconnects) : "-"],
         ["Fallbacks", pane ? `${pane.fallbacks}${pane.lastFallback ? `: ${pane.lastFallback}` : ""}` : "-"],
       ]),
@@ -286,8 +291,10 @@ function renderLive(data) {
         .filter((p) => p.y !== null)
         .map((p) => ({ x: p.x, y: /** @type {number} */ (p.y) })),
     }));
-  drawChart(/** @type {any} */ ($("latency-chart")), { title: "Latency per message", unit: "ms", log: true, xMax, series: series((p) => p.latency) });
-  drawChart(/** @type {any} */ ($("bytes-chart")), { title: "Bytes on the wire per message (estimate)", unit: "bytes", log: false, xMax, series: series((p) => p.bytes) });
+  drawChart(/** @type {any} */ ($("latency-chart")), { title: "Latency per message", unit: "ms", log: true, xMax, series: series((p) => p.latency),
+    empty: running ? "Waiting for the first message…" : "No data yet: start the live comparison" });
+  drawChart(/** @type {any} */ ($("bytes-chart")), { title: "Bytes on the wire per message (estimate)", unit: "bytes", log: false, xMax, series: series((p) => p.bytes),
+    empty: running ? "Waiting for the first message…" : "No data yet: start the live comparison" });
   const summary = TRANSPORT_ORDER.map((name) => {
     const points = data.panes[name] ? data.panes[name].points : [];
     return `${NAMES[name]}: ${points.length} messages, median latency ${num(median(points.map((p) => p.latency)), "ms")}`;
@@ -297,7 +304,7 @@ function renderLive(data) {
 
 /** The live view before it starts: empty panes and charts. @returns {LiveData} */
 function emptyLive() {
-  return { status: "idle", topic: "", durationMs: param("duration", 60) * 1000, rate: param("rate", 2),
+  return { status: "idle", topic: "", durationMs: param("duration", 60) * 1000, rate: liveRate(),
     elapsedMs: 0, published: 0, publishErrors: 0, panes: {} };
 }
 
@@ -312,7 +319,7 @@ async function main() {
   const sheet = new CSSStyleSheet();
   sheet.replaceSync(STYLE);
   document.adoptedStyleSheets = [...document.adoptedStyleSheets, sheet];
-  $("live-rate").textContent = String(param("rate", 2));
+  $("live-rate").textContent = String(liveRate());
   $("live-duration").textContent = String(param("duration", 60));
   renderLegend();
   renderLive(emptyLive());
