@@ -238,6 +238,8 @@ function startLive() {
   const rate = liveRate();
   live = new LiveView({ prefix: PREFIX, id: `${runId()}-live`, durationMs, rate }, (data) => {
     state.live = data;
+    // The last update is drawn at once: what the page shows then matches window.diagnose.live.
+    if (data.status !== "running") return renderLive(data);
     if (!drawPending) {
       drawPending = true;
       requestAnimationFrame(() => { drawPending = false; renderLive(data); });
