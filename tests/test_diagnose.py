@@ -7,9 +7,14 @@ tests/proxies.py. The nginx profiles are in tests/browser/test_diagnose_cli.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import os
+import re
+import shutil
+import ssl
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,7 +23,7 @@ from typing import Any
 import pytest
 
 from transports import Channel
-from transports.core.admission import DIAGNOSE_BURST
+from transports.core.admission import DIAGNOSE_BURST, DIAGNOSE_RATE
 from transports.diagnose.catalogue import VERDICTS, catalogue, load
 from transports.diagnose.observations import Idle, Observation, Step
 from transports.diagnose.report import build, render_text
@@ -405,6 +410,79 @@ async def test_tool_not_offered_and_transports_option() -> None:
         assert code == 0 and list(report["transports"]) == ["longpoll"]
 
 
+class SilentServer:
+    """Accepts TCP connections on loopback and never answers (a hung server or proxy), or
+    answers every request with ``answer``."""
+
+    def __init__(self, answer: bytes | None = None) -> None:
+        self.answer = answer
+
+    async def __aenter__(self) -> str:
+        async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(Exception):
+                if self.answer is not None:
+                    await reader.readuntil(b"\r\n\r\n")
+                    writer.write(self.answer)
+                    await writer.drain()
+                await reader.read()
+            writer.close()
+
+        self.server = await asyncio.start_server(hold, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.server.wait_closed(), 2)
+
+
+async def test_tool_timeout() -> None:
+    async with SilentServer() as base:
+        code, report = await run_json(base + "/realtime", "--idle", "0", "--timeout", "1")
+    assert code == 1
+    assert set(verdicts(report).values()) == {"timeout"}
+
+
+async def test_tool_negotiate_garbage() -> None:
+    """A 200 that is not a negotiate answer (some other app on that path): negotiate_failed."""
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+    async with SilentServer(answer + b"Connection: close\r\n\r\n{}") as base:
+        code, report = await run_json(base + "/realtime", "--idle", "0", "--timeout", "2")
+    assert code == 1
+    assert set(verdicts(report).values()) == {"negotiate_failed"}
+    observed = report["transports"]["sse"]["observed"]
+    assert "the answer is not a negotiate object" in observed
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+async def test_tool_tls_error(tmp_path: Path) -> None:
+    """A TLS server whose certificate the client does not trust: tls_error."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0, ssl=context)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        code, report = await run_json(f"https://127.0.0.1:{port}/realtime", "--idle", "0")
+    finally:
+        server.close()
+    assert code == 1
+    assert set(verdicts(report).values()) == {"tls_error"}
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -426,3 +504,21 @@ async def test_tool_bad_usage(args: list[str]) -> None:
 async def test_tool_unreachable() -> None:
     code, out, err = await run_tool("http://127.0.0.1:9/realtime", "--idle", "0")
     assert code == 1 and "unreachable" in out and "Traceback" not in err
+
+
+# --- the docs say what the code does ----------------------------------------------------------
+
+
+def test_operations_verdict_table_matches_the_catalogue() -> None:
+    """docs/operations.md lists every verdict of diagnose.json, in its order, with its title."""
+    text = (ROOT / "docs/operations.md").read_text()
+    table = text.split("### Verdicts", 1)[1]
+    rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \|", table, flags=re.MULTILINE)
+    assert [(key, title.strip()) for key, title in rows] == [
+        (key, entry.title) for key, entry in catalogue().items()
+    ]
+
+
+def test_protocol_states_the_publication_limits() -> None:
+    text = " ".join((ROOT / "docs/protocol.md").read_text().split())
+    assert f"{DIAGNOSE_RATE:g} per second per address, {DIAGNOSE_BURST} at once" in text

@@ -37,6 +37,8 @@ NEEDED = [
     "transports/static/policy.json",
     "transports/static/diagnose.html",
     "transports/static/diagnose.js",
+    "transports/static/diagnose.json",
+    "transports/diagnose/__main__.py",
     "demo/templates/index.html",
     "demo/static/app.js",
     "demo/static/feed.js",

@@ -171,12 +171,23 @@ class Run:
             info = json.loads(data)
         except (ValueError, RecursionError):
             return step, None
-        fields = ("transports", "urls", "token", "ticket")
-        if not isinstance(info, dict) or not all(name in info for name in fields):
-            return step, None
-        if not isinstance(info["transports"], list) or not isinstance(info["urls"], dict):
-            return step, None
-        return step, info
+        return step, info if _usable(info) else None
+
+
+def _usable(info: Any) -> bool:
+    """Whether a negotiate answer has what the probes use (protocol §3): the transports, a
+    token and a ticket, and every transport's URL and ``send``'s (always all listed)."""
+    if not isinstance(info, dict):
+        return False
+    urls, transports = info.get("urls"), info.get("transports")
+    return (
+        isinstance(transports, list)
+        and all(isinstance(name, str) for name in transports)
+        and isinstance(info.get("token"), str)
+        and isinstance(info.get("ticket"), str)
+        and isinstance(urls, dict)
+        and all(isinstance(urls.get(name), str) for name in (*PROBES, "send"))
+    )
 
 
 class Probe(abc.ABC):

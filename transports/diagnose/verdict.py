@@ -239,7 +239,10 @@ def judge(obs: Observation) -> Finding:
                 f"the stream is compressed ({headers['Content-Encoding']}): that buffers it"
             )
         if obs.open.status == 200 and "X-Accel-Buffering" not in headers:
-            seen.append("the server's X-Accel-Buffering: no did not reach the client")
+            seen.append(
+                "the server's X-Accel-Buffering: no did not reach the client (nginx consumes "
+                "it and then does not buffer, unless told to ignore it; another proxy dropped it)"
+            )
     return Finding(verdict or "ok", verdict is None, seen, obs.hello_ms)
 
 
