@@ -7,8 +7,8 @@
 
 const SVG = "http://www.w3.org/2000/svg";
 
-/** The plot area inside the viewBox. */
-const BOX = Object.freeze({ width: 720, height: 260, left: 64, right: 16, top: 14, bottom: 40 });
+/** The margins around the plot area, in px of the drawn chart (the viewBox is its size in px). */
+const MARGIN = Object.freeze({ left: 64, right: 16, top: 14, bottom: 40 });
 
 /**
  * @typedef {{x: number, y: number}} Point x in seconds, y in the chart's unit
@@ -71,7 +71,11 @@ const label = (value) => (value >= 1000 && value % 1000 === 0 ? `${value / 1000}
  * @param {SVGSVGElement} svg @param {ChartSpec} spec
  */
 export function drawChart(svg, spec) {
-  const { width, height, left, right, top, bottom } = BOX;
+  // Drawn at the size it is shown, so that the labels stay readable on a narrow screen.
+  const shown = Math.round(svg.getBoundingClientRect().width);
+  const width = Math.max(300, shown || 720);
+  const height = width < 560 ? 220 : 260;
+  const { left, right, top, bottom } = MARGIN;
   const plotW = width - left - right;
   const plotH = height - top - bottom;
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
@@ -91,11 +95,11 @@ export function drawChart(svg, spec) {
   };
 
   const grid = el("g", { class: "grid", "aria-hidden": "true" });
-  for (const t of axis.ticks) {
+  for (const t of values.length ? axis.ticks : []) {
     grid.appendChild(el("line", { x1: left, x2: left + plotW, y1: y(t), y2: y(t) }));
     grid.appendChild(el("text", { x: left - 8, y: y(t) + 4, "text-anchor": "end" }, label(t)));
   }
-  const xStep = niceStep(xMax, 6);
+  const xStep = niceStep(xMax, Math.max(3, Math.floor(plotW / 90)));
   for (let t = 0; t <= xMax + 1e-9; t += xStep) {
     grid.appendChild(el("line", { x1: x(t), x2: x(t), y1: top, y2: top + plotH }));
     grid.appendChild(el("text", { x: x(t), y: top + plotH + 18, "text-anchor": "middle" }, `${Number(t.toPrecision(6))}`));

@@ -69,6 +69,7 @@ dl { display: grid; grid-template-columns: max-content 1fr; gap: .15rem 1rem; ma
 dt { color: var(--muted); }
 dd { margin: 0; overflow-wrap: anywhere; }
 ul.observed { margin: 0; padding-left: 1.1rem; }
+code { font-size: .9em; background: var(--bg); border: 1px solid var(--line); border-radius: .2rem; padding: 0 .2rem; }
 pre { background: var(--panel); border: 1px solid var(--line); border-radius: .35rem; padding: .75rem;
   overflow: auto; max-height: 24rem; font-size: .85rem; white-space: pre-wrap; overflow-wrap: anywhere; }
 .panes { display: grid; grid-template-columns: repeat(auto-fit, minmax(15rem, 1fr)); gap: .75rem; margin: .75rem 0; }
@@ -128,6 +129,19 @@ function list(rows) {
   return dl;
 }
 
+/**
+ * Catalogue text with its `code` spans (backticks) shown as code.
+ * @param {string} text @returns {Node}
+ */
+function withCode(text) {
+  const span = h("span");
+  text.split(/(`[^`]+`)/).forEach((part) => {
+    if (part.length > 2 && part.startsWith("`") && part.endsWith("`")) span.append(h("code", {}, [part.slice(1, -1)]));
+    else if (part) span.append(part);
+  });
+  return span;
+}
+
 /** diagnose.json, the verdict catalogue, or null when it cannot be read. @returns {Promise<Catalogue | null>} */
 async function loadCatalogue() {
   try {
@@ -153,8 +167,8 @@ function resultCard(name, r) {
     ["First message", r.first_message_ms === null ? null : `${Math.round(r.first_message_ms)} ms after connecting (the server's hello)`],
     [r.ok ? "Verdict" : "Problem", r.ok ? null : r.title],
     ["What the page saw", h("ul", { class: "observed" }, r.observed.map((line) => h("li", {}, [line])))],
-    ["Likely cause", r.ok ? null : r.cause],
-    ["What to do", r.ok ? null : r.fix],
+    ["Likely cause", r.ok || !r.cause ? null : withCode(r.cause)],
+    ["What to do", r.ok || !r.fix ? null : withCode(r.fix)],
   ]);
   return h("article", { class: `result ${r.ok ? "ok" : "fail"}`, "data-transport": name, "data-verdict": r.verdict }, [
     h("h3", {}, [NAMES[name], h("span", { class: "badge" }, [r.ok ? "✓ works" : "✗ does not work"])]),
@@ -279,6 +293,7 @@ function renderLive(data) {
         ["Bytes/message", bytes.length ? `≈ ${num(median(/** @type {number[]} */ (bytes)), "B")} (estimate)` : "-"],
         ["Reconnects", pane ? String(pane.reconnects) : "-"],
         ["Fallbacks", pane ? `${pane.fallbacks}${pane.lastFallback ? `: ${pane.lastFallback}` : ""}` : "-"],
+        ["Last error", pane && pane.errors.length ? pane.errors[pane.errors.length - 1] : null],
       ]),
     ]);
     node.style.borderTopColor = LOOK[name].color;
@@ -330,6 +345,13 @@ async function main() {
   $("live-start").addEventListener("click", startLive);
   $("live-stop").addEventListener("click", () => { if (live) live.stop(); });
   addEventListener("pagehide", () => { if (live) live.stop(); });
+  // The charts are drawn at their shown size: draw them again when it changes.
+  let resizing = false;
+  addEventListener("resize", () => {
+    if (resizing) return;
+    resizing = true;
+    requestAnimationFrame(() => { resizing = false; renderLive(state.live || emptyLive()); });
+  });
   state.catalogue = await loadCatalogue();
   if (location.hash === "#live") {
     $("check-status").textContent = "Not run: the live view is running (its traffic would disturb the timings).";
