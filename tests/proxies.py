@@ -5,6 +5,9 @@
   both ways (an antivirus or middlebox that accepts the upgrade and then holds the frames).
 * :class:`IdleCutProxy` forwards everything and cuts (RST) a connection that carried no byte
   either way for ``idle`` seconds (a load balancer's or NAT's idle timeout).
+* :class:`StreamBufferingProxy` forwards everything, but holds the body of an event stream
+  (``text/event-stream``) and lets it go every ``every`` seconds, in one write (a buffering
+  proxy that flushes when its buffer is full or a timer fires).
 * :class:`ConnectRefusingProxy` is a forward proxy that answers ``403`` to every request,
   ``CONNECT`` included (stock squid's ``http_access deny CONNECT !SSL_ports``).
 
@@ -171,6 +174,52 @@ class IdleCutProxy(_Proxy):
             await _both(_pipe(reader, up_writer, seen), _pipe(up_reader, writer, seen), watch())
         finally:
             up_writer.close()
+
+
+class StreamBufferingProxy(_Proxy):
+    """Forwards to ``127.0.0.1:upstream``; an event stream's body leaves every ``every`` s."""
+
+    def __init__(self, upstream: int, every: float) -> None:
+        super().__init__()
+        self.upstream = upstream
+        self.every = every
+        self.flushes = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
+        try:
+            up = asyncio.ensure_future(_pipe(reader, up_writer, _nothing))
+            try:
+                answer = await _head(up_reader)
+                writer.write(answer)
+                await writer.drain()
+                if b"text/event-stream" in answer.lower():
+                    await self._held(up_reader, writer)
+                else:
+                    await _pipe(up_reader, writer, _nothing)
+            finally:
+                up.cancel()
+                await asyncio.gather(up, return_exceptions=True)
+        finally:
+            up_writer.close()
+
+    async def _held(self, up_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held = bytearray()
+
+        async def fill() -> None:
+            while data := await up_reader.read(65536):
+                held.extend(data)
+
+        async def flush() -> None:
+            while True:
+                await asyncio.sleep(self.every)
+                if held:
+                    self.flushes += 1
+                    writer.write(bytes(held))
+                    held.clear()
+                    await writer.drain()
+
+        await _both(fill(), flush())
 
 
 class ConnectRefusingProxy(_Proxy):

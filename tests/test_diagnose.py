@@ -32,7 +32,12 @@ from transports.typing import TransportName
 
 from .apps import make_app
 from .conftest import TRANSPORTS
-from .proxies import ConnectRefusingProxy, IdleCutProxy, SilentUpgradeProxy
+from .proxies import (
+    ConnectRefusingProxy,
+    IdleCutProxy,
+    SilentUpgradeProxy,
+    StreamBufferingProxy,
+)
 from .secharness import Live, live_server
 from .servers import hypercorn_server
 
@@ -369,6 +374,22 @@ async def test_tool_silent_upgrade(server: str) -> None:
     assert proxy.upgrades == 1
     assert code == 0 and report["best"] == "sse"
     assert verdicts(report) == {"websocket": "upgrade_silent", "sse": "ok", "longpoll": "ok"}
+
+
+async def test_tool_stream_held_and_flushed(server: str) -> None:
+    """A proxy that passes the stream's headers and then lets its body go every 1.5 s: the
+    HELLO and the round trip come through (late), but the three publications sent 300 ms
+    apart arrive together after the next flush: sse_buffered, from their timing alone."""
+    port = int(server.rsplit(":", 1)[1])
+    async with StreamBufferingProxy(port, 1.5) as proxy:
+        code, report = await run_json(
+            proxy.url + "/realtime", "--idle", "0", "--timeout", "2.5", "--transports", "sse"
+        )
+    assert proxy.flushes >= 3
+    assert code == 1 and verdicts(report) == {"sse": "sse_buffered"}
+    observed = report["transports"]["sse"]["observed"]
+    assert any("arrived late and together" in line for line in observed), observed
+    assert any(line.startswith("round trip") for line in observed), observed
 
 
 async def test_tool_idle_cut(server: str) -> None:
