@@ -5,11 +5,14 @@ which, with the verdict the browser can honestly infer: through ``a-no-upgrade``
 upgrade is refused while SSE and long-poll work, through ``b-buffering`` the event stream is
 held back, and direct everything works. The report the "Copy report" button puts on the
 clipboard has the shape of ``python -m transports.diagnose URL --json`` (run here on the same
-server), plus ``userAgent`` and ``when``.
+server), plus ``userAgent`` and ``when``. Two small proxies of Python's show what nginx does not:
+a WebSocket accepted and then silent (``upgrade_silent``), and an event stream let go in bursts,
+which the page can only tell from the publications' timing (``sse_buffered``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -19,6 +22,8 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page
+
+from tests.proxies import SilentUpgradeProxy, _Proxy, in_thread
 
 from .harness import ROOT, AppServer, Nginx, app_server, nginx_proxy, wait_for
 
@@ -156,3 +161,85 @@ def test_through_a_buffering_proxy_the_event_stream_is_held_back(
     assert report["best"] == "longpoll"
     check_shape(report)
     assert CATALOGUE["sse_buffered"]["title"] in shown(page)["sse"][1]
+
+
+class QuietFlushProxy(_Proxy):
+    """Forwards to ``127.0.0.1:upstream`` and holds an event stream's body until it has been
+    quiet for ``quiet`` seconds, then lets it go in one write (a proxy that flushes when the
+    upstream pauses). It asks the app to close every connection after its answer
+    (``Connection: close``, WebSocket upgrades aside), so that the browser opens a connection per
+    request and the proxy sees each answer's head."""
+
+    def __init__(self, upstream: int, quiet: float) -> None:
+        super().__init__()
+        self.upstream = upstream
+        self.quiet = quiet
+        self.flushes = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        if b"\r\nupgrade: websocket" not in head.lower():
+            lines = head[:-4].split(b"\r\n")
+            kept = [line for line in lines if not line.lower().startswith(b"connection:")]
+            head = b"\r\n".join([*kept, b"Connection: close"]) + b"\r\n\r\n"
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
+        up_writer.write(head)
+        uplink = asyncio.ensure_future(self._copy(reader, up_writer))
+        try:
+            answer = await up_reader.readuntil(b"\r\n\r\n")
+            writer.write(answer)
+            await writer.drain()
+            if b"text/event-stream" in answer.lower():
+                await self._hold(up_reader, writer)
+            else:
+                await self._copy(up_reader, writer)
+        finally:
+            uplink.cancel()
+            await asyncio.gather(uplink, return_exceptions=True)
+            up_writer.close()
+
+    @staticmethod
+    async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+
+    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held = bytearray()
+        while True:
+            try:
+                data = await asyncio.wait_for(reader.read(65536), self.quiet if held else None)
+            except TimeoutError:
+                self.flushes += 1
+                writer.write(bytes(held))
+                held.clear()
+                await writer.drain()
+                continue
+            if not data:
+                return
+            held.extend(data)
+
+
+def test_a_websocket_accepted_then_silent_is_upgrade_silent(
+    page: Page, diagnosed: AppServer
+) -> None:
+    with in_thread(SilentUpgradeProxy(diagnosed.port)) as proxy:
+        report = run_check(page, proxy.url)
+        assert proxy.upgrades >= 1
+    assert verdicts(report) == {"websocket": "upgrade_silent", "sse": "ok", "longpoll": "ok"}
+    observed = report["transports"]["websocket"]["observed"]
+    assert "then nothing came through it" in observed, observed
+
+
+def test_an_event_stream_let_go_in_bursts_is_sse_buffered_from_the_timing_alone(
+    page: Page, diagnosed: AppServer
+) -> None:
+    with in_thread(QuietFlushProxy(diagnosed.port, quiet=0.8)) as proxy:
+        report = run_check(page, proxy.url)
+        assert proxy.flushes >= 3  # the HELLO, the subscribe's reply, the publications
+    sse = report["transports"]["sse"]
+    assert sse["verdict"] == "sse_buffered", sse
+    # The stream opened and answered: only the publications' timing shows the buffer.
+    assert "round trip (subscribe)" in " ".join(sse["observed"])
+    assert any("late and together" in line for line in sse["observed"]), sse["observed"]
+    assert report["transports"]["longpoll"]["verdict"] == "ok"
