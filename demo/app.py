@@ -8,6 +8,8 @@
 * ``GET /api/feed?topics=all,deploys&limit=100``: the newest notifications of those topics,
   newest first (what a page loads when it opens, joins a topic, or missed a gap).
 * ``GET /api/topics``: the topics and what they carry.
+* ``GET /realtime/diagnose``: the library's connection check (the ``diagnose`` setting is on):
+  each transport alone from the browser, and the three live side by side (``#live``).
 * Realtime (``/realtime``): the page subscribes to topics and posts with ``send("notify", ...)``,
   validated like ``/api/notify`` (a bad one is refused with ``bad_data`` and the reason).
 * A producer publishes a realistic notification every few seconds.
@@ -85,8 +87,9 @@ def create_app(
     # Several processes on one backplane must share the key that signs session tokens.
     if os.environ.get("TRANSPORTS_SECRET_KEY"):
         app.config["TRANSPORTS_SECRET_KEY"] = os.environ["TRANSPORTS_SECRET_KEY"]
-    # Each process serves its own Prometheus metrics (docs/operations.md).
-    rt = Realtime(app, backplane=backplane, metrics_path="/metrics")
+    # Each process serves its own Prometheus metrics (docs/operations.md), and the connection
+    # check at /realtime/diagnose (the page's "Run the connection check" link).
+    rt = Realtime(app, backplane=backplane, metrics_path="/metrics", diagnose=True)
     store = Store()
     app.extensions["demo.store"] = store
 

@@ -35,6 +35,8 @@ NEEDED = [
     "transports/static/client-core.js",
     "transports/static/client.d.ts",
     "transports/static/policy.json",
+    "transports/static/diagnose.html",
+    "transports/static/diagnose.js",
     "transports/static/diagnose.json",
     "transports/diagnose/__main__.py",
     "demo/templates/index.html",
