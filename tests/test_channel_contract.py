@@ -233,6 +233,28 @@ async def test_gap_too_old_is_reported(serve: Callable[..., Any], transport: Tra
     assert (await client.next_message(5)).data == 10  # live again, nothing replayed partially
 
 
+async def test_history_per_topic(serve: Callable[..., Any], transport: TransportName) -> None:
+    """The ``topics`` setting gives a ticker a short history and keeps the general one for
+    the rest: after the same gap, the feed is replayed and the ticker is told it was not."""
+    server: Server = await serve(topics={"ticker:*": {"history_size": 3, "history_ttl": 60}})
+    client = await server.client(transport, backoff=(0.5, 0.5))
+    recovered: list[tuple[str, bool]] = []
+    client.on("recovered", lambda topic, ok: recovered.append((topic, ok)))
+    await client.subscribe("feed")
+    await client.subscribe("ticker:1")
+    for topic in ("feed", "ticker:1"):
+        await server.realtime.publish(topic, "n", 0)
+        assert (await client.next_message(5)).data == 0
+    await client.force_reconnect()
+    for n in range(1, 10):  # 9 messages each while away; the ticker keeps 3
+        await server.realtime.publish("feed", "n", n)
+        await server.realtime.publish("ticker:1", "n", n)
+    await eventually(lambda: len(recovered) == 2)
+    assert sorted(recovered) == [("feed", True), ("ticker:1", False)]
+    replayed = [await client.next_message(5) for _ in range(9)]
+    assert [(m.topic, m.data) for m in replayed] == [("feed", n) for n in range(1, 10)]
+
+
 async def test_channel_loop_receives_unhandled(
     serve: Callable[..., Any], transport: TransportName
 ) -> None:

@@ -239,3 +239,49 @@ def test_shared_backplane_configured_in_code() -> None:
     redis = "redis://127.0.0.1:1/0"
     assert make(backplane=redis, secret_key=KEY).settings.secret_key == KEY.encode()
     assert make({"TRANSPORTS_SECRET_KEY": KEY}, backplane=redis).settings.backplane == redis
+
+
+def test_presence_and_topics_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRANSPORTS_PRESENCE", "room:*, lobby")
+    monkeypatch.setenv(
+        "TRANSPORTS_TOPICS",
+        '{"ticker:*": {"history_size": 10, "history_ttl": 30}, "room:quiet": {"presence": false}}',
+    )
+    settings = make().settings
+    assert [(r.pattern, r.events) for r in settings.presence] == [("room:*", True), ("lobby", True)]
+    ticker, quiet = settings.topics
+    assert (ticker.pattern, ticker.history_size, ticker.history_ttl) == ("ticker:*", 10, 30.0)
+    assert quiet.no_presence
+    engine = make(presence=["room:*"], topics={"room:quiet": {"presence": False}}).engine
+    assert engine.presence.rule("room:1") is not None
+    assert engine.presence.rule("room:quiet") is None  # the topics entry shadows room:*
+    assert engine.backplane.retention("ticker:9") == (1000, 300.0)  # not this app's rules
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"room:{x}": {}}, "is not a topic pattern"),
+        ({"$presence:*": {}}, "is not a topic pattern"),
+        ({"ticker:*": {"history": 3}}, "unknown option(s) history for 'ticker:*'"),
+        ({"ticker:*": {"history_size": -1}}, "history_size of 'ticker:*' must be"),
+        ({"ticker:*": {"history_size": True}}, "history_size of 'ticker:*' must be"),
+        ({"ticker:*": {"history_ttl": 0}}, "history_ttl of 'ticker:*' must be"),
+        ({"chat:*": {"presence": "yes"}}, "presence of 'chat:*' must be"),
+        ({"chat:*": {"presence": {"events": 1}}}, "'events' of 'chat:*' must be"),
+        (["ticker:*"], "topics must be a mapping"),
+        ("{not json", "topics: not valid JSON"),
+    ],
+)
+def test_bad_topics_are_refused_at_start_up(value: Any, message: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        make(topics=value)
+    assert message in str(refused.value)
+
+
+def test_bad_presence_patterns_name_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRANSPORTS_PRESENCE", "room:*, bad pattern")
+    with pytest.raises(ValueError, match="TRANSPORTS_PRESENCE: presence: 'bad pattern'"):
+        make()
+    with pytest.raises(ValueError, match="unknown option"):
+        make(presence={"room:*": {"event": False}})

@@ -27,6 +27,7 @@ memory backplane needs no extra package.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,7 @@ __all__ = [
     "Membership",
     "PresenceStore",
     "Published",
+    "Retention",
     "create_backplane",
 ]
 
@@ -84,12 +86,36 @@ class History:
     messages: list[Published]
 
 
+Retention = Callable[[str], tuple[int | None, float | None]]
+"""``retention(topic) -> (history size, history lifetime in seconds)`` for one topic; ``None``
+in either place keeps the backplane's own value (its ``history_size``/``history_ttl``)."""
+
+
 class Broker(abc.ABC):
     """Publish/subscribe across processes, with each topic's offsets, epoch and history.
 
     Used by the hub. Unless a method says otherwise it may be called concurrently, and it raises
     :class:`~transports.exceptions.BackplaneError` when the backplane is unreachable.
     """
+
+    history_size: int = 1000
+    """Publications kept per topic, unless :meth:`set_retention` says otherwise for it."""
+    history_ttl: float = 300.0
+    """Seconds a publication is kept, unless :meth:`set_retention` says otherwise."""
+    _retention: Retention | None = None
+
+    def set_retention(self, retention: Retention | None) -> None:
+        """Choose each topic's history size and lifetime (the ``topics`` setting); call it
+        before the first publication. Every process must choose the same."""
+        self._retention = retention
+
+    def retention(self, topic: str) -> tuple[int, float]:
+        """``topic``'s history size and lifetime in seconds."""
+        size, ttl = (None, None) if self._retention is None else self._retention(topic)
+        return (
+            self.history_size if size is None else size,
+            self.history_ttl if ttl is None else ttl,
+        )
 
     @abc.abstractmethod
     async def subscribe(self, topic: str) -> None:

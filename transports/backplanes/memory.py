@@ -16,13 +16,14 @@ __all__ = ["MemoryBackplane"]
 
 
 class _Log:
-    __slots__ = ("epoch", "last", "entries", "touched")
+    __slots__ = ("epoch", "last", "entries", "touched", "ttl")
 
-    def __init__(self, size: int, now: float) -> None:
+    def __init__(self, size: int, ttl: float, now: float) -> None:
         self.epoch = secrets.token_urlsafe(6)
         self.last = 0
         self.entries: deque[Published] = deque(maxlen=size)
         self.touched = now
+        self.ttl = ttl
 
 
 class MemoryBackplane(Backplane):
@@ -87,12 +88,12 @@ class MemoryBackplane(Backplane):
     def _log(self, topic: str, now: float) -> _Log:
         log = self._logs.get(topic)
         if log is None:
-            log = self._logs[topic] = _Log(self.history_size, now)
+            log = self._logs[topic] = _Log(*self.retention(topic), now)
         self._trim(log, now)
         return log
 
     def _trim(self, log: _Log, now: float) -> None:
-        horizon = now - self.history_ttl
+        horizon = now - log.ttl
         entries = log.entries
         while entries and entries[0].time < horizon:
             entries.popleft()
@@ -102,8 +103,7 @@ class MemoryBackplane(Backplane):
         if now - self._last_sweep < 1.0:
             return
         self._last_sweep = now
-        horizon = now - self.history_ttl
-        for topic in [t for t, log in self._logs.items() if log.touched < horizon]:
+        for topic in [t for t, log in self._logs.items() if log.touched < now - log.ttl]:
             log = self._logs[topic]
             self._trim(log, now)
             if not log.entries and topic not in self._wanted:

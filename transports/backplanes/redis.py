@@ -288,8 +288,7 @@ class RedisBackplane(Backplane):
         self.history_ttl = history_ttl
         self.prefix = prefix
         self.expiry_margin = expiry_margin
-        self._lifetime_ms = max(1, round((history_ttl + expiry_margin) * 1000))
-        self._ttl_ms = history_ttl * 1000
+        self._lifetime_ms = self._lifetime(history_ttl)
         self._timeout = socket_timeout
         self._deadline = socket_connect_timeout + 2 * socket_timeout
         self._subscribe_timeout = (
@@ -336,6 +335,10 @@ class RedisBackplane(Backplane):
         self._mine: dict[str, set[str]] = {}
         """Members this process added, per key (to take the key off its reap list when the
         last one goes)."""
+
+    def _lifetime(self, ttl: float) -> int:
+        """Milliseconds an idle topic's keys live: its history lifetime plus the margin."""
+        return max(1, round((ttl + self.expiry_margin) * 1000))
 
     # --- names ------------------------------------------------------------------------------
 
@@ -414,6 +417,7 @@ class RedisBackplane(Backplane):
     # --- publications and history -----------------------------------------------------------
 
     async def publish(self, topic: str, event: str, data: str, binary: bool) -> Published:
+        size, ttl = self.retention(topic)
         async with self._command("publish"):
             script = self._publish_script
             assert script is not None
@@ -424,8 +428,8 @@ class RedisBackplane(Backplane):
                     event,
                     data,
                     "1" if binary else "0",
-                    self.history_size,
-                    self._lifetime_ms,
+                    size,
+                    self._lifetime(ttl),
                     self._channel(topic),
                     topic,
                 ],
@@ -439,7 +443,12 @@ class RedisBackplane(Backplane):
             raise BackplaneError("backplane is not connected")
         reply = await script(
             keys=[self._meta(topic), self._log(topic)],
-            args=[secrets.token_urlsafe(6), epoch or "", after, self._lifetime_ms],
+            args=[
+                secrets.token_urlsafe(6),
+                epoch or "",
+                after,
+                self._lifetime(self.retention(topic)[1]),
+            ],
         )
         current, last, now_ms, entries = reply
         return _Read(_text(current), int(last), int(now_ms), list(entries))
@@ -465,7 +474,7 @@ class RedisBackplane(Backplane):
         if not complete:
             return History(epoch, last, False, [])
         messages = [record for record in records if record is not None]
-        if messages[0].time * 1000 < read.now_ms - self._ttl_ms:
+        if messages[0].time * 1000 < read.now_ms - self.retention(topic)[1] * 1000:
             return History(epoch, last, False, [])
         return History(epoch, last, True, messages)
 
@@ -894,6 +903,9 @@ class RedisBackplane(Backplane):
             await asyncio.sleep(interval)
             client = self._client
             topics = list(self._topics)
+            # Every third of the shortest lifetime among the topics listened to.
+            lifetimes = [self._lifetime(self.retention(topic)[1]) for topic in topics]
+            interval = min([self._lifetime_ms, *lifetimes]) / 3000
             if client is None or not topics:
                 continue
             try:
@@ -901,7 +913,9 @@ class RedisBackplane(Backplane):
                     for start in range(0, len(topics), 500):
                         pipe = client.pipeline(transaction=False)
                         for topic in topics[start : start + 500]:
-                            pipe.pexpire(self._meta(topic), self._lifetime_ms)
+                            pipe.pexpire(
+                                self._meta(topic), self._lifetime(self.retention(topic)[1])
+                            )
                         await pipe.execute()
             except (RedisError, OSError) as exc:
                 log.debug("could not re-arm topic expiries: %s", exc)

@@ -50,6 +50,7 @@ from .presence import Presence, Roster
 from .sessions import INIT, Sessions
 from .settings import Settings
 from .sweeper import Sweeper
+from .topics import retention_of
 
 __all__ = ["Engine"]
 
@@ -92,6 +93,9 @@ class Engine:
                 "set TRANSPORTS_SECRET_KEY (or the app's SECRET_KEY) to the same value everywhere"
             )
         self.signer = TokenSigner(settings.secret_key or secrets.token_bytes(32))
+        if any(r.history_size is not None or r.history_ttl is not None for r in settings.topics):
+            rules = settings.topics
+            self.backplane.set_retention(lambda topic: retention_of(rules, topic))
         self.hooks = hooks or Hooks()
         self.metrics = Metrics()
         """The declared metrics (see :mod:`transports.core.metrics`)."""

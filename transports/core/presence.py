@@ -38,7 +38,7 @@ from ..protocol.tokens import identity_fingerprint
 from ..protocol.types import Identity
 from .channel import Channel
 from .context import Context
-from .topics import PresenceRule, match_rule
+from .topics import PresenceRule, match_rule, presence_rules
 
 __all__ = ["CONN", "EVENTS", "WHO", "Presence", "Roster"]
 
@@ -93,7 +93,7 @@ class Presence:
 
     def __init__(self, ctx: Context, *, store: PresenceStore, broker: Broker) -> None:
         self.settings = ctx.settings
-        self.rules = ctx.settings.presence
+        self.rules = presence_rules(ctx.settings.topics, ctx.settings.presence)
         self.node = ctx.node
         self.hooks = ctx.hooks
         self.metrics = ctx.metrics
@@ -112,7 +112,8 @@ class Presence:
         """The presence rule of ``topic`` (None: no presence there)."""
         if not self.rules or topic.startswith("$"):  # reserved topics have none
             return None
-        return match_rule(self.rules, topic)
+        rule = match_rule(self.rules, topic)
+        return rule if rule is not None and rule.enabled else None
 
     # --- members ----------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..protocol.frames import Limits
 from ..protocol.types import TransportName
-from .topics import PresenceRule, parse_presence
+from .topics import PresenceRule, TopicRule, parse_presence, parse_topics
 
 __all__ = ["PREFIX", "Settings"]
 
@@ -133,6 +133,13 @@ class Settings:
     presence_grace: float = 5.0
     """Seconds a member whose connection dropped stays present, so that a client that
     reconnects within it is not a leave followed by a join."""
+    topics: tuple[TopicRule, ...] = ()
+    """Settings per topic pattern, first match first: ``{"ticker:*": {"history_size": 10,
+    "history_ttl": 30}, "chat:*": {"history_size": 5000, "presence": true}}``. Options:
+    ``history_size``, ``history_ttl`` (they replace the general ones for those topics) and
+    ``presence`` (``true``, ``false`` or ``{"events": false}``; ahead of ``presence``). Checked
+    at start-up: a bad pattern, an unknown option or a value out of range is an error naming
+    it. In an environment variable: the same, as JSON (docs/configuration.md)."""
     diagnose: bool = False
     """Serve the diagnostics (docs/protocol.md §13): ``POST <prefix>/diagnose/publish``
     publishes on a ``$diagnose:<id>`` topic, clients may subscribe to such topics without
@@ -142,6 +149,13 @@ class Settings:
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Free-form values for plug-ins (a carrier of your own); the library reads none of them.
     Not read from the environment."""
+
+    def __post_init__(self) -> None:
+        # Settings built directly (not through from_config) get the same parsing.
+        if not all(isinstance(rule, PresenceRule) for rule in self.presence):
+            object.__setattr__(self, "presence", parse_presence(self.presence))
+        if not all(isinstance(rule, TopicRule) for rule in self.topics):
+            object.__setattr__(self, "topics", parse_topics(self.topics))
 
     @property
     def limits(self) -> Limits:
@@ -241,6 +255,8 @@ def _split(name: str, value: Any) -> Any:
         return None
     if name == "presence":
         return parse_presence(value)
+    if name == "topics":
+        return parse_topics(value)
     if name == "secret_key" and value is not None:
         key = value.encode("utf-8") if isinstance(value, str) else value
         if not isinstance(key, bytes | bytearray):
