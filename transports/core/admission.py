@@ -42,7 +42,8 @@ class Admission:
         """
         settings = self.settings
         if self.draining:
-            raise Refused("unavailable", "the server is shutting down")
+            # Retry-After 1: a client asks again at once, and a balancer sends it elsewhere.
+            raise Refused("unavailable", "the server is shutting down", retry_after=1)
         key = address or "?"
         if settings.negotiate_rate is not None:
             bucket = self._negotiations.get(key)

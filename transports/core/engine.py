@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import secrets
 import time
 from collections import Counter
@@ -170,28 +171,56 @@ class Engine:
         self,
         code: int = CloseCode.GOING_AWAY,
         reason: str = "server shutting down",
-        timeout: float = 5.0,
+        timeout: float | None = None,
+        *,
+        window: float | None = None,
     ) -> None:
-        """Tell every client to go (``code``), wait up to ``timeout`` for the CLOSE frames to be
-        written, then forget every session. Negotiate answers 503 from now on."""
+        """Move every client to another process without a herd, then forget every session.
+
+        Negotiate answers 503 (``Retry-After: 1``) from now on. The open channels are told to
+        go (``code``, a reconnect code, so each client comes back at once and resumes its
+        topics from its position on another process) one after another, in random order,
+        spread evenly over ``window`` seconds (default ``drain_window``: the first at once, the
+        last at its end); a client keeps
+        receiving until its turn. Returns when every session has gone, or ``timeout`` seconds
+        after the window ended (default ``drain_grace``): the rest are forgotten then.
+        """
         self.admission.draining = True
+        settings = self.settings
+        window = settings.drain_window if window is None else max(0.0, window)
+        grace = settings.drain_grace if timeout is None else max(0.0, timeout)
         sessions = self.sessions
-        for channel in list(sessions.channels.values()):
-            await sessions.close(channel, code, reason)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline and any(
-            s.attached and s.pending for s in sessions.by_sid.values()
-        ):
+        start = loop.time()
+        channels = list(sessions.channels.values())
+        random.shuffle(channels)
+        count = len(channels)
+        if count:
+            log.info("draining %d connection(s) over %.1f s", count, window)
+        for index, channel in enumerate(channels):
+            due = start + (window * index / (count - 1) if count > 1 else 0.0)
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if channel.session.state < State.CLOSING:
+                await sessions.close(channel, code, reason)
+        for session in list(sessions.by_sid.values()):
+            if sessions.channels.get(session.sid) is None:
+                sessions.finish(session, code, reason)  # negotiated, never opened
+        deadline = max(loop.time(), start + window) + grace
+        while loop.time() < deadline and sessions.by_sid:
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.05)  # let the last writes leave
-        for session in list(sessions.by_sid.values()):
+        left = list(sessions.by_sid.values())
+        if left:
+            log.info("drain: forgetting %d session(s) that did not leave in time", len(left))
+        for session in left:
             sessions.finish(session, code, reason)
 
     async def stop(self) -> None:
         """Close every channel with 1001 (going away), then stop everything."""
         self.running = False
-        await self.drain(timeout=1.0)
+        await self.drain(timeout=1.0, window=0.0)
         for task in self._background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

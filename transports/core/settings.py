@@ -133,6 +133,12 @@ class Settings:
     presence_grace: float = 5.0
     """Seconds a member whose connection dropped stays present, so that a client that
     reconnects within it is not a leave followed by a join."""
+    drain_window: float = 5.0
+    """Seconds over which a draining process (SIGTERM under :func:`transports.server.run.serve`,
+    or ``Realtime.drain()``) tells its clients to move, one after another, so a deploy does not
+    make every client reconnect in the same second."""
+    drain_grace: float = 5.0
+    """Seconds a draining process waits, after the window, for its last clients to leave."""
     topics: tuple[TopicRule, ...] = ()
     """Settings per topic pattern, first match first: ``{"ticker:*": {"history_size": 10,
     "history_ttl": 30}, "chat:*": {"history_size": 5000, "presence": true}}``. Options:

@@ -336,14 +336,17 @@ class Realtime:
         """
         return await self.engine.presence_count(topic)
 
-    async def drain(self, timeout: float = 5.0) -> None:
-        """Tell every connected client "going away" (1001) and wait for that to be written.
+    async def drain(self, timeout: float | None = None, *, window: float | None = None) -> None:
+        """Move every client to another process, without a herd, before this one stops.
 
-        Call it when a deploy begins, before the server stops: clients then reconnect at once
-        (to another process) instead of noticing a dead connection later. New negotiations are
-        refused with 503 from then on. :func:`transports.server.run.serve` calls it on SIGTERM.
+        New negotiations are refused with 503 (``Retry-After: 1``) from now on; the open
+        connections are told "going away" (1001) one after another, in random order, over
+        ``window`` seconds (default: the ``drain_window`` setting), and each client comes back
+        on another process and resumes its topics from its position. Returns when every
+        session has left, or ``timeout`` seconds after the window (default: ``drain_grace``).
+        :func:`transports.server.run.serve` calls it on SIGTERM.
         """
-        await self.engine.drain(timeout=timeout)
+        await self.engine.drain(timeout=timeout, window=window)
 
     @property
     def channels(self) -> list[Channel]:
