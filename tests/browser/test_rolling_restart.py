@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page
@@ -81,7 +80,9 @@ class Listener:
 
 PAGE_MOVES = """() => {
   window.moves = [];
-  window.client.on("state", (s) => { if (s.state === "reconnecting") window.moves.push(Date.now() / 1000); });
+  window.client.on("state", (s) => {
+    if (s.state === "reconnecting") window.moves.push(Date.now() / 1000);
+  });
   window.offsets = [];
   window.client.subscribe("tick", (pub) => window.offsets.push(pub.offset));
 }"""
