@@ -261,3 +261,25 @@ test("subscribe() refuses options that are not an object", async () => {
   assert.throws(() => client.subscribe("room", () => {}, null), TypeError);
   client.close();
 });
+
+test("a failback switch follows presence on the new session: only the differences are reported", async () => {
+  const world = createWorld();
+  world.mode.websocket = "blocked";
+  world.join("room", "ada");
+  const client = world.connect();
+  const log = record(client);
+  client.subscribe("room", () => {}, { presence: true });
+  await world.clock.advance(0);
+  assert.equal(client.transport, "sse");
+  world.mode.websocket = "ok";
+  world.join("room", "bob"); // reaches the SSE session, then the probe's snapshot holds it too
+  await world.clock.advance(30000);
+  assert.equal(client.transport, "websocket");
+  assert.deepEqual(framesOf(world.last(), 5).map((f) => f[4]), [{ presence: true }]);
+  assert.deepEqual(changes(log), ["join room bob"]); // once: not again from the probe's snapshot
+  assert.deepEqual(ids(client.members("room")), ["ada", "bob"]);
+  world.leave("room", "ada");
+  await world.clock.advance(0);
+  assert.deepEqual(changes(log), ["join room bob", "leave room ada"]);
+  client.close();
+});
