@@ -98,6 +98,32 @@ def make_app(*, channel_loop: bool = False, **settings: Any) -> Quart:
     async def may_publish(channel: Channel, topic: str) -> bool:
         return topic.startswith("open:")
 
+    @rt.authorize_presence
+    async def may_see_presence(channel: Channel, topic: str) -> bool:
+        return not topic.startswith("room:hidden")
+
+    @rt.presence_info
+    async def shown(channel: Channel) -> Any:
+        identity = channel.identity
+        return {"name": identity.get("user") if isinstance(identity, dict) else None}
+
+    @app.post("/direct")
+    async def direct_route() -> Any:
+        body = await request.get_json()
+        sent = await rt.send(body["id"], body.get("event", "msg"), body.get("data"))
+        return jsonify({"sent": sent})
+
+    @app.post("/direct-to")
+    async def direct_to_route() -> Any:
+        body = await request.get_json()
+        reached = await rt.send_to(body["identity"], body.get("event", "msg"), body.get("data"))
+        return jsonify({"reached": reached})
+
+    @app.get("/presence/<topic>")
+    async def presence_route(topic: str) -> Any:
+        roster = await rt.presence_roster(topic)
+        return jsonify({**roster.to_json(), "counted": await rt.presence_count(topic)})
+
     @app.post("/publish")
     async def publish_route() -> Any:
         body = await request.get_json()

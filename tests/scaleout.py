@@ -94,10 +94,19 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: floa
 class AppProcess:
     """``hypercorn tests.scaleout_app:app`` on a free port, on the given Redis and prefix."""
 
-    def __init__(self, redis_url: str, prefix: str, secret: str, *, workers: int = 1) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        prefix: str,
+        secret: str,
+        *,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         env = {
             **os.environ,
+            **(env or {}),
             "TRANSPORTS_TEST_REDIS": redis_url,
             "TRANSPORTS_TEST_PREFIX": prefix,
             "TRANSPORTS_SECRET_KEY": secret,

@@ -331,6 +331,60 @@ async def test_binary_flag_and_payload_round_trip(make: Maker) -> None:
 # --- Redis only -----------------------------------------------------------------------------
 
 
+async def test_shared_sets_add_remove_and_hand_over(make: Maker) -> None:
+    """A member joins once; a second holder takes it over (a reconnect elsewhere), and then
+    only the new holder's remove takes it out: the old holder's late leave does nothing."""
+    bp = await make()
+    other = await make.peer(bp)
+    assert await bp.add_member("room:1", "m1", "a/s1", '{"n":1}') is True
+    assert await bp.add_member("room:1", "m1", "a/s1", '{"n":1}') is False
+    assert await other.add_member("room:1", "m1", "b/s2", '{"n":2}') is False  # handed over
+    assert await bp.remove_member("room:1", "m1", "a/s1") is False  # no longer held by a/s1
+    members, count = await other.members("room:1", 10)
+    assert count == 1 and [(m.member, m.holder, m.info, m.node) for m in members] == [
+        ("m1", "b/s2", '{"n":2}', "b")
+    ]
+    assert await other.remove_member("room:1", "m1", "b/s2") is True
+    assert await other.remove_member("room:1", "m1", "b/s2") is False
+    assert await bp.members("room:1", 10) == ([], 0)
+    assert await bp.member_count("room:1") == 0
+
+
+async def test_shared_set_listing_is_capped_and_the_count_exact(make: Maker) -> None:
+    bp = await make()
+    for i in range(250):
+        await bp.add_member("big", f"m{i}", "a/s", "null")
+    members, count = await bp.members("big", 100)
+    assert count == 250 and await bp.member_count("big") == 250
+    assert len(members) == 100 and len({m.member for m in members}) == 100
+    everyone, _ = await bp.members("big", 1000)
+    assert {m.member for m in everyone} == {f"m{i}" for i in range(250)}
+
+
+async def test_reap_removes_the_members_of_a_process_whose_lease_lapsed(make: Maker) -> None:
+    """Process "dead" stops renewing its lease: "live" reaps its members (each reported once,
+    even with two reapers), and leaves alone the members "dead" no longer holds."""
+    bp = await make()
+    peer = await make.peer(bp)
+    assert await bp.keep_alive("live", 30) is False  # the first lease
+    assert await bp.keep_alive("live", 30) is True
+    await peer.keep_alive("dead", 0.3)
+    await peer.add_member("room:1", "x", "dead/s1", '"x"')
+    await peer.add_member("room:2", "y", "dead/s2", '"y"')
+    await peer.add_member("room:1", "moved", "dead/s3", "null")
+    await bp.add_member("room:1", "moved", "live/s9", "null")  # reconnected to "live"
+    await bp.add_member("room:1", "mine", "live/s4", "null")
+    assert await bp.reap("live") == []  # "dead" is still within its lease
+    await asyncio.sleep(0.5)
+    first, second = await asyncio.gather(bp.reap("live"), peer.reap("other"))
+    reaped = sorted((key, m.member, m.info) for key, m in [*first, *second])
+    assert reaped == [("room:1", "x", '"x"'), ("room:2", "y", '"y"')]
+    members, count = await bp.members("room:1", 10)
+    assert count == 2 and {m.member for m in members} == {"moved", "mine"}
+    assert await bp.reap("live") == []
+    assert await peer.keep_alive("dead", 30) is False  # it comes back: told to add again
+
+
 async def test_two_instances_share_offsets_and_fan_out(make_redis: Maker) -> None:
     a = await make_redis()
     b = await make_redis()

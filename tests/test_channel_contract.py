@@ -185,9 +185,12 @@ async def test_server_close_reconnect_code(
     client = await server.client(transport, backoff=(0.05, 0.2))
     await client.subscribe("news")
     first_id = client.public_id
+    first_session = len(server.realtime.engine.sessions.by_sid)
     await client._transmit(['[3,1,"close-me",{"code":4008,"reason":"slow"}]'])
     await eventually(lambda: client.stats["reconnects"] == 1 and client.state == "open")
-    assert client.public_id != first_id
+    # A new session (the old one closed), under the same public id: the client's own (§3).
+    assert client.public_id == first_id
+    assert server.realtime.engine.stats["closed:4008"] == 1 and first_session == 1
     await server.realtime.publish("news", "after", 1)
     message = await client.next_message(5)
     assert (message.event, message.data) == ("after", 1)

@@ -499,7 +499,7 @@ async def test_retry_hint_applies_after_a_failed_negotiate_too() -> None:
 # --- 4. frames of unknown types ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", ['[42,"later",{"x":1}]', "[11]", "[-1]", '[27,1,"a",null]'])
+@pytest.mark.parametrize("text", ['[42,"later",{"x":1}]', "[12]", "[-1]", '[28,1,"a",null]'])
 def test_unknown_server_frame_type_is_distinct(text: str) -> None:
     """A JSON array starting with an integer type v1 does not know: UnknownFrameType (still a
     ProtocolError, so callers that catch ProtocolError are unchanged)."""
@@ -520,7 +520,7 @@ def test_malformed_server_frames_are_not_unknown(text: str) -> None:
     assert not isinstance(info.value, UnknownFrameType)
 
 
-@pytest.mark.parametrize("text", ["[42]", '[42,"later"]', "[11]"])
+@pytest.mark.parametrize("text", ["[42]", '[42,"later"]', "[12]"])
 def test_server_side_decoder_unchanged_for_unknown_types(text: str) -> None:
     """What the server accepts from clients does not change: an unknown type is a protocol
     error there (4500 / 400 bad_frame), not something to ignore."""
@@ -539,12 +539,12 @@ async def test_unknown_frame_types_are_ignored(transport: TransportName) -> None
         async with opened(live, transport) as client:
             session = session_of(live, client)
             session.push(OutFrame('[42,"from a later version",{"x":[1,2]}]'))
-            session.push(OutFrame("[11]"))
+            session.push(OutFrame("[12]"))
             if transport == "websocket":
                 session.push(
                     OutFrame('[43,"a","AAE="]', payload=b"\x00\x01", binary_header="[43,null]")
                 )
-            await live.engine.send_to(client.public_id or "", "direct", {"after": True})
+            await live.engine.send(client.public_id or "", "direct", {"after": True})
             message = await client.next_message(timeout=10)
             assert (message.event, message.data) == ("direct", {"after": True})
             assert await client.send("echo", "ok", timeout=10) == "ok"

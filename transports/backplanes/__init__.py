@@ -1,8 +1,8 @@
 """Backplanes carry publications between processes and keep each topic's history.
 
-A backplane does four jobs, behind three small interfaces that :class:`Backplane` combines
-(:class:`Broker` for 1 and 2, :class:`KeyValueStore` for 3, :class:`Mailbox` for 4); each part
-of the core depends only on the interface it uses:
+A backplane does five jobs, behind four small interfaces that :class:`Backplane` combines
+(:class:`Broker` for 1 and 2, :class:`KeyValueStore` for 3, :class:`Mailbox` for 4,
+:class:`PresenceStore` for 5); each part of the core depends only on the interface it uses:
 
 1. **Fan-out across processes**: :meth:`Backplane.publish` on any process reaches
    :meth:`Backplane.receive` on every process that :meth:`Backplane.subscribe`\\ d the topic.
@@ -14,6 +14,10 @@ of the core depends only on the interface it uses:
 4. **Process inboxes** (:meth:`open_inbox`, :meth:`send_to_node`, :meth:`receive_from_inbox`): a
    long-poll or a POST that reaches a process other than the one holding its session is
    forwarded there, so no load balancer needs sticky sessions.
+5. **Shared sets of members** (:meth:`add_member`, :meth:`remove_member`, :meth:`members`):
+   who is subscribed to a topic (presence), and where each connection lives (so a direct message
+   finds it on any process). A process that dies without removing its members loses them after
+   it stops calling :meth:`keep_alive` (:meth:`reap`).
 
 Choose one by URL with :func:`create_backplane`: ``memory://`` (one process, the default) or
 ``redis://`` (several processes and machines). Implementations are imported lazily, so the
@@ -35,6 +39,8 @@ __all__ = [
     "History",
     "KeyValueStore",
     "Mailbox",
+    "Membership",
+    "PresenceStore",
     "Published",
     "create_backplane",
 ]
@@ -168,8 +174,65 @@ class Mailbox(abc.ABC):
         while the backplane is away, it waits."""
 
 
-class Backplane(Broker, KeyValueStore, Mailbox):
-    """The three interfaces over one connection, with its lifecycle: what a deployment
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """One member of a shared set: ``holder`` is ``"<node>/<tag>"``, the process that added it
+    and the tag it chose (a session), so that only that holder removes it; ``info`` is the text
+    the holder stored with it (JSON)."""
+
+    member: str
+    holder: str
+    info: str
+
+    @property
+    def node(self) -> str:
+        """The process that holds the member."""
+        return self.holder.partition("/")[0]
+
+
+class PresenceStore(abc.ABC):
+    """Named sets of members shared by every process, with their holders.
+
+    A key names a set (a topic's presence, a directory entry). Each member is held by one holder
+    ``"<node>/<tag>"``: adding a member that exists hands it to the new holder (a client that
+    reconnected elsewhere), and a holder removes only a member it still holds. Atomic per call;
+    raises :class:`~transports.exceptions.BackplaneError` when unreachable.
+    """
+
+    @abc.abstractmethod
+    async def add_member(self, key: str, member: str, holder: str, info: str) -> bool:
+        """Put ``member`` in set ``key``, held by ``holder`` with ``info``. True when it was not
+        a member before (a join); False when it was (it changes holder and info)."""
+
+    @abc.abstractmethod
+    async def remove_member(self, key: str, member: str, holder: str) -> bool:
+        """Remove ``member`` from ``key`` if ``holder`` still holds it. True when removed (a
+        leave); False when absent or held by another holder."""
+
+    @abc.abstractmethod
+    async def members(self, key: str, limit: int) -> tuple[list[Membership], int]:
+        """At most ``limit`` members of ``key`` (in no particular order) and the exact count."""
+
+    @abc.abstractmethod
+    async def member_count(self, key: str) -> int:
+        """How many members ``key`` has (cheap, whatever its size)."""
+
+    @abc.abstractmethod
+    async def keep_alive(self, node: str, ttl: float) -> bool:
+        """Say that process ``node`` is alive for ``ttl`` more seconds. A process calls it more
+        often than ``ttl``; once it stops, its members are reaped (:meth:`reap`). Returns False
+        when the previous lease had already lapsed (the first call included): the process's
+        members may have been reaped, and it should add them again."""
+
+    @abc.abstractmethod
+    async def reap(self, node: str) -> list[tuple[str, Membership]]:
+        """Remove the members held by processes that stopped calling :meth:`keep_alive`, and
+        return them as ``(key, membership)``. Called by process ``node`` (never reaps its own);
+        when several processes reap at once, each removal is reported to exactly one of them."""
+
+
+class Backplane(Broker, KeyValueStore, Mailbox, PresenceStore):
+    """The four interfaces over one connection, with its lifecycle: what a deployment
     chooses by URL (:func:`create_backplane`). Implement all three to add a backplane; the
     contract suite (tests/test_backplane_contract.py) runs against every implementation."""
 

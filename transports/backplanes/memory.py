@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from ..protocol.errors import BackplaneError
 from ..protocol.frames import Position
-from . import Backplane, History, Published
+from . import Backplane, History, Membership, Published
 
 __all__ = ["MemoryBackplane"]
 
@@ -66,6 +66,11 @@ class MemoryBackplane(Backplane):
         self._last_sweep = 0.0
         self._node = ""
         self._inbox: asyncio.Queue[str] = asyncio.Queue()
+        self._sets: dict[str, dict[str, tuple[str, str]]] = {}
+        """Shared sets: key -> member -> (holder, info)."""
+        self._held: dict[str, dict[str, int]] = {}
+        """Per node, how many members it holds in each key (for reaping)."""
+        self._alive: dict[str, float] = {}
 
     async def connect(self) -> None:
         self._connected = True
@@ -198,6 +203,71 @@ class MemoryBackplane(Backplane):
 
     async def receive_from_inbox(self) -> str:
         return await self._inbox.get()
+
+    # --- shared sets ----------------------------------------------------------------------
+
+    def _count_held(self, holder: str, key: str, delta: int) -> None:
+        node = holder.partition("/")[0]
+        keys = self._held.setdefault(node, {})
+        left = keys.get(key, 0) + delta
+        if left > 0:
+            keys[key] = left
+        else:
+            keys.pop(key, None)
+            if not keys:
+                del self._held[node]
+
+    async def add_member(self, key: str, member: str, holder: str, info: str) -> bool:
+        members = self._sets.setdefault(key, {})
+        old = members.get(member)
+        members[member] = (holder, info)
+        if old is not None:
+            self._count_held(old[0], key, -1)
+        self._count_held(holder, key, 1)
+        return old is None
+
+    async def remove_member(self, key: str, member: str, holder: str) -> bool:
+        members = self._sets.get(key)
+        if members is None:
+            return False
+        old = members.get(member)
+        if old is None or old[0] != holder:
+            return False
+        del members[member]
+        if not members:
+            del self._sets[key]
+        self._count_held(holder, key, -1)
+        return True
+
+    async def members(self, key: str, limit: int) -> tuple[list[Membership], int]:
+        members = self._sets.get(key, {})
+        listed: list[Membership] = []
+        for member, (holder, info) in members.items():
+            if len(listed) >= limit:
+                break
+            listed.append(Membership(member, holder, info))
+        return listed, len(members)
+
+    async def member_count(self, key: str) -> int:
+        return len(self._sets.get(key, ()))
+
+    async def keep_alive(self, node: str, ttl: float) -> bool:
+        now = self._clock()
+        alive = self._alive.get(node, 0.0) > now
+        self._alive[node] = now + ttl
+        return alive
+
+    async def reap(self, node: str) -> list[tuple[str, Membership]]:
+        now = self._clock()
+        reaped: list[tuple[str, Membership]] = []
+        for dead in [n for n in self._held if n != node and self._alive.get(n, 0.0) <= now]:
+            prefix = dead + "/"
+            for key in list(self._held.get(dead, {})):
+                for member, (holder, info) in list(self._sets.get(key, {}).items()):
+                    if holder.startswith(prefix) and await self.remove_member(key, member, holder):
+                        reaped.append((key, Membership(member, holder, info)))
+            self._alive.pop(dead, None)
+        return reaped
 
     # For tests and metrics.
     @property

@@ -29,6 +29,12 @@ With ``prefix="transports"`` (the default) and a topic ``room:1``:
 ``transports:node:<node>``
     pub/sub channel of a process's inbox (:meth:`~RedisBackplane.open_inbox`,
     :meth:`~RedisBackplane.send_to_node`): the message as sent, at most once.
+``transports:{<key>}:members``
+    hash of a shared set (a topic's presence, a directory entry): member -> holder, a newline,
+    info. Two small scripts add and remove, so a holder removes only what it still holds.
+``transports:presence:nodes``, ``...:alive:<node>``, ``...:keys:<node>``
+    the processes holding members, each one's lease (a key with an expiry it re-arms), and the
+    sets it has members in: what :meth:`~RedisBackplane.reap` walks when a lease lapsed.
 
 The ``{topic}`` hash tag keeps a topic's keys in one cluster slot, as a script touching several
 keys requires (topic names cannot contain braces, see docs/protocol.md §2.1).
@@ -126,7 +132,7 @@ from redis.exceptions import RedisError
 
 from ..protocol.errors import BackplaneError
 from ..protocol.frames import Position
-from . import Backplane, History, Published
+from . import Backplane, History, Membership, Published
 
 __all__ = ["RedisBackplane"]
 
@@ -327,6 +333,9 @@ class RedisBackplane(Backplane):
         self._inbox: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)
         self._malformed = _RateLimitedLog("ignored a malformed message on a backplane channel")
         self._inbox_full = _RateLimitedLog("dropped a message sent to this process")
+        self._mine: dict[str, set[str]] = {}
+        """Members this process added, per key (to take the key off its reap list when the
+        last one goes)."""
 
     # --- names ------------------------------------------------------------------------------
 
@@ -479,6 +488,104 @@ class RedisBackplane(Backplane):
             return _text(value)
         except UnicodeDecodeError:
             raise BackplaneError("a stored value is not UTF-8 text") from None
+
+    # --- shared sets ------------------------------------------------------------------------
+
+    def _members_key(self, key: str) -> str:
+        return f"{self.prefix}:{{{key}}}:members"
+
+    def _presence(self, what: str) -> str:
+        return f"{self.prefix}:presence:{what}"
+
+    async def add_member(self, key: str, member: str, holder: str, info: str) -> bool:
+        node = holder.partition("/")[0]
+        async with self._command("presence add") as client:
+            added = await client.eval(  # type: ignore[misc,unused-ignore]
+                _ADD_MEMBER,
+                3,
+                self._members_key(key),
+                self._presence("keys:" + node),
+                self._presence("nodes"),
+                member,
+                holder + "\n" + info,
+                key,
+                node,
+            )
+        self._mine.setdefault(key, set()).add(member)
+        return bool(added)
+
+    async def remove_member(self, key: str, member: str, holder: str) -> bool:
+        node = holder.partition("/")[0]
+        async with self._command("presence remove") as client:
+            removed = await client.eval(  # type: ignore[misc,unused-ignore]
+                _REMOVE_MEMBER, 1, self._members_key(key), member, holder
+            )
+            mine = self._mine.get(key)
+            if mine is not None:
+                mine.discard(member)
+                if not mine:
+                    del self._mine[key]
+                    await client.srem(self._presence("keys:" + node), key)
+        return bool(removed)
+
+    async def members(self, key: str, limit: int) -> tuple[list[Membership], int]:
+        name = self._members_key(key)
+        items: list[tuple[Any, Any]] = []
+        async with self._command("presence read") as client:
+            count = int(await client.hlen(name))
+            if count <= limit:
+                items = list((await client.hgetall(name)).items())
+            else:
+                cursor = 0
+                while len(items) < limit:
+                    cursor, chunk = await client.hscan(name, cursor, count=max(100, limit))
+                    items.extend(cast(dict[Any, Any], chunk).items())
+                    if not cursor:
+                        break
+        listed = []
+        for member, value in items[:limit]:
+            holder, _, info = _text(value).partition("\n")
+            listed.append(Membership(_text(member), holder, info))
+        return listed, count
+
+    async def member_count(self, key: str) -> int:
+        async with self._command("presence count") as client:
+            return int(await client.hlen(self._members_key(key)))
+
+    async def keep_alive(self, node: str, ttl: float) -> bool:
+        async with self._command("presence lease") as client:
+            had = await client.eval(  # type: ignore[misc,unused-ignore]
+                _LEASE, 2, self._presence("alive:" + node), self._presence("nodes"), _ms(ttl), node
+            )
+        return bool(had)
+
+    async def reap(self, node: str) -> list[tuple[str, Membership]]:
+        reaped: list[tuple[str, Membership]] = []
+        async with self._command("presence reap") as client:
+            nodes = [_text(n) for n in await client.smembers(self._presence("nodes"))]
+            for dead in nodes:
+                if dead == node or await client.exists(self._presence("alive:" + dead)):
+                    continue
+                # One reaper per dead process; the claim outlives a slow walk.
+                claim = self._presence("reaping:" + dead)
+                if not await client.set(claim, node, nx=True, px=60_000):
+                    continue
+                keys_name = self._presence("keys:" + dead)
+                prefix = dead + "/"
+                for raw_key in await client.smembers(keys_name):
+                    key = _text(raw_key)
+                    name = self._members_key(key)
+                    async for member, value in client.hscan_iter(name, count=500):
+                        holder, _, info = _text(value).partition("\n")
+                        if not holder.startswith(prefix):
+                            continue
+                        if await client.eval(  # type: ignore[misc,unused-ignore]
+                            _REMOVE_MEMBER, 1, name, member, holder
+                        ):
+                            reaped.append((key, Membership(_text(member), holder, info)))
+                await client.delete(keys_name)
+                await client.srem(self._presence("nodes"), dead)
+        return reaped
 
     # --- subscriptions ----------------------------------------------------------------------
 
@@ -798,6 +905,32 @@ class RedisBackplane(Backplane):
                         await pipe.execute()
             except (RedisError, OSError) as exc:
                 log.debug("could not re-arm topic expiries: %s", exc)
+
+
+_ADD_MEMBER = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[4])
+if old then return 0 end
+return 1
+"""
+
+_REMOVE_MEMBER = """
+local value = redis.call('HGET', KEYS[1], ARGV[1])
+if value and string.sub(value, 1, string.len(ARGV[2]) + 1) == ARGV[2] .. '\\n' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+_LEASE = """
+local had = redis.call('EXISTS', KEYS[1])
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[2])
+return had
+"""
 
 
 def _text(value: Any) -> str:

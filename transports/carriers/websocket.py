@@ -96,7 +96,9 @@ class WebSocketChannel(SessionChannel):
             if gone_code is None or not 1000 <= gone_code <= 4999 or gone_code in (1005, 1006):
                 core.finish(session, CloseCode.ABNORMAL, "connection lost")
             else:  # the client's closing handshake, as a CLOSE frame is on SSE and long-poll
-                core.finish(session, gone_code, "closed by the client")
+                # 1001: the browser left the page; 1000 without a CLOSE frame is a client that
+                # ends this connection to make another (a reconnect keeps its presence).
+                core.finish(session, gone_code, "closed by the client", goodbye=gone_code == 1001)
             return
         # Closing on our side: let the writer deliver the close frame, while this task keeps
         # reading so that the server can hand over a disconnect.

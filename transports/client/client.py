@@ -29,10 +29,12 @@ from ..protocol.errors import (
     channel_closed,
 )
 from ..protocol.frames import (
+    PRESENCE_EVENTS,
     Close,
     Event,
     Msg,
     Position,
+    PresenceQuery,
     Pub,
     Reply,
     ServerFrame,
@@ -89,7 +91,9 @@ class Client:
 
     Build it with :func:`connect`. Listeners (:meth:`on`): ``"transport"`` (name),
     ``"state"`` (``connecting``/``open``/``reconnecting``/``closed``), ``"error"`` (an
-    exception), ``"recovered"`` (``(topic, bool)``), ``"message"`` (:class:`Incoming`).
+    exception), ``"recovered"`` (``(topic, bool)``), ``"message"`` (:class:`Incoming`),
+    ``"join"`` and ``"leave"`` (``(topic, member)``, for topics subscribed with
+    ``presence=True``; a member is ``{"id", "info"}``).
     """
 
     def __init__(
@@ -168,9 +172,20 @@ class Client:
             raise self._closed
 
     async def subscribe(
-        self, topic: str, handler: Callable[[Incoming], Any] | None = None
+        self,
+        topic: str,
+        handler: Callable[[Incoming], Any] | None = None,
+        *,
+        presence: bool = False,
     ) -> Callable[[], Any]:
         """Subscribe to ``topic``; ``handler`` (sync or async) gets each :class:`Incoming`.
+
+        With ``presence=True`` the client also follows who is subscribed to the topic (a topic
+        the server has presence for, docs/presence.md): :meth:`members` lists them, and the
+        ``"join"``/``"leave"`` listeners hear every change; after a reconnect only the
+        differences are reported. When the server refuses the presence part (no presence on
+        that topic, or not allowed), the subscription still stands and the ``"error"``
+        listeners get a :class:`ReplyError`.
 
         Returns once the server has confirmed the subscription (waiting for a connection if
         there is none), so every publication after that moment is delivered. Returns an async
@@ -183,10 +198,15 @@ class Client:
             entry = self._topics[topic] = Topic(ready=self._loop.create_future())
         if handler is not None:
             entry.handlers.append(handler)
-        if new and self._connection is not None:
+        upgrade = presence and not entry.presence and not new
+        if presence:
+            entry.presence = True
+        if (new or upgrade) and self._connection is not None:
             ref = self._ref()
             self._control[ref] = (topic, self._quiet_future())
-            await self._transmit([encode_client_frame(Subscribe(ref, topic, None))])
+            # Subscribing again to ask for presence too resumes from where the topic is.
+            frame = Subscribe(ref, topic, entry.position if upgrade else None, entry.presence)
+            await self._transmit([encode_client_frame(frame)])
         if entry.ready is not None:
             # Wait until the server confirms the subscription (publications from then on are
             # delivered). Disconnected or cut before the reply: the (re)connection subscribes
@@ -207,10 +227,39 @@ class Client:
         """Leave ``topic``."""
         if self._topics.pop(topic, None) is not None and self._connection is not None:
             ref = self._ref()
-            future = self._control_future(ref, "unsub")
+            future = self._control_future(ref, "$unsub")
             await self._transmit([encode_client_frame(Unsubscribe(ref, topic))])
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(future, self.send_timeout)
+
+    async def presence(self, topic: str, *, timeout: float | None = None) -> dict[str, Any]:
+        """Who is subscribed to ``topic`` now, on every server process:
+        ``{"members": [{"id", "info"}, ...], "count": n, "truncated": bool}``.
+
+        Waits for a connection if there is none. Raises :class:`ReplyError`
+        (``presence_disabled``, ``forbidden``, ``bad_topic``, ``timeout``...).
+        """
+        if self._closed is not None:
+            raise self._closed
+        await self.wait_open(timeout if timeout is not None else self.send_timeout)
+        ref = self._ref()
+        future = self._control_future(ref, "$presence")
+        await self._transmit([encode_client_frame(PresenceQuery(ref, topic))])
+        try:
+            async with asyncio.timeout(timeout if timeout is not None else self.send_timeout):
+                result = await future
+        except TimeoutError:
+            self._control.pop(ref, None)
+            raise ReplyError("timeout", "no answer in time") from None
+        return result if isinstance(result, dict) else {}
+
+    def members(self, topic: str) -> list[dict[str, Any]]:
+        """The members of ``topic`` as this client knows them (a topic subscribed with
+        ``presence=True``): the last snapshot with every join and leave since applied."""
+        entry = self._topics.get(topic)
+        if entry is None or entry.members is None:
+            return []
+        return [{"id": member, "info": info} for member, info in entry.members.items()]
 
     def position(self, topic: str) -> Position | None:
         """The last position processed on ``topic``."""
@@ -388,7 +437,10 @@ class Client:
         if connection is not self._connection:
             return  # a frame from a connection we already left
         if isinstance(frame, Pub):
-            self._on_pub(frame)
+            if frame.topic.startswith(PRESENCE_EVENTS):
+                self._on_presence_event(frame)
+            else:
+                self._on_pub(frame)
         elif isinstance(frame, Reply):
             self._on_reply(frame)
         elif isinstance(frame, Msg):
@@ -422,6 +474,50 @@ class Client:
                 log.exception("subscription handler failed")
         self._deliver(incoming)
 
+    def _on_presence_event(self, pub: Pub) -> None:
+        topic = pub.topic[len(PRESENCE_EVENTS) :]
+        entry = self._topics.get(topic)
+        if entry is None or entry.members is None or not isinstance(pub.data, dict):
+            return
+        position = entry.presence_position
+        if position is not None and position.epoch == pub.epoch and pub.offset <= position.offset:
+            return  # before the snapshot, or seen already
+        entry.presence_position = Position(pub.epoch, pub.offset)
+        member_id, info = pub.data.get("id"), pub.data.get("info")
+        if not isinstance(member_id, str):
+            return
+        if pub.event == "join" and member_id not in entry.members:
+            entry.members[member_id] = info
+            self._emit("join", topic, {"id": member_id, "info": info})
+        elif pub.event == "leave" and member_id in entry.members:
+            gone = entry.members.pop(member_id)
+            self._emit("leave", topic, {"id": member_id, "info": gone})
+
+    def _on_snapshot(self, topic: str, entry: Topic, data: Any) -> None:
+        """A SUB reply's presence part: adopt the snapshot, report what changed since the
+        last one (nothing on the first), or report why the server refused."""
+        snapshot = data.get("presence") if isinstance(data, dict) else None
+        if not isinstance(snapshot, dict):
+            return
+        if "error" in snapshot:
+            self._emit("error", ReplyError(str(snapshot["error"]), str(snapshot.get("message"))))
+            return
+        members: dict[str, Any] = {}
+        for item in snapshot.get("members") or ():
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                members[item["id"]] = item.get("info")
+        before, entry.members = entry.members, members
+        if "epoch" in snapshot and "offset" in snapshot:
+            entry.presence_position = Position(str(snapshot["epoch"]), int(snapshot["offset"]))
+        if before is None:
+            return
+        for member_id, info in before.items():
+            if member_id not in members:
+                self._emit("leave", topic, {"id": member_id, "info": info})
+        for member_id, info in members.items():
+            if member_id not in before:
+                self._emit("join", topic, {"id": member_id, "info": info})
+
     def _deliver(self, incoming: Incoming) -> None:
         if self._messages is not None:
             self._messages.put_nowait(incoming)
@@ -444,6 +540,8 @@ class Client:
         entry = self._topics.get(topic)
         if entry is not None:
             entry.confirmed(reply)
+            if entry.presence and reply.status == "ok":
+                self._on_snapshot(topic, entry, reply.data)
         if future.done():
             return
         if reply.status == "ok":
@@ -561,7 +659,9 @@ class Client:
         for topic, entry in self._topics.items():
             ref = self._ref()
             waits.append((topic, entry.position, self._control_future(ref, topic)))
-            frames.append(encode_client_frame(Subscribe(ref, topic, entry.position)))
+            frames.append(
+                encode_client_frame(Subscribe(ref, topic, entry.position, entry.presence))
+            )
         for ref, (text, native, future) in list(self._pending.items()):
             too_big = self._too_big(connection, text, native)
             if too_big is not None:  # queued before the limit was known: never sent

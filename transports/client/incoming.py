@@ -46,6 +46,12 @@ class Topic:
     handlers: list[Callable[[Incoming], Any]] = field(default_factory=list)
     ready: asyncio.Future[Any] | None = None
     """Resolved by the first successful SUB reply (whichever connection carried it)."""
+    presence: bool = False
+    """Subscribed with ``presence=True``: the SUB asks for the topic's presence."""
+    members: dict[str, Any] | None = None
+    """Member id -> info, from the last presence snapshot and the events after it."""
+    presence_position: Position | None = None
+    """The position in the topic's presence events (``$presence:<topic>``) applied so far."""
 
     def confirmed(self, reply: Reply) -> None:
         """A SUB reply: resolve :attr:`ready` (first time), and start from the server's

@@ -22,6 +22,7 @@ from ..protocol.frames import (
     Event,
     Ping,
     Pong,
+    PresenceQuery,
     Publish,
     Subscribe,
     Unsubscribe,
@@ -36,7 +37,8 @@ from .channel import Channel, Message
 from .connection import SessionChannel
 from .context import Context
 from .hooks import TopicAuthorizer
-from .hub import Hub
+from .hub import Follow, Hub
+from .presence import EVENTS, Presence
 
 __all__ = ["Dispatcher", "Outcome"]
 
@@ -68,12 +70,14 @@ class Dispatcher:
         *,
         store: KeyValueStore,
         hub: Hub,
-        finish: Callable[[Session, int, str], None],
+        presence: Presence,
+        finish: Callable[..., None],
     ) -> None:
         self.settings = ctx.settings
         self.limits = ctx.settings.limits
         self.store = store
         self.hub = hub
+        self.presence = presence
         self.hooks = ctx.hooks
         self.metrics = ctx.metrics
         self.clock = ctx.clock
@@ -98,8 +102,14 @@ class Dispatcher:
         elif isinstance(frame, Subscribe):
             await self._on_subscribe(channel, frame)
         elif isinstance(frame, Unsubscribe):
-            await self.hub.leave(session, [frame.topic])
+            await self.hub.leave(session, [frame.topic, EVENTS + frame.topic])
             session.push(encoded_reply_frame(frame.ref, *_OK))
+            try:
+                await self.presence.leave(session, frame.topic)
+            except BackplaneError:
+                self.metrics.inc("backplane_errors")
+        elif isinstance(frame, PresenceQuery):
+            session.push(encoded_reply_frame(frame.ref, *await self._on_presence(channel, frame)))
         elif isinstance(frame, Ping):
             session.push(PONG)
         elif isinstance(frame, Pong):
@@ -109,7 +119,7 @@ class Dispatcher:
         elif isinstance(frame, Publish):
             await self._once(channel, frame.ref, lambda: self._on_publish(channel, frame))
         elif isinstance(frame, Close):
-            self.finish(session, frame.code, frame.reason or "closed by the client")
+            self.finish(session, frame.code, frame.reason or "closed by the client", goodbye=True)
 
     # --- at most once ----------------------------------------------------------------------
 
@@ -252,16 +262,84 @@ class Dispatcher:
             return fail("handler_error", "the authorizer failed")
         if not allowed:
             return fail("forbidden", why)
+        topic = frame.topic
+        follow: Follow | None = None
+        extra: dict[str, Any] | None = None
+        rule = self.presence.rule(topic)
+        if rule is not None:
+            # A member before the snapshot is read: a subscriber is in its own snapshot.
+            try:
+                await self.presence.join(channel, session, topic)
+            except BackplaneError:
+                self.metrics.inc("backplane_errors")
+                log.warning("could not add a presence member: backplane unavailable")
+            except Exception:
+                self.metrics.inc("handler_errors")
+                log.exception("presence info hook failed; the member is not shown")
+        if frame.presence:
+            refusal = await self._presence_refusal(channel, topic)
+            if refusal is not None:
+                extra = {"presence": {"error": refusal[0], "message": refusal[1]}}
+            elif rule is not None and rule.events:
+                follow = Follow(EVENTS + topic, "presence", self._snapshot(topic, True))
+            else:
+                try:
+                    roster = await self.presence.roster(topic)
+                    extra = {"presence": {**roster.to_json(), "events": False}}
+                except BackplaneError:
+                    self.metrics.inc("backplane_errors")
+                    extra = {"presence": {"error": "unavailable", "message": "try again later"}}
         try:
-            history = await self.hub.join(session, frame.topic, frame.since, ref)
+            history = await self.hub.join(session, topic, frame.since, ref, follow, extra)
         except BackplaneError:
             self.metrics.inc("backplane_errors")
             log.warning("subscribe failed: backplane unavailable")
+            if rule is not None:
+                await self.presence.leave(session, topic)
             return fail("unavailable", "the backplane is unavailable")
         if frame.since is not None:
             recovered = "true" if history.recovered else "false"
             self.metrics.inc("reconnects", label=(session.transport, recovered))
         return None
+
+    def _snapshot(self, topic: str, events: bool) -> Callable[[Any], Awaitable[Any]]:
+        async def describe(position: Any) -> Any:
+            roster = await self.presence.roster(topic)
+            return {
+                **roster.to_json(),
+                "events": events,
+                "epoch": position.epoch,
+                "offset": position.offset,
+            }
+
+        return describe
+
+    async def _presence_refusal(
+        self, channel: SessionChannel, topic: str
+    ) -> tuple[str, str] | None:
+        """Why ``channel`` may not read ``topic``'s presence, or None when it may."""
+        if self.presence.rule(topic) is None:
+            return "presence_disabled", "this topic has no presence"
+        hooks = self.hooks
+        authorizer = hooks.authorize_presence or hooks.authorize_subscribe
+        try:
+            allowed, why = await self._authorized(authorizer, channel, topic, True)
+        except Exception:
+            return "handler_error", "the authorizer failed"
+        return None if allowed else ("forbidden", why)
+
+    async def _on_presence(self, channel: SessionChannel, frame: PresenceQuery) -> Outcome:
+        if not valid_topic(frame.topic, self.limits):
+            return _error("bad_topic", "invalid or reserved topic name")
+        refusal = await self._presence_refusal(channel, frame.topic)
+        if refusal is not None:
+            return _error(*refusal)
+        try:
+            roster = await self.presence.roster(frame.topic)
+        except BackplaneError:
+            self.metrics.inc("backplane_errors")
+            return _UNAVAILABLE
+        return "ok", encode_json(roster.to_json()), False
 
     async def _on_publish(self, channel: SessionChannel, frame: Publish) -> Outcome:
         if not valid_topic(frame.topic, self.limits):

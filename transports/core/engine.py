@@ -23,7 +23,14 @@ from ..backplanes import Backplane, History, Published, create_backplane
 from ..backplanes.memory import MemoryBackplane
 from ..protocol.codes import CloseCode
 from ..protocol.errors import BackplaneError, Refused
-from ..protocol.frames import ClientFrame, OutFrame, Position, msg_frame
+from ..protocol.frames import (
+    ClientFrame,
+    OutFrame,
+    Position,
+    encode_data,
+    encoded_msg_frame,
+    msg_frame,
+)
 from ..protocol.negotiation import NegotiateRequest, choose, negotiate_response
 from ..protocol.session import Session, State
 from ..protocol.tokens import TokenSigner, new_public_id, new_session_id
@@ -37,6 +44,7 @@ from .forwarding import Forwarder
 from .hooks import Hooks
 from .hub import Hub
 from .metrics import Metrics
+from .presence import Presence, Roster
 from .sessions import INIT, Sessions
 from .settings import Settings
 from .sweeper import Sweeper
@@ -101,14 +109,26 @@ class Engine:
         metrics.observe_labelled("connections", self._open_by_transport)
         self._delivery = metrics.delivery
         self.admission = Admission(ctx)
+        self.presence = Presence(ctx, store=self.backplane, broker=self.backplane)
+        """Presence and the directory of connections (see :mod:`transports.core.presence`)."""
         self.sessions = Sessions(
-            ctx, store=self.backplane, signer=self.signer, admission=self.admission, hub=self.hub
+            ctx,
+            store=self.backplane,
+            signer=self.signer,
+            admission=self.admission,
+            hub=self.hub,
+            presence=self.presence,
         )
         self.dispatcher = Dispatcher(
-            ctx, store=self.backplane, hub=self.hub, finish=self.sessions.finish
+            ctx,
+            store=self.backplane,
+            hub=self.hub,
+            presence=self.presence,
+            finish=self.sessions.finish,
         )
         self.sweeper = Sweeper(ctx, sessions=self.sessions, admission=self.admission)
         self.forwarder = Forwarder(ctx, mailbox=self.backplane, disown=self.sessions.disown)
+        self.forwarder.serve("msg", self._deliver_forwarded)
         self.urls: dict[str, str] = {}
         """Each transport's path (and ``send``'s) for negotiate answers; set by the server."""
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -131,6 +151,7 @@ class Engine:
         self._background = [
             asyncio.create_task(self.forwarder.listen(), name="transports-inbox"),
             asyncio.create_task(self.sweeper.run(), name="transports-sweeper"),
+            asyncio.create_task(self.presence.run(), name="transports-presence"),
         ]
         self.running = True
 
@@ -241,7 +262,12 @@ class Engine:
             raise Refused("unavailable", "the server is shutting down")
         transports = choose(request.transports, settings.transports)
         sid = new_session_id()
-        public_id = new_public_id()
+        # With a client key the public id is the client's own across its reconnects (§3).
+        public_id = (
+            self.signer.public_id(identity, request.client_key)
+            if request.client_key is not None
+            else new_public_id()
+        )
         record = json.dumps(
             {"p": public_id, "i": identity, "k": request.client_key, "a": address or "?"},
             separators=(",", ":"),
@@ -345,9 +371,9 @@ class Engine:
         """Close ``channel``: queue its CLOSE frame; its carrier delivers it and ends."""
         await self.sessions.close(channel, code, reason)
 
-    def finish(self, session: Session, code: int, reason: str) -> None:
-        """Forget ``session`` now: its connection is gone."""
-        self.sessions.finish(session, code, reason)
+    def finish(self, session: Session, code: int, reason: str, *, goodbye: bool = False) -> None:
+        """Forget ``session`` now: its connection is gone (see :meth:`Sessions.finish`)."""
+        self.sessions.finish(session, code, reason, goodbye=goodbye)
 
     async def forward(self, node: str, call: dict[str, Any], timeout: float) -> Answer:
         """Run ``call`` in process ``node`` (see :class:`Forwarder`)."""
@@ -363,10 +389,105 @@ class Engine:
         """Publish to every subscriber of ``topic`` on every process; see :meth:`Hub.publish`."""
         return await self.hub.publish(topic, event, data)
 
-    async def send_to(self, public_id: str, event: str, data: Data = None) -> bool:
-        """Send a MSG to the channel with ``public_id`` on this process; False if not here."""
+    def _push_local(self, public_id: str, frame: OutFrame) -> bool:
         channel = self.sessions.public.get(public_id)
         if channel is None or channel.session.state >= State.CLOSING:
             return False
-        channel.session.push(msg_frame(event, data))
-        return True
+        return channel.session.push(frame)
+
+    async def send(self, public_id: str, event: str, data: Data = None) -> bool:
+        """Send a MSG to the connection ``public_id``, on whichever process holds it.
+
+        Returns True when it was queued on the connection (here, or on the process that holds
+        it: that process answered); False when no open connection has that id.
+
+        Raises:
+            TypeError, ValueError: ``data`` is not JSON-serializable (and not bytes).
+        """
+        frame = msg_frame(event, data)
+        if self._push_local(public_id, frame):
+            self.metrics.inc("direct_messages", label="here")
+            return True
+        try:
+            node = await self.presence.locate(public_id)
+        except BackplaneError:
+            self.metrics.inc("backplane_errors")
+            return False
+        if node is None or node == self.node:
+            return False
+        return await self._send_remote(node, [public_id], event, data) > 0
+
+    async def send_to(self, identity: Identity, event: str, data: Data = None) -> int:
+        """Send a MSG to every open connection of ``identity`` (what ``on_connect`` returned),
+        on every process; returns how many received it (0: none)."""
+        frame = msg_frame(event, data)
+        try:
+            connections = await self.presence.connections_of(identity)
+        except BackplaneError:
+            self.metrics.inc("backplane_errors")
+            connections = []
+        by_node: dict[str, list[str]] = {}
+        reached = 0
+        for member in connections:
+            if member.node == self.node:
+                if self._push_local(member.member, frame):
+                    reached += 1
+                    self.metrics.inc("direct_messages", label="here")
+            else:
+                by_node.setdefault(member.node, []).append(member.member)
+        if by_node:
+            counts = await asyncio.gather(
+                *(self._send_remote(node, ids, event, data) for node, ids in by_node.items())
+            )
+            reached += sum(counts)
+        return reached
+
+    async def _send_remote(self, node: str, ids: list[str], event: str, data: Data) -> int:
+        text, binary = encode_data(data)
+        call = {"k": "msg", "p": ids, "e": event, "d": text, "b": binary}
+        answer = await self.forwarder.forward(node, call, timeout=5.0)
+        if answer.status != 200:
+            return 0
+        try:
+            reached = int(json.loads(answer.body)["reached"])
+        except (ValueError, KeyError, TypeError):
+            return 0
+        self.metrics.inc("direct_messages", reached, label="forwarded")
+        return reached
+
+    async def _deliver_forwarded(self, call: dict[str, Any]) -> Answer:
+        """Serve a direct message another process sent to connections held here."""
+        ids, event, text, binary = call.get("p"), call.get("e"), call.get("d"), call.get("b")
+        if (
+            not isinstance(ids, list)
+            or not isinstance(event, str)
+            or not isinstance(text, str)
+            or not isinstance(binary, bool)
+        ):
+            return Answer.error("bad_request", "malformed forwarded message")
+        frame = encoded_msg_frame(event, text, binary)
+        reached = sum(
+            1
+            for public_id in ids
+            if isinstance(public_id, str) and self._push_local(public_id, frame)
+        )
+        return Answer.json({"reached": reached})
+
+    async def presence_of(self, topic: str) -> Roster:
+        """``topic``'s presence on every process (at most ``presence_max_members`` listed).
+
+        Raises:
+            ValueError: ``topic`` has no presence (the ``presence`` setting).
+            BackplaneError: the backplane is unreachable.
+        """
+        self._check_presence(topic)
+        return await self.presence.roster(topic)
+
+    async def presence_count(self, topic: str) -> int:
+        """How many members ``topic`` has on every process (cheap)."""
+        self._check_presence(topic)
+        return await self.presence.count(topic)
+
+    def _check_presence(self, topic: str) -> None:
+        if self.presence.rule(topic) is None:
+            raise ValueError(f"the topic {topic!r} has no presence: add a pattern to 'presence'")

@@ -17,6 +17,7 @@ __all__ = [
     "DisconnectHandler",
     "EventHandler",
     "Hooks",
+    "PresenceInfoHook",
     "RevalidateHook",
     "TopicAuthorizer",
 ]
@@ -31,6 +32,9 @@ TopicAuthorizer: TypeAlias = Callable[[Channel, str], Awaitable[bool]]
 """``async def allowed(channel, topic) -> bool``; may also raise :class:`Reject`."""
 RevalidateHook: TypeAlias = Callable[[Channel], Awaitable[bool]]
 """``async def revalidate(channel) -> bool``: may this connection stay open?"""
+PresenceInfoHook: TypeAlias = Callable[[Channel], Awaitable[Any]]
+"""``async def info(channel) -> JSON``: what other subscribers see of this connection in a
+topic's presence (default: the identity ``on_connect`` returned)."""
 
 
 @dataclass
@@ -43,3 +47,6 @@ class Hooks:
     authorize_subscribe: TopicAuthorizer | None = None
     authorize_publish: TopicAuthorizer | None = None
     revalidate: RevalidateHook | None = None
+    presence_info: PresenceInfoHook | None = None
+    authorize_presence: TopicAuthorizer | None = None
+    """Who may read a topic's presence (default: whoever may subscribe to the topic)."""

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from time import monotonic
+from typing import Any
 
 from ..backplanes import Broker, History, Published
 from ..protocol.errors import BackplaneError, ProtocolError
@@ -32,7 +34,7 @@ from ..protocol.session import Session
 from ..protocol.types import Data
 from .metrics import DELIVERY_SAMPLE, Metrics
 
-__all__ = ["Hub", "frame_of"]
+__all__ = ["Follow", "Hub", "frame_of"]
 
 log = logging.getLogger("transports.hub")
 
@@ -42,6 +44,17 @@ def frame_of(record: Published) -> OutFrame:
     return pub_frame(
         record.topic, record.event, record.data, record.binary, record.offset, record.epoch
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Follow:
+    """A second, internal topic joined in the same step as a subscription (a topic's presence
+    events): its live publications after the position read are queued after the subscription's
+    reply, and ``describe`` (given that position) adds the field ``name`` to the reply."""
+
+    topic: str
+    name: str
+    describe: Callable[[History], Awaitable[Any]]
 
 
 class Hub:
@@ -103,37 +116,74 @@ class Hub:
         text, binary = encode_data(data)
         return await self.broker.publish(topic, event, text, binary)
 
+    def _enter(self, session: Session, topic: str) -> None:
+        session.begin_sync(topic)
+        members = self._topics.get(topic)
+        if members is None:
+            members = self._topics[topic] = set()
+        members.add(session)
+
+    def _undo(self, session: Session, topic: str) -> None:
+        self._discard(session, topic)
+        session.unsubscribe(topic)
+
     async def join(
-        self, session: Session, topic: str, since: Position | None, ref: int | str | None
+        self,
+        session: Session,
+        topic: str,
+        since: Position | None,
+        ref: int | str | None,
+        follow: Follow | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> History:
         """Subscribe ``session`` to ``topic``: reply, replay what it missed, then live.
 
         The backplane subscription is effective before history is read, and live publications
         that arrive meanwhile are buffered by the session, so the handover has no gap and no
         duplicate. ``ref`` is the client's SUB ref (None for server-side subscriptions, which
-        get no reply frame).
+        get no reply frame). With ``follow``, its topic is joined from its current position in
+        the same step (see :class:`Follow`); when that part fails, the reply's field says
+        ``{"error": "unavailable"}`` and the subscription to ``topic`` stands. ``extra`` adds
+        fields to the reply.
         """
-        session.begin_sync(topic)
-        members = self._topics.get(topic)
-        if members is None:
-            members = self._topics[topic] = set()
-        members.add(session)
+        self._enter(session, topic)
         try:
             await self._ensure_subscribed(topic)
             history = await self.broker.history(topic, since)
         except BaseException:
-            self._discard(session, topic)
-            session.unsubscribe(topic)
+            self._undo(session, topic)
             raise
+        extra = dict(extra or {})
+        followed: History | None = None
+        if follow is not None:
+            self._enter(session, follow.topic)
+            try:
+                await self._ensure_subscribed(follow.topic)
+                followed = await self.broker.history(follow.topic, None)
+                extra[follow.name] = await follow.describe(followed)
+            except BackplaneError:
+                self.metrics.inc("backplane_errors")
+                self._undo(session, follow.topic)
+                followed = None
+                extra[follow.name] = {
+                    "error": "unavailable",
+                    "message": "the backplane is unavailable",
+                }
+            except BaseException:
+                self._undo(session, follow.topic)
+                self._undo(session, topic)
+                raise
         if since is not None and history.recovered:
             start = since.offset
             replay = [(m.offset, frame_of(m)) for m in history.messages]
         else:
             start = history.offset
             replay = []
-        result = {"recovered": history.recovered, "epoch": history.epoch, "offset": start}
+        result = {"recovered": history.recovered, "epoch": history.epoch, "offset": start, **extra}
         reply = reply_frame(ref, "ok", result) if ref is not None else None
         session.finish_sync(topic, history.epoch, start, reply, replay)
+        if follow is not None and followed is not None:
+            session.finish_sync(follow.topic, followed.epoch, followed.offset, None, [])
         return history
 
     async def _ensure_subscribed(self, topic: str) -> None:

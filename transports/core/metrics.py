@@ -66,6 +66,8 @@ DECLARED: dict[str, Metric] = {
         Metric("forward_failures", "forwarded requests that no process answered"),
         Metric("deliveries", "publication frames handed to local sessions"),
         Metric("backplane_errors", "backplane operations that failed"),
+        Metric("presence_members", "presence members held by this process", (), "gauge"),
+        Metric("direct_messages", "messages sent to one connection, by where it was", ("where",)),
     )
 }
 """Every counter and gauge, by name."""

@@ -33,6 +33,7 @@ from .channel import Channel
 from .connection import CarrierTraits, SessionChannel
 from .context import Context
 from .hub import Hub
+from .presence import Presence
 
 __all__ = ["INIT", "OWNER", "Sessions"]
 
@@ -56,6 +57,7 @@ class Sessions:
         signer: TokenSigner,
         admission: Admission,
         hub: Hub,
+        presence: Presence,
     ) -> None:
         self.settings = settings = ctx.settings
         self.node = ctx.node
@@ -63,6 +65,7 @@ class Sessions:
         self.signer = signer
         self.admission = admission
         self.hub = hub
+        self.presence = presence
         self.hooks = ctx.hooks
         self.metrics = ctx.metrics
         self.clock = ctx.clock
@@ -260,6 +263,7 @@ class Sessions:
             self.public[session.public_id] = channel
         if first:
             self.metrics.inc("opened", label=traits.name)
+            self.spawn(self._register(session), "transports-directory")
             if self.hooks.channel is not None:
                 channel._handler_task = self.spawn(
                     self._run_channel_handler(channel), f"transports-channel-{session.public_id}"
@@ -272,6 +276,13 @@ class Sessions:
         session.detach(self.clock())
         if session.state is State.CLOSING and session.pending == 0:
             self.finish(session, session.close_code or 1000, "")
+
+    async def _register(self, session: Session) -> None:
+        try:
+            await self.presence.register(session)
+        except BackplaneError:
+            self.metrics.inc("backplane_errors")
+            log.warning("could not record a connection in the directory: backplane unavailable")
 
     async def _run_channel_handler(self, channel: SessionChannel) -> None:
         handler = self.hooks.channel
@@ -304,10 +315,15 @@ class Sessions:
         elif session.close_code == CloseCode.RESYNC:
             self.metrics.inc("resyncs")
 
-    def finish(self, session: Session, code: int, reason: str) -> None:
-        """Forget ``session`` now (its connection is gone, or its time is up)."""
+    def finish(self, session: Session, code: int, reason: str, *, goodbye: bool = False) -> None:
+        """Forget ``session`` now (its connection is gone, or its time is up).
+
+        ``goodbye``: the client said it leaves for good (its CLOSE frame, or a browser leaving
+        the page, WebSocket 1001); its presence ends at once instead of after the grace period.
+        """
         if session.state is State.CLOSED:
             return
+        goodbye = goodbye and session.state is not State.CLOSING and not self.admission.draining
         if session.state is not State.CLOSING:
             session.close(code, reason)
         code = session.close_code or code
@@ -321,9 +337,12 @@ class Sessions:
             self.admission.closed(session.address)
         channel = self.channels.pop(session.sid, None)
         session.finish()
+        self.presence.ended(session, goodbye)
         if channel is None:
             return
-        self.public.pop(session.public_id, None)
+        if self.public.get(session.public_id) is channel:
+            # A reconnect of the same client keeps its public id: it may already be the newer.
+            del self.public[session.public_id]
         self.metrics.inc("closed", label=code)
         channel.shutdown(code, reason)
         task = channel._handler_task

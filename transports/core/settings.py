@@ -9,6 +9,7 @@ from typing import Any
 
 from ..protocol.frames import Limits
 from ..protocol.types import TransportName
+from .topics import PresenceRule, parse_presence
 
 __all__ = ["PREFIX", "Settings"]
 
@@ -117,6 +118,21 @@ class Settings:
     """Where this process serves its metrics in the Prometheus text format (e.g. ``/metrics``;
     needs ``pip install 'transports[metrics]'``); None, the default, serves none. Independent
     of ``url_prefix`` and not subject to the origin check (docs/operations.md)."""
+    presence: tuple[PresenceRule, ...] = ()
+    """Topics with presence (who is subscribed, on every process), by pattern: a list such as
+    ``["room:*", "lobby"]``, or a mapping of pattern to options (``{"stadium:*": {"events":
+    false}}`` keeps the count and the listing but sends no join/leave events). In an
+    environment variable: patterns separated by commas, or JSON. Off for every topic by
+    default, since it shows who is there (docs/presence.md)."""
+    presence_max_members: int = 1000
+    """Most members one presence listing returns (the count stays exact; the listing says
+    ``truncated``)."""
+    presence_timeout: float = 10.0
+    """Seconds after which the members held by a process that stopped answering (killed, cut
+    off) are removed, with their leave events."""
+    presence_grace: float = 5.0
+    """Seconds a member whose connection dropped stays present, so that a client that
+    reconnects within it is not a leave followed by a join."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Free-form values for plug-ins (a carrier of your own); the library reads none of them.
     Not read from the environment."""
@@ -217,6 +233,8 @@ def _split(name: str, value: Any) -> Any:
         return tuple(value)
     if name == "metrics_path" and isinstance(value, str) and not value.strip():
         return None
+    if name == "presence":
+        return parse_presence(value)
     if name == "secret_key" and value is not None:
         key = value.encode("utf-8") if isinstance(value, str) else value
         if not isinstance(key, bytes | bytearray):
@@ -227,8 +245,16 @@ def _split(name: str, value: Any) -> Any:
     return value
 
 
-_POSITIVE = ("heartbeat", "poll_window", "ticket_ttl", "history_ttl", "dedup_ttl")
-_CHECKED = ("transports", "url_prefix", "metrics_path", *_POSITIVE)
+_POSITIVE = (
+    "heartbeat",
+    "poll_window",
+    "ticket_ttl",
+    "history_ttl",
+    "dedup_ttl",
+    "presence_max_members",
+    "presence_timeout",
+)
+_CHECKED = ("transports", "url_prefix", "metrics_path", "presence_grace", *_POSITIVE)
 
 
 def _check(name: str, value: Any, known_transports: Sequence[str] | None) -> None:
@@ -244,6 +270,8 @@ def _check(name: str, value: Any, known_transports: Sequence[str] | None) -> Non
             raise ValueError("metrics_path must be a path starting with '/'")
     elif name in _POSITIVE and value <= 0:
         raise ValueError(f"{name} must be positive")
+    elif name == "presence_grace" and value < 0:
+        raise ValueError("presence_grace must not be negative")
 
 
 MIN_KEY_BYTES = 16

@@ -41,6 +41,7 @@ __all__ = [
     "Ping",
     "Pong",
     "Position",
+    "PresenceQuery",
     "Pub",
     "Publish",
     "Reply",
@@ -54,6 +55,7 @@ __all__ = [
     "decode_client_frame",
     "decode_server_frame",
     "encode_client_frame",
+    "encoded_msg_frame",
     "encoded_reply_frame",
     "encode_data",
     "encode_json",
@@ -61,6 +63,7 @@ __all__ = [
     "msg_frame",
     "PING",
     "PONG",
+    "PRESENCE_EVENTS",
     "pub_frame",
     "reply_frame",
     "valid_topic",
@@ -81,7 +84,11 @@ class FrameType(IntEnum):
     PONG = 8
     CLOSE = 9
     PUBLISH = 10
+    PRESENCE = 11
 
+
+PRESENCE_EVENTS: Final = "$presence:"
+"""Prefix of the reserved topic that carries a topic's joins and leaves (§12)."""
 
 BINARY: Final = 16
 """Added to the type of a frame whose data is binary (docs/protocol.md §2.2)."""
@@ -140,6 +147,8 @@ class Subscribe:
     ref: int | str
     topic: str
     since: Position | None
+    presence: bool = False
+    """The SUB's ``options`` asked to follow the topic's presence (docs/protocol.md §12)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +182,14 @@ class Publish:
 
 
 @dataclass(frozen=True, slots=True)
+class PresenceQuery:
+    """PRESENCE: who is subscribed to ``topic`` now (docs/protocol.md §12)."""
+
+    ref: int | str
+    topic: str
+
+
+@dataclass(frozen=True, slots=True)
 class Close:
     """CLOSE: the session ends (either side)."""
 
@@ -180,7 +197,9 @@ class Close:
     reason: str
 
 
-ClientFrame: TypeAlias = Event | Subscribe | Unsubscribe | Ping | Pong | Publish | Close
+ClientFrame: TypeAlias = (
+    Event | Subscribe | Unsubscribe | Ping | Pong | Publish | Close | PresenceQuery
+)
 """A frame a client sends."""
 
 
@@ -467,6 +486,20 @@ def encoded_reply_frame(ref: int | str, status: str, data_text: str, binary: boo
     )
 
 
+def encoded_msg_frame(event: str, data_text: str, binary: bool) -> OutFrame:
+    """MSG ``[2, event, data]`` from an already-encoded payload (as :func:`encode_data` made
+    it: what a direct message forwarded from another process carries)."""
+    kind = FrameType.MSG + (BINARY if binary else 0)
+    head = "[" + str(kind) + "," + encode_json(event) + ","
+    if not binary:
+        return OutFrame(head + data_text + "]")
+    return OutFrame(
+        head + '"' + data_text + '"]',
+        payload=base64.b64decode(data_text),
+        binary_header=head + "null]",
+    )
+
+
 MAX_REASON_CHARS: Final = 120
 """A close reason is cut to this many characters, and to 123 UTF-8 bytes (what a WebSocket
 close frame can carry), on every transport."""
@@ -556,7 +589,14 @@ def _parse_client(value: Any, raw: bytes | None, limits: Limits) -> ClientFrame:
     if binary or raw is not None:
         raise _bad("only EVENT and PUBLISH frames carry binary data")
     if base == FrameType.SUB and n >= 4:
-        return Subscribe(_ref(value[1]), _topic_field(value[2], limits), _since(value[3]))
+        ref, topic, since = _ref(value[1]), _topic_field(value[2], limits), _since(value[3])
+        options = value[4] if n >= 5 else None
+        if options is not None and not isinstance(options, dict):
+            raise _bad("SUB options must be an object")
+        presence = isinstance(options, dict) and options.get("presence") is True
+        return Subscribe(ref, topic, since, presence)
+    if base == FrameType.PRESENCE and n >= 3:
+        return PresenceQuery(_ref(value[1]), _topic_field(value[2], limits))
     if base == FrameType.UNSUB and n >= 3:
         return Unsubscribe(_ref(value[1]), _topic_field(value[2], limits))
     if base == FrameType.PING:
@@ -672,7 +712,11 @@ def encode_client_frame(frame: ClientFrame, *, binary_native: bool = False) -> s
         return "[8]" if frame.seq is None else "[8," + str(frame.seq) + "]"
     if isinstance(frame, Subscribe):
         since = None if frame.since is None else [frame.since.epoch, frame.since.offset]
+        if frame.presence:
+            return encode_json([FrameType.SUB, frame.ref, frame.topic, since, {"presence": True}])
         return encode_json([FrameType.SUB, frame.ref, frame.topic, since])
+    if isinstance(frame, PresenceQuery):
+        return encode_json([FrameType.PRESENCE, frame.ref, frame.topic])
     if isinstance(frame, Unsubscribe):
         return encode_json([FrameType.UNSUB, frame.ref, frame.topic])
     if isinstance(frame, Close):
@@ -743,4 +787,4 @@ def decode_server_frame(message: str | bytes, max_depth: int = 64) -> ServerFram
             return Close(int(value[1]), str(value[2]))
     except (IndexError, TypeError, ValueError):
         raise _bad("server frame is missing fields") from None
-    raise _bad("a client frame type from the server")  # EVENT, SUB, UNSUB, PUBLISH
+    raise _bad("a client frame type from the server")  # EVENT, SUB, UNSUB, PUBLISH, PRESENCE

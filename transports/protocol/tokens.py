@@ -114,6 +114,14 @@ class TokenSigner:
             ok |= hmac.compare_digest(self._mac(message, key), mac)
         return ok
 
+    def public_id(self, identity: Identity, client_key: str) -> str:
+        """The public connection id of client ``client_key`` of ``identity``: the same for
+        every session of that client (across reconnects, on any process sharing the key), and
+        telling nothing about either without the key (docs/protocol.md §3)."""
+        message = "pid." + identity_fingerprint(identity) + "." + client_key
+        digest = hmac.new(self._keys[0], message.encode("utf-8"), hashlib.sha256).digest()
+        return _b64(digest[:12])
+
     def session_token(self, node: str, sid: str, identity: Identity) -> str:
         """Mint the secret session token for session ``sid`` held by ``node``."""
         fingerprint = identity_fingerprint(identity)

@@ -20,9 +20,11 @@ from ..core.hooks import (
     ChannelHandler,
     DisconnectHandler,
     Hooks,
+    PresenceInfoHook,
     RevalidateHook,
     TopicAuthorizer,
 )
+from ..core.presence import Roster
 from ..core.settings import Settings
 from ..protocol.errors import Refused, Reject
 from ..protocol.negotiation import parse_negotiate
@@ -261,6 +263,20 @@ class Realtime:
         self.hooks.authorize_publish = hook
         return hook
 
+    def presence_info(self, hook: PresenceInfoHook) -> PresenceInfoHook:
+        """Register ``async def info(channel) -> JSON``: what other subscribers see of a
+        connection in a topic's presence (default: the identity ``on_connect`` returned). Asked
+        once per connection, when it first joins a topic with presence."""
+        self.hooks.presence_info = hook
+        return hook
+
+    def authorize_presence(self, hook: TopicAuthorizer) -> TopicAuthorizer:
+        """Register ``async def hook(channel, topic) -> bool`` deciding who may read a topic's
+        presence (``client.presence()`` and joins/leaves). Without it, whoever may subscribe to
+        the topic may read its presence."""
+        self.hooks.authorize_presence = hook
+        return hook
+
     # --- application API ---------------------------------------------------------------------
 
     async def publish(self, topic: str, event: str, data: Data = None) -> Published:
@@ -276,8 +292,46 @@ class Realtime:
         return await self.engine.publish(topic, event, data)
 
     async def send(self, channel_id: str, event: str, data: Data = None) -> bool:
-        """Send to the one channel whose public id is ``channel_id``; False if it is not here."""
-        return await self.engine.send_to(channel_id, event, data)
+        """Send ``event``/``data`` to the one connection whose public id is ``channel_id``, on
+        whichever process holds it (through the backplane).
+
+        Returns True when the connection received it (it is queued on the connection), False
+        when no open connection has that id. A client keeps its public id across reconnects.
+        """
+        return await self.engine.send(channel_id, event, data)
+
+    async def send_to(self, identity: Identity, event: str, data: Data = None) -> int:
+        """Send ``event``/``data`` to every open connection of ``identity`` (the value
+        ``on_connect`` returned: a user's tabs and devices), on every process.
+
+        Returns how many connections received it (0: the identity has none open).
+        """
+        return await self.engine.send_to(identity, event, data)
+
+    async def presence(self, topic: str) -> list[dict[str, Any]]:
+        """The members of ``topic``'s presence, on every process: ``[{"id", "info"}, ...]``, at
+        most ``presence_max_members`` of them (:meth:`presence_roster` says whether the list
+        was truncated).
+
+        Raises:
+            ValueError: ``topic`` has no presence (the ``presence`` setting).
+            BackplaneError: the backplane is unavailable.
+        """
+        return (await self.engine.presence_of(topic)).members
+
+    async def presence_roster(self, topic: str) -> Roster:
+        """``topic``'s presence with its exact ``count`` and ``truncated`` (see
+        :meth:`presence`)."""
+        return await self.engine.presence_of(topic)
+
+    async def presence_count(self, topic: str) -> int:
+        """How many members ``topic``'s presence has, on every process; cheap at any size.
+
+        Raises:
+            ValueError: ``topic`` has no presence.
+            BackplaneError: the backplane is unavailable.
+        """
+        return await self.engine.presence_count(topic)
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Tell every connected client "going away" (1001) and wait for that to be written.

@@ -117,6 +117,20 @@ class _Collector:
         for labels, value in _labelled(snap["reconnects"]):
             reconnects.add_metric(labels, value)
         yield reconnects
+        yield GaugeMetricFamily(
+            "transports_presence_members",
+            "Presence members held by this process (connections subscribed to topics with "
+            "presence).",
+            value=snap["presence_members"][""],
+        )
+        direct = CounterMetricFamily(
+            "transports_direct_messages",
+            "Messages sent to one connection (send, send_to), by where it was.",
+            labels=["where"],
+        )
+        for labels, value in _labelled(snap["direct_messages"]):
+            direct.add_metric(labels, value)
+        yield direct
 
 
 class PrometheusExporter:
