@@ -94,7 +94,8 @@ def create_app(
     if os.environ.get("TRANSPORTS_SECRET_KEY"):
         app.config["TRANSPORTS_SECRET_KEY"] = os.environ["TRANSPORTS_SECRET_KEY"]
     # Each process serves its own Prometheus metrics (docs/operations.md).
-    rt = Realtime(app, backplane=backplane, metrics_path="/metrics")
+    # Presence on every topic: the page shows who is here (names from on_connect, below).
+    rt = Realtime(app, backplane=backplane, metrics_path="/metrics", presence=list(TOPICS))
     store = Store()
     app.extensions["demo.store"] = store
 
