@@ -63,7 +63,7 @@ def cluster(log_dir: Path) -> Iterator[str]:
             nginx.stop()
         for demo in demos:
             demo.stop()
-        redis.stop()
+        redis.close()
 
 
 def open_demo(page: Page, url: str) -> str:
