@@ -10,12 +10,18 @@
 /** @typedef {import("./client-core.js").Client} Client */
 /** @typedef {import("./subscriptions.js").Position} Position */
 
-/** A member of a topic: a client subscribed to it. `info` is what the application shows of it. */
-/** @typedef {{id: string, info: any}} Member */
-/** What {@link Client.presence} resolves with; `count` is exact, `members` may be fewer (`truncated`). */
-/** @typedef {{members: Member[], count: number, truncated: boolean}} PresenceListing */
-/** The third argument of {@link Client.subscribe}. */
-/** @typedef {{presence?: boolean}} SubscribeOptions */
+/**
+ * A member of a topic: a client subscribed to it. `info` is what the application shows of it.
+ * @typedef {{id: string, info: any}} Member
+ */
+/**
+ * What {@link Client.presence} resolves with; `count` is exact, `members` may be fewer (`truncated`).
+ * @typedef {{members: Member[], count: number, truncated: boolean}} PresenceListing
+ */
+/**
+ * The third argument of {@link Client.subscribe}.
+ * @typedef {{presence?: boolean}} SubscribeOptions
+ */
 /**
  * Payload of the "presence" event: a snapshot was applied (the first one, and after every
  * resubscribe); `events` false means the server sends no joins or leaves for this topic.
