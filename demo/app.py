@@ -8,6 +8,8 @@
 * ``GET /api/feed?topics=all,deploys&limit=100``: the newest notifications of those topics,
   newest first (what a page loads when it opens, joins a topic, or missed a gap).
 * ``GET /api/topics``: the topics and what they carry.
+* ``GET /realtime/diagnose``: the library's connection check (the ``diagnose`` setting is on):
+  each transport alone from the browser, and the three live side by side (``#live``).
 * Realtime (``/realtime``): the page subscribes to topics and posts with ``send("notify", ...)``,
   validated like ``/api/notify`` (a bad one is refused with ``bad_data`` and the reason).
   It follows who is here on each topic it follows (presence): each connection's identity is
@@ -93,9 +95,16 @@ def create_app(
     # Several processes on one backplane must share the key that signs session tokens.
     if os.environ.get("TRANSPORTS_SECRET_KEY"):
         app.config["TRANSPORTS_SECRET_KEY"] = os.environ["TRANSPORTS_SECRET_KEY"]
-    # Each process serves its own Prometheus metrics (docs/operations.md).
-    # Presence on every topic: the page shows who is here (names from on_connect, below).
-    rt = Realtime(app, backplane=backplane, metrics_path="/metrics", presence=list(TOPICS))
+    # Each process serves its own Prometheus metrics (docs/operations.md), and the connection
+    # check at /realtime/diagnose (the page's "Run the connection check" link). Presence on
+    # every topic: the page shows who is here (names from on_connect, below).
+    rt = Realtime(
+        app,
+        backplane=backplane,
+        metrics_path="/metrics",
+        diagnose=True,
+        presence=list(TOPICS),
+    )
     store = Store()
     app.extensions["demo.store"] = store
 

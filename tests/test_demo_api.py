@@ -196,6 +196,23 @@ async def test_page_and_assets_are_served_by_the_app(client: HttpClient) -> None
             assert "https://" not in outside and "http://" not in outside, asset
 
 
+async def test_the_page_links_the_connection_check_the_demo_serves(client: HttpClient) -> None:
+    html = await (await client.get("/")).get_data(as_text=True)
+    assert 'href="/realtime/diagnose" data-testid="diagnose-link"' in html
+    assert 'href="/realtime/diagnose#live"' in html
+    page = await client.get("/realtime/diagnose")
+    assert page.status_code == 200
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert '<script type="module" src="diagnose.js"></script>' in await page.get_data(as_text=True)
+    for module in ("diagnose.js", "diagnose-probe.js", "diagnose.json"):
+        assert (await client.get(f"/realtime/{module}")).status_code == 200, module
+    published = await client.post(
+        "/realtime/diagnose/publish",
+        json={"topic": "$diagnose:demo-test-1", "event": "probe", "data": {"seq": 0}},
+    )
+    assert published.status_code == 200 and (await published.get_json())["offset"] == 1
+
+
 def test_producer_makes_valid_notifications() -> None:
     producer = Producer(seed=7)
     general = [producer.next() for _ in range(200)]

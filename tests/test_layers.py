@@ -1,9 +1,10 @@
 """The layering rules of docs/design (DESIGN.md "Layers"), checked by reading the imports.
 
 Arrows point down only: server -> carriers -> core -> backplanes -> protocol, and the Python
-client -> protocol. Every import counts, the ones under ``TYPE_CHECKING`` and inside functions
-included; the pure core imports only the standard library; the core never names a transport;
-and no module imports another that (directly or not) imports it back.
+client -> protocol, diagnose -> protocol. Every import counts, the ones under
+``TYPE_CHECKING`` and inside functions included; the pure core imports only the standard
+library; the core never names a transport; and no module imports another that (directly or
+not) imports it back.
 
 The checker is a plain function over sources, so the tests at the bottom also prove that it
 catches each kind of breakage in a made-up tree.
@@ -27,6 +28,7 @@ RANK = {
     "backplanes": 1,
     "client": 1,
     "core": 2,
+    "diagnose": 2,
     "carriers": 3,
     "server": 4,
     "bench": 5,
@@ -37,6 +39,7 @@ ALLOWED_LIBRARY = {
     "protocol": {"protocol"},
     "backplanes": {"protocol", "backplanes"},
     "client": {"protocol", "client"},
+    "diagnose": {"protocol", "diagnose"},
     "core": {"protocol", "backplanes", "core"},
     "carriers": {"protocol", "backplanes", "core", "carriers"},
 }
@@ -48,6 +51,7 @@ ALLOWED_THIRD_PARTY = {
     "core": set(),
     "carriers": {"sse_starlette"},
     "client": {"aiohttp"},
+    "diagnose": {"aiohttp"},
 }
 """Packages outside the standard library each layer may import (not listed: any)."""
 
@@ -257,6 +261,7 @@ GOOD = {
     "transports.carriers": ("from ..core.engine import Engine\n", True),
     "transports.server": ("import quart\nfrom ..carriers import C\n", True),
     "transports.client": ("import aiohttp\nfrom ..protocol.frames import F\n", True),
+    "transports.diagnose": ("import aiohttp\nfrom ..protocol.frames import F\n", True),
     "transports.bench": ("", True),
 }
 
@@ -287,6 +292,8 @@ def test_checker_accepts_a_good_tree() -> None:
         ("transports.core.hub", "NAME = 'longpoll'\n", "the core names a transport"),
         ("transports.core.hub", "def on_websocket(): pass\n", "the core names a transport"),
         ("transports.client", "from ..core.engine import Engine\n", "client imports core"),
+        ("transports.diagnose", "from ..server import edge\n", "diagnose imports server"),
+        ("transports.diagnose", "import quart\n", "diagnose imports quart"),
         ("transports.carriers", "from ..server import edge\n", "carriers imports server"),
         ("transports.core.hub", "from .engine import Engine\n", "import cycle"),
         ("transports.core.hub", "from ..exceptions import E\n", "imports a public re-export"),

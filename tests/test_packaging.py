@@ -35,6 +35,10 @@ NEEDED = [
     "transports/static/client-core.js",
     "transports/static/client.d.ts",
     "transports/static/policy.json",
+    "transports/static/diagnose.html",
+    "transports/static/diagnose.js",
+    "transports/static/diagnose.json",
+    "transports/diagnose/__main__.py",
     "demo/templates/index.html",
     "demo/static/app.js",
     "demo/static/feed.js",
@@ -205,3 +209,26 @@ def test_missing_redis_extra_names_the_extra() -> None:
     assert result.returncode == 2
     assert "pip install 'transports[redis]'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_diagnose_tool_from_the_wheel(
+    wheel_venv: Path, demo_from_wheel: str, tmp_path: Path
+) -> None:
+    """The installed wheel's ``transports-diagnose`` (its catalogue read from the package)
+    finds every transport of the demo working."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env = {k: v for k, v in env.items() if k.upper() not in ("HTTP_PROXY", "HTTPS_PROXY")}
+    done = subprocess.run(
+        [str(wheel_venv.parent / "transports-diagnose"), demo_from_wheel + "/realtime"]
+        + ["--json", "--idle", "0"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["best"] == "websocket"
+    assert {item["verdict"] for item in report["transports"].values()} == {"ok"}

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .backplanes import Backplane, History, Published, create_backplane
 from .core.channel import Channel, Message
+from .core.presence import Roster
 from .core.settings import Settings
 from .protocol.codes import CloseCode, is_reconnect_code
 from .protocol.errors import (
@@ -65,6 +66,7 @@ __all__ = [
     "Refused",
     "Reject",
     "ReplyError",
+    "Roster",
     "Settings",
     "State",
     "TicketError",

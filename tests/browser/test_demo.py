@@ -413,3 +413,19 @@ def test_screenshot(browser: Browser, demo: DemoServer, name: str, width: int, h
             page.screenshot(path=str(ARTIFACTS / "demo-phone-details.png"), full_page=False)
     finally:
         context.close()
+
+
+def test_the_connection_check_is_one_click_from_the_demo(page: Page, demo: DemoServer) -> None:
+    """The demo turns ``diagnose`` on and links the library's page, which checks all three."""
+    open_demo(page, demo.url)
+    page.click('[data-testid="diagnose-link"]')
+    page.wait_for_url(f"{demo.url}/realtime/diagnose")
+    page.wait_for_function(
+        "() => window.diagnose && window.diagnose.check.status === 'done'", timeout=60_000
+    )
+    report = page.evaluate("() => window.diagnose.check.report")
+    assert {name: entry["verdict"] for name, entry in report["transports"].items()} == {
+        "websocket": "ok",
+        "sse": "ok",
+        "longpoll": "ok",
+    }

@@ -149,6 +149,19 @@ test("client-side checks: bad event names and frames over limits.message reject 
   client.close();
 });
 
+test("the one reserved topic a client may subscribe to is a diagnose run's $diagnose:<id>", async () => {
+  const { world, client } = await openClient();
+  const off = client.subscribe("$diagnose:run-1234_ab", () => {});
+  await world.clock.advance(0);
+  assert.deepEqual(framesOf(world.last(), 5).map((f) => f[2]), ["$diagnose:run-1234_ab"]);
+  for (const topic of ["$diagnose:short", "$diagnose:has.dot1234", "$diagnosex:run-1234", `$diagnose:${"a".repeat(65)}`]) {
+    assert.throws(() => client.subscribe(topic, () => {}), TypeError, topic);
+  }
+  await assert.rejects(client.publish("$diagnose:run-1234_ab", "e", 1), (e) => e.code === "bad_topic");
+  off();
+  client.close();
+});
+
 test("sends made while reconnecting are queued and sent once, in order, after the resubscribe", async () => {
   const { world, client } = await openClient();
   client.subscribe("news", () => {});

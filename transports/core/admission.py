@@ -9,7 +9,13 @@ from ..protocol.errors import Refused, TicketError
 from ..protocol.ratelimit import TokenBucket
 from .context import Context
 
-__all__ = ["Admission"]
+__all__ = ["DIAGNOSE_BURST", "DIAGNOSE_RATE", "Admission"]
+
+DIAGNOSE_RATE = 5.0
+"""Diagnostics publications per second per client address (docs/protocol.md §13)."""
+DIAGNOSE_BURST = 30
+"""Diagnostics publications one address may make at once: a diagnose run of every transport
+makes about a dozen."""
 
 
 class Admission:
@@ -25,6 +31,7 @@ class Admission:
         """Live sessions per client address."""
         self._negotiations: dict[str, TokenBucket] = {}
         self._auth_failures: dict[str, TokenBucket] = {}
+        self._diagnostics: dict[str, TokenBucket] = {}
 
     def admit(self, address: str | None) -> None:
         """Check that a client at ``address`` may negotiate now (before running ``on_connect``).
@@ -52,6 +59,22 @@ class Admission:
             raise Refused.retry_later(
                 "too_many_connections", "too many sessions from this address", 5
             )
+
+    def admit_diagnostic(self, address: str | None) -> None:
+        """Check that a client at ``address`` may publish a diagnostics message now
+        (``DIAGNOSE_RATE`` per second, ``DIAGNOSE_BURST`` at once).
+
+        Raises:
+            Refused: ``rate_limited`` (its ``retry_after`` says when to come back).
+        """
+        key = address or "?"
+        now = self.clock()
+        bucket = self._diagnostics.get(key)
+        if bucket is None:
+            bucket = self._diagnostics[key] = TokenBucket(DIAGNOSE_RATE, DIAGNOSE_BURST, now)
+        wait = bucket.take(now)
+        if wait:
+            raise Refused.retry_later("rate_limited", "too many diagnostics publications", wait)
 
     def opened(self, address: str) -> None:
         """A session of ``address`` came to life here."""
@@ -91,7 +114,7 @@ class Admission:
 
     def forget_idle(self, now: float) -> None:
         """Drop the buckets of addresses that are full again (bounded memory)."""
-        for buckets in (self._negotiations, self._auth_failures):
+        for buckets in (self._negotiations, self._auth_failures, self._diagnostics):
             if len(buckets) > 1000:
                 for key, bucket in list(buckets.items()):
                     if bucket.available(now) >= bucket.burst:

@@ -26,6 +26,7 @@ from ..protocol.frames import (
     Publish,
     Subscribe,
     Unsubscribe,
+    diagnose_topic,
     encode_data,
     encode_json,
     encoded_reply_frame,
@@ -247,21 +248,26 @@ class Dispatcher:
         def fail(status: str, message: str) -> None:
             session.push(encoded_reply_frame(ref, *_error(status, message)))
 
-        if not valid_topic(frame.topic, self.limits):
+        # A diagnostics topic (reserved, docs/protocol.md §13) may be subscribed when the
+        # server has them on, without the application's authoriser: it carries only what
+        # POST /diagnose/publish put there.
+        diagnostic = self.settings.diagnose and diagnose_topic(frame.topic)
+        if not diagnostic and not valid_topic(frame.topic, self.limits):
             return fail("bad_topic", "invalid or reserved topic name")
         if (
             frame.topic not in session.topics
             and len(session.topics) >= self.settings.max_subscriptions
         ):
             return fail("subscription_limit", "too many subscriptions")
-        try:
-            allowed, why = await self._authorized(
-                self.hooks.authorize_subscribe, channel, frame.topic, True
-            )
-        except Exception:
-            return fail("handler_error", "the authorizer failed")
-        if not allowed:
-            return fail("forbidden", why)
+        if not diagnostic:
+            try:
+                allowed, why = await self._authorized(
+                    self.hooks.authorize_subscribe, channel, frame.topic, True
+                )
+            except Exception:
+                return fail("handler_error", "the authorizer failed")
+            if not allowed:
+                return fail("forbidden", why)
         topic = frame.topic
         follow: Follow | None = None
         extra: dict[str, Any] | None = None

@@ -27,9 +27,11 @@ from ..protocol.frames import (
     ClientFrame,
     OutFrame,
     Position,
+    diagnose_topic,
     encode_data,
     encoded_msg_frame,
     msg_frame,
+    valid_event,
 )
 from ..protocol.negotiation import NegotiateRequest, choose, negotiate_response
 from ..protocol.session import Session, State
@@ -388,6 +390,26 @@ class Engine:
     async def publish(self, topic: str, event: str, data: Data = None) -> Published:
         """Publish to every subscriber of ``topic`` on every process; see :meth:`Hub.publish`."""
         return await self.hub.publish(topic, event, data)
+
+    async def publish_diagnostic(
+        self, topic: str, event: str, data: Data, address: str | None
+    ) -> Published:
+        """Publish a diagnostics message (docs/protocol.md §13) for a client at ``address``.
+
+        Raises:
+            Refused: ``not_found`` (diagnostics are off), ``rate_limited`` (this address
+                published too many), ``bad_request`` (not a ``$diagnose:<id>`` topic, or an
+                invalid event name).
+            BackplaneError: the backplane is unavailable.
+        """
+        if not self.settings.diagnose:
+            raise Refused("not_found", "no such endpoint")
+        if not diagnose_topic(topic):
+            raise Refused("bad_request", "the topic must be $diagnose:<8-64 of A-Z a-z 0-9 _ ->")
+        if not valid_event(event, self.limits):
+            raise Refused("bad_request", "the event must be a name of 1-100 characters")
+        self.admission.admit_diagnostic(address)
+        return await self.hub.publish(topic, event, data, diagnostic=True)
 
     def _push_local(self, public_id: str, frame: OutFrame) -> bool:
         channel = self.sessions.public.get(public_id)

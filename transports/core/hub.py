@@ -24,6 +24,7 @@ from ..protocol.frames import (
     Limits,
     OutFrame,
     Position,
+    diagnose_topic,
     encode_data,
     pub_frame,
     reply_frame,
@@ -101,15 +102,20 @@ class Hub:
         """Local sessions subscribed to ``topic``."""
         return len(self._topics.get(topic, ()))
 
-    async def publish(self, topic: str, event: str, data: Data = None) -> Published:
+    async def publish(
+        self, topic: str, event: str, data: Data = None, *, diagnostic: bool = False
+    ) -> Published:
         """Publish ``data`` as ``event`` on ``topic``, to every subscriber on every process.
+
+        ``diagnostic`` allows a reserved ``$diagnose:<id>`` topic (and only those besides the
+        valid ones): the diagnostics' own publications (docs/protocol.md §13).
 
         Raises:
             ProtocolError: ``bad_topic`` or ``bad_frame`` (an invalid event name).
             TypeError, ValueError: ``data`` is not JSON-serializable (and not bytes).
             BackplaneError: the backplane refused.
         """
-        if not valid_topic(topic, self.limits):
+        if not valid_topic(topic, self.limits) and not (diagnostic and diagnose_topic(topic)):
             raise ProtocolError("bad_topic", "invalid topic name")
         if not valid_event(event, self.limits):
             raise ProtocolError("bad_frame", "invalid event name")

@@ -110,7 +110,9 @@ class Presence:
 
     def rule(self, topic: str) -> PresenceRule | None:
         """The presence rule of ``topic`` (None: no presence there)."""
-        return match_rule(self.rules, topic) if self.rules else None
+        if not self.rules or topic.startswith("$"):  # reserved topics have none
+            return None
+        return match_rule(self.rules, topic)
 
     # --- members ----------------------------------------------------------------------------
 

@@ -133,6 +133,12 @@ class Settings:
     presence_grace: float = 5.0
     """Seconds a member whose connection dropped stays present, so that a client that
     reconnects within it is not a leave followed by a join."""
+    diagnose: bool = False
+    """Serve the diagnostics (docs/protocol.md §13): ``POST <prefix>/diagnose/publish``
+    publishes on a ``$diagnose:<id>`` topic, clients may subscribe to such topics without
+    ``authorize_subscribe``, and ``GET <prefix>/diagnose`` serves the diagnose page. Off by
+    default: it lets any client that passes the origin check publish on those topics (rate
+    limited per address)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Free-form values for plug-ins (a carrier of your own); the library reads none of them.
     Not read from the environment."""

@@ -53,6 +53,7 @@ __all__ = [
     "close_frame",
     "decode_batch",
     "decode_client_frame",
+    "decode_diagnose_publish",
     "decode_server_frame",
     "encode_client_frame",
     "encoded_msg_frame",
@@ -66,6 +67,8 @@ __all__ = [
     "PRESENCE_EVENTS",
     "pub_frame",
     "reply_frame",
+    "DIAGNOSE_PREFIX",
+    "diagnose_topic",
     "valid_topic",
 ]
 
@@ -348,6 +351,18 @@ def valid_topic(topic: str, limits: Limits = DEFAULT_LIMITS) -> bool:
         and _NAME.fullmatch(topic) is not None
         and not topic.startswith("$")
     )
+
+
+DIAGNOSE_PREFIX: Final = "$diagnose:"
+"""Reserved topics of the optional diagnostics (docs/protocol.md §13): this prefix and an id."""
+_DIAGNOSE_TOPIC = re.compile(r"\$diagnose:[A-Za-z0-9_-]{8,64}")
+
+
+def diagnose_topic(topic: str) -> bool:
+    """True when ``topic`` is a diagnostics topic: ``$diagnose:`` and 8-64 characters of
+    ``A-Z a-z 0-9 _ -``. Such a topic is still reserved (:func:`valid_topic` refuses it); a
+    server with diagnostics on lets clients subscribe to it (docs/protocol.md §13)."""
+    return _DIAGNOSE_TOPIC.fullmatch(topic) is not None
 
 
 def valid_event(name: Any, limits: Limits) -> bool:
@@ -699,6 +714,29 @@ def decode_batch(body: bytes, limits: Limits = DEFAULT_LIMITS) -> list[ClientFra
             _check_size(encode_json(item), limits.max_message_size)
         frames.append(_parse_client(item, None, limits))
     return frames
+
+
+def decode_diagnose_publish(body: bytes, limits: Limits = DEFAULT_LIMITS) -> tuple[str, str, Any]:
+    """Decode a ``POST /diagnose/publish`` body (docs/protocol.md §13): a JSON object
+    ``{"topic", "event", "data"}``; returns them. The topic and event are checked only for
+    their type here (the engine checks the names).
+
+    Raises:
+        PayloadTooBig: the body is over ``max_message_size`` (the published frame's limit).
+        ProtocolError: ``bad_json`` (not JSON, not an object, a field of the wrong type).
+    """
+    _check_size(body, limits.max_message_size)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("bad_json", "body is not valid UTF-8") from None
+    value = _loads(text, limits.max_depth + 1)
+    if not isinstance(value, dict):
+        raise ProtocolError("bad_json", "the body is a JSON object")
+    topic, event = value.get("topic"), value.get("event")
+    if not isinstance(topic, str) or not isinstance(event, str):
+        raise ProtocolError("bad_json", "topic and event must be strings")
+    return topic, event, value.get("data")
 
 
 # --- client side ------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from ..core.settings import Settings
 from ..protocol.errors import Refused, Reject
 from ..protocol.negotiation import parse_negotiate
 from ..protocol.types import Data, Identity
+from .diagnose import DiagnoseEndpoint
 from .edge import Edge, read_limited
 from .hardening import (
     bound_websocket_inflation,
@@ -161,6 +162,8 @@ class Realtime:
         endpoints: list[Endpoint] = list(enabled)
         if any(not carrier.traits.bidirectional for carrier in enabled):
             endpoints.append(Upstream(engine))
+        if settings.diagnose:
+            endpoints.append(DiagnoseEndpoint(engine))
         prefix = settings.url_prefix
         engine.urls = {name: prefix + carrier.routes[0][1] for name, carrier in REGISTRY.items()}
         engine.urls["send"] = prefix + Upstream.routes[0][1]

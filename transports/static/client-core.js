@@ -7,7 +7,7 @@
  * differ it reads the transport class (transport-base.js, `TransportClass`).
  */
 
-import { FRAME, codeError, normalizeData, validName } from "./codec.js";
+import { FRAME, codeError, normalizeData, validName, validTopic } from "./codec.js";
 import { Conn } from "./conn.js";
 import { Emitter } from "./events.js";
 import { Failback } from "./failback.js";
@@ -101,7 +101,7 @@ export class Client {
    *   call it to unsubscribe; `ready` settles with the first SUB reply (rejects with `.code`)
    */
   subscribe(topic, handler, options = {}) {
-    if (!validName(topic, 200)) throw new TypeError(`invalid topic ${JSON.stringify(topic)}`);
+    if (!validTopic(topic)) throw new TypeError(`invalid topic ${JSON.stringify(topic)}`);
     if (typeof handler !== "function") throw new TypeError("handler must be a function");
     if (!options || typeof options !== "object") throw new TypeError("options must be an object");
     if (this.state === "closed") throw codeError("closed", "client is closed");

@@ -139,6 +139,16 @@ const NAME_RE = /^[A-Za-z0-9_\-.:/@=+]+$/;
 /** @param {unknown} name @param {number} max @returns {boolean} */
 export const validName = (name, max) => typeof name === "string" && name.length <= max && NAME_RE.test(name);
 
+/** The one reserved topic a client may subscribe to: a diagnose run's `$diagnose:<id>`. */
+const DIAGNOSE_TOPIC_RE = /^\$diagnose:[A-Za-z0-9_-]{8,64}$/;
+
+/**
+ * A topic the client may subscribe to (§2.1): a valid name, or a diagnose run's reserved
+ * `$diagnose:<id>` topic (served only when the server's `diagnose` setting is on).
+ * @param {unknown} topic @returns {boolean}
+ */
+export const validTopic = (topic) => validName(topic, 200) || (typeof topic === "string" && DIAGNOSE_TOPIC_RE.test(topic));
+
 /** An Error with a `code` (a §10.3 status, "timeout", "closed"...). @param {string} code @param {string} [message] */
 export function codeError(code, message) {
   const error = /** @type {Error & {code: string}} */ (new Error(message ? `${code}: ${message}` : code));
