@@ -12,6 +12,8 @@
   each transport alone from the browser, and the three live side by side (``#live``).
 * Realtime (``/realtime``): the page subscribes to topics and posts with ``send("notify", ...)``,
   validated like ``/api/notify`` (a bad one is refused with ``bad_data`` and the reason).
+  It follows who is here on each topic it follows (presence): each connection's identity is
+  ``{"name": <the guest name in the page's demo_name cookie>}``; there are no accounts.
 * A producer publishes a realistic notification every few seconds.
 
 Each notification goes to exactly one topic; ``all`` is the feed a page follows on load and the
@@ -26,12 +28,14 @@ import json
 import logging
 import os
 import random
+import re
 import time
 from collections import deque
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
-from quart import Quart, Response, render_template, request
+from quart import Quart, Request, Response, render_template, request
 
 from transports import BackplaneError, Channel, Reject
 from transports.server.extension import Realtime
@@ -40,6 +44,7 @@ from .feed import (
     DEFAULT_TOPIC,
     EVENT,
     KEEP,
+    MAX_AUTHOR,
     MAX_BODY,
     MAX_TITLE,
     TOPICS,
@@ -66,6 +71,9 @@ CSP = (
 POSTS_PER_WINDOW = 10
 POST_WINDOW = 10.0
 """A visitor's connection may post at most 10 notifications in 10 seconds (scripts: no limit)."""
+NAME_COOKIE = "demo_name"
+NAME_RE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9 ._-]{{0,{MAX_AUTHOR - 1}}}")
+"""A guest name as the page makes one ("Guest 1A2B"); anything else is shown as "Guest"."""
 
 
 def create_app(
@@ -88,8 +96,15 @@ def create_app(
     if os.environ.get("TRANSPORTS_SECRET_KEY"):
         app.config["TRANSPORTS_SECRET_KEY"] = os.environ["TRANSPORTS_SECRET_KEY"]
     # Each process serves its own Prometheus metrics (docs/operations.md), and the connection
-    # check at /realtime/diagnose (the page's "Run the connection check" link).
-    rt = Realtime(app, backplane=backplane, metrics_path="/metrics", diagnose=True)
+    # check at /realtime/diagnose (the page's "Run the connection check" link). Presence on
+    # every topic: the page shows who is here (names from on_connect, below).
+    rt = Realtime(
+        app,
+        backplane=backplane,
+        metrics_path="/metrics",
+        diagnose=True,
+        presence=list(TOPICS),
+    )
     store = Store()
     app.extensions["demo.store"] = store
 
@@ -116,6 +131,13 @@ def create_app(
         }
 
     # --- realtime -----------------------------------------------------------------------------
+
+    @rt.on_connect
+    async def guest(negotiate: Request) -> dict[str, str]:
+        """Who is connecting: the guest name the page keeps in a cookie (shown to the others on
+        the topic, never trusted for anything; a client without one is "Guest")."""
+        name = unquote(negotiate.cookies.get(NAME_COOKIE, "")).strip()  # the page encodes it
+        return {"name": name if NAME_RE.fullmatch(name) else "Guest"}
 
     @rt.authorize_subscribe
     async def known_topic(channel: Channel, topic: str) -> bool:

@@ -1,7 +1,7 @@
 // @ts-check
 /**
- * The demo page: one `transports` client, a feed of topics, a compose box, and a status line that
- * says which transport carries it and why.
+ * The demo page: one `transports` client, a feed of topics, a compose box, who is here on each
+ * topic followed (presence), and a status line that says which transport carries it and why.
  *
  * `?transports=sse,longpoll` (any subset, any order) is passed to connect() as the order to try,
  * and the transport that worked is then not remembered (so the order in the URL is the order
@@ -38,6 +38,13 @@ if (asked !== null) {
   if (!forced.length) forced = null;
 }
 const order = forced || ALL_TRANSPORTS;
+
+// Who this page is: a guest name kept in localStorage. The server reads it from a cookie at
+// negotiate and shows it to the others on a topic (presence); it is not a login.
+const me = guestName();
+try {
+  document.cookie = `demo_name=${encodeURIComponent(me)}; path=/; SameSite=Strict`;
+} catch (_) { /* cookies blocked: the others see "Guest" */ }
 
 const client = connect(config.realtime, forced
   ? { transports: /** @type {any} */ (forced), storage: null }
@@ -85,10 +92,13 @@ async function loadHistory(topic) {
   }
 }
 
-/** Subscribe, then load what the topic already has (duplicates are dropped by id). @param {string} topic */
+/**
+ * Subscribe (following who is here too), then load what the topic already has (duplicates are
+ * dropped by id). @param {string} topic
+ */
 function follow(topic) {
   if (following.has(topic)) return;
-  const off = client.subscribe(topic, onPublication);
+  const off = client.subscribe(topic, onPublication, { presence: true });
   const entry = { off, state: /** @type {"joining" | "following"} */ ("joining") };
   following.set(topic, entry);
   saveTopics();
@@ -98,6 +108,7 @@ function follow(topic) {
       if (following.get(topic) !== entry) return;
       entry.state = "following";
       renderTopics();
+      renderHere();
       return loadHistory(topic);
     },
     (/** @type {any} */ error) => {
@@ -105,6 +116,7 @@ function follow(topic) {
       following.delete(topic);
       saveTopics();
       renderTopics();
+      renderHere();
       log(`could not join #${topic}: ${error.code || error.message}`, "warn");
     },
   );
@@ -116,9 +128,11 @@ function leave(topic) {
   if (!entry) return;
   entry.off();
   following.delete(topic);
+  hereErrors.delete(topic);
   saveTopics();
   feed.removeTopic(topic);
   renderTopics();
+  renderHere();
   log(`left #${topic}`);
 }
 
@@ -129,7 +143,6 @@ const titleInput = /** @type {HTMLInputElement} */ (testid("compose-input"));
 const bodyInput = /** @type {HTMLTextAreaElement} */ ($("compose-body"));
 const topicSelect = /** @type {HTMLSelectElement} */ ($("compose-topic"));
 const counter = $("compose-count");
-const me = guestName();
 
 function guestName() {
   let name = null;
@@ -219,6 +232,113 @@ function renderTopics() {
     nav.append(chip);
   }
 }
+
+// --- who is here (presence) ----------------------------------------------------------------------------
+
+/** Why a followed topic shows nobody: its presence error ("presence_disabled"...). @type {Map<string, string>} */
+const hereErrors = new Map();
+
+/** A member's name: the identity the server shows (`{name}`), else "anonymous". @param {any} info */
+const memberName = (info) => (info && typeof info.name === "string" && info.name ? info.name : "anonymous");
+
+/** A stable colour per name. @param {string} name */
+const hue = (name) => [...name].reduce((h, c) => (h * 31 + c.charCodeAt(0)) % 360, 7);
+
+/** Initials for the avatar: "Guest 1A2B" -> "1A", "Ada Lovelace" -> "AL". @param {string} name */
+function initials(name) {
+  const words = name.split(/\s+/).filter(Boolean);
+  const word = words.length > 1 && words[0] === "Guest" ? words[1] : null;
+  if (word) return word.slice(0, 2).toUpperCase();
+  return words.slice(0, 2).map((w) => w[0]).join("").toUpperCase() || "?";
+}
+
+/**
+ * One topic's row: "#all  3 here  [you] [Guest 33F0] [Guest 9A1C ×2]". Tabs with the same name
+ * (one person, several tabs) are one chip with their number; this page's chip comes first.
+ * @param {string} topic
+ */
+function hereRow(topic) {
+  const entry = following.get(topic);
+  const members = client.members(topic);
+  /** @type {Map<string, {tabs: number, mine: boolean}>} */
+  const people = new Map();
+  for (const member of members) {
+    const name = memberName(member.info);
+    const person = people.get(name) || { tabs: 0, mine: false };
+    person.tabs++;
+    if (member.id === client.id) person.mine = true;
+    people.set(name, person);
+  }
+  const error = hereErrors.get(topic);
+  const waiting = !error && (!entry || entry.state === "joining" || client.state !== "open") && !members.length;
+  const li = document.createElement("li");
+  li.className = "here-topic";
+  li.dataset.testid = `here-${topic}`;
+  li.dataset.topic = topic;
+  li.dataset.status = error ? "error" : waiting ? "waiting" : "live";
+  const label = document.createElement("span");
+  label.className = "here-name";
+  label.textContent = `#${topic}`;
+  const count = document.createElement("span");
+  count.className = "here-count";
+  count.dataset.testid = `here-count-${topic}`;
+  count.textContent = error ? `presence unavailable (${error})` : waiting ? "…" : `${members.length} here`;
+  li.append(label, count);
+  if (error || waiting) return li;
+  const list = document.createElement("ul");
+  list.className = "members";
+  const sorted = [...people].sort(([a, p], [b, q]) => Number(q.mine) - Number(p.mine) || a.localeCompare(b));
+  for (const [name, person] of sorted) {
+    const chip = document.createElement("li");
+    chip.className = "member";
+    chip.dataset.testid = "member";
+    chip.dataset.name = name;
+    if (person.mine) chip.dataset.me = "";
+    chip.title = `${name}${person.tabs > 1 ? `: ${person.tabs} tabs` : ""}${person.mine ? " (this page)" : ""}`;
+    const avatar = document.createElement("span");
+    avatar.className = "avatar";
+    avatar.setAttribute("aria-hidden", "true");
+    avatar.style.setProperty("--hue", String(hue(name)));
+    avatar.textContent = initials(name);
+    const text = document.createElement("span");
+    text.className = "member-name";
+    text.textContent = name;
+    chip.append(avatar, text);
+    if (person.mine) chip.append(Object.assign(document.createElement("span"), { className: "member-you", textContent: "you" }));
+    if (person.tabs > 1) chip.append(Object.assign(document.createElement("span"), { className: "member-tabs", textContent: `×${person.tabs}` }));
+    list.append(chip);
+  }
+  li.append(list);
+  return li;
+}
+
+function renderHere() {
+  const rows = config.topics.filter((topic) => following.has(topic.name)).map((topic) => hereRow(topic.name));
+  if (!rows.length) {
+    const li = document.createElement("li");
+    li.className = "here-empty";
+    li.textContent = "Join a topic to see who is here.";
+    rows.push(li);
+  }
+  $("here-topics").replaceChildren(...rows);
+}
+
+// Leaving the page (not into the back-forward cache) says goodbye at once, so the others see this
+// tab leave now rather than when its session expires (a long-poll or SSE tab otherwise lingers).
+window.addEventListener("pagehide", (event) => { if (!event.persisted) client.close(); });
+
+client.on("presence", ({ topic }) => {
+  hereErrors.delete(topic);
+  renderHere();
+});
+client.on("join", (topic, member) => {
+  renderHere();
+  if (member.id !== client.id) log(`${memberName(member.info)} joined #${topic}`);
+});
+client.on("leave", (topic, member) => {
+  renderHere();
+  if (member.id !== client.id) log(`${memberName(member.info)} left #${topic}`);
+});
 
 // --- unread ---------------------------------------------------------------------------------------------
 
@@ -353,6 +473,7 @@ $("notice-close").addEventListener("click", () => { $("notice").hidden = true; }
 
 client.on("state", ({ state, previous }) => {
   renderStatus();
+  renderHere();
   log(`state ${previous} → ${state}`, state === "open" ? "good" : state === "reconnecting" ? "warn" : "info");
   feed.setWaiting(state !== "open");
 });
@@ -363,6 +484,10 @@ client.on("transport", ({ transport, from, reason }) => {
 });
 client.on("error", (error) => {
   renderStatus();
+  if (error.type === "presence") {
+    hereErrors.set(error.topic, error.code);
+    renderHere();
+  }
   if (error.type !== "handler") log(`${error.type}: ${error.message || error.code}`, "warn");
   else console.error(error.error);
 });
@@ -400,6 +525,7 @@ renderCounter();
 log(`connecting: ${order.join(" → ")}`);
 for (const topic of savedTopics()) follow(topic);
 renderTopics();
+renderHere();
 setInterval(() => feed.refreshTimes(), 10_000);
 setInterval(renderStatus, 1_000);
 

@@ -94,23 +94,35 @@ class ServerSession {
     const world = this.world;
     const [type, ref] = frame;
     if (type === 5) {
-      const [, , topic, since] = frame;
+      const [, , topic, since, options] = frame;
       if (world.refuse.has(topic)) return this.push([4, ref, "forbidden", { message: "no" }]);
       this.subs.add(topic);
       const top = world.top(topic);
       const recovered = since ? world.recovered(topic, since) : false;
-      this.push([4, ref, "ok", { recovered, epoch: world.epoch, offset: top }]);
+      const reply = { recovered, epoch: world.epoch, offset: top };
+      if (options && options.presence) {
+        reply.presence = world.snapshot(topic, this);
+        if (reply.presence && reply.presence.events) this.subs.add(`$presence:${topic}`);
+      }
+      this.push([4, ref, "ok", reply]);
       if (recovered) {
         for (const pub of world.history.get(topic) || []) if (pub[4] > since[1]) this.push(pub);
       }
     } else if (type === 6) {
       this.subs.delete(frame[2]);
+      this.subs.delete(`$presence:${frame[2]}`);
       this.push([4, ref, "ok", null]);
     } else if (type === 3 || type === 10) {
       const reply = world.onEvent(frame, this);
       if (reply) this.push([4, ref, ...reply]);
     } else if (type === 7) {
       this.push([8]);
+    } else if (type === 11) {
+      const topic = frame[2];
+      if (world.dropPresence) return; // the REPLY is lost
+      if (world.noPresence.has(topic)) return this.push([4, ref, "presence_disabled", { message: "no presence on this topic" }]);
+      const members = [...world.membersOf(topic)].map(([id, info]) => ({ id, info }));
+      this.push([4, ref, "ok", { members, count: members.length, truncated: false }]);
     }
   }
 
@@ -182,6 +194,16 @@ export function createWorld() {
     postLog: [],
     /** What SUB with since replies: recovered when the epoch matches (override per test). */
     recovered: (topic, since) => since[0] === world.epoch,
+    /** Presence (§12): members by topic (id -> info), topics without presence. */
+    members: new Map(),
+    noPresence: new Set(),
+    /** The `presence` field of a SUB reply with `{presence: true}` (override per test). */
+    snapshot: (topic) => {
+      if (world.noPresence.has(topic)) return { error: "presence_disabled", message: "no presence on this topic" };
+      const members = [...world.membersOf(topic)].map(([id, info]) => ({ id, info }));
+      return { members, count: members.length, truncated: false, events: true, epoch: world.epoch,
+        offset: world.top(`$presence:${topic}`) };
+    },
     /** Reply to EVENT/PUBLISH: [status, data] or null for no reply. */
     onEvent: (frame) => ["ok", { echo: frame[0] === 3 ? frame[3] : frame[4] }],
     top: (topic) => world.offsets.get(topic) || 0,
@@ -195,6 +217,21 @@ export function createWorld() {
   world.last = () => world.sessions[world.sessions.length - 1];
   world.bySecret = (token) => world.sessions.find((s) => s.token === token);
   world.byTicket = (url) => world.sessions.find((s) => s.ticket === new URL(url).searchParams.get("ticket"));
+
+  world.membersOf = (topic) => {
+    if (!world.members.has(topic)) world.members.set(topic, new Map());
+    return world.members.get(topic);
+  };
+  /** A member joins (or leaves) a topic: the server's state changes and `$presence:` publishes it. */
+  world.join = (topic, id, info = null) => {
+    world.membersOf(topic).set(id, info);
+    return world.publish(`$presence:${topic}`, "join", { id, info });
+  };
+  world.leave = (topic, id) => {
+    const info = world.membersOf(topic).get(id) ?? null;
+    world.membersOf(topic).delete(id);
+    return world.publish(`$presence:${topic}`, "leave", { id, info });
+  };
 
   /** Publish on a topic to every subscribed live session; returns the PUB frame. */
   world.publish = (topic, event, data) => {
@@ -390,9 +427,10 @@ export function createWorld() {
 /** Record every event of a client, in order, as [name, payload]. */
 export function record(client) {
   const log = [];
-  for (const name of ["state", "transport", "error", "recovered", "message"]) {
+  for (const name of ["state", "transport", "error", "recovered", "message", "presence"]) {
     client.on(name, (payload) => log.push([name, payload]));
   }
+  for (const name of ["join", "leave"]) client.on(name, (topic, member) => log.push([name, topic, member]));
   return log;
 }
 

@@ -7,7 +7,8 @@
  * 2. every export of client.js is assignable to its declared type (the code does what the
  *    declaration promises: same parameters, same or narrower results);
  * 3. the Client's public members (neither `_private` nor the internals listed below) are
- *    exactly the declared ones, and so are the event names of `on()`;
+ *    exactly the declared ones, and so are the event names of `on()` (one payload each, plus
+ *    the two whose listeners get `(topic, member)`);
  * 4. the declared data types (options, stats, publications...) equal the JSDoc ones, key for
  *    key and both ways assignable.
  */
@@ -20,6 +21,12 @@ import type { State as IState } from "./generated/client-core.js";
 import type { Frame as IFrame } from "./generated/codec.js";
 import type { Stats as IStats } from "./generated/stats.js";
 import type { Publication as IPublication } from "./generated/subscriptions.js";
+import type {
+  Member as IMember,
+  PresenceListing as IPresenceListing,
+  PresenceSync as IPresenceSync,
+  SubscribeOptions as ISubscribeOptions,
+} from "./generated/presence.js";
 import type { Clock as IClock } from "./generated/timer.js";
 import type {
   CloseInfo as ICloseInfo,
@@ -51,13 +58,20 @@ type Internal = "options" | "negotiateUrl" | "storageKey" | "clientKey";
 type PublicMembers = Exclude<keyof I.Client, `_${string}` | Internal>;
 names<PublicMembers, keyof D.Client>();
 names<keyof D.Client, PublicMembers>();
-check<Equal<Parameters<I.Client["on"]>[0], keyof D.ClientEvents>>();
+check<Equal<Parameters<I.Client["on"]>[0], keyof D.ClientEvents | D.MemberEvent>>();
 check<Same<Awaited<ReturnType<I.Client["subscribe"]>["ready"]>, D.SubscribeResult>>();
 
 // 4. The data types.
 check<Same<I.Options, D.Options>>();
 check<Same<IStats, D.Stats>>();
 check<Same<IPublication, D.Publication>>();
+check<Same<IMember, D.Member>>();
+check<Same<IPresenceListing, D.PresenceListing>>();
+check<Same<IPresenceSync, D.PresenceSync>>();
+check<Same<ISubscribeOptions, D.SubscribeOptions>>();
+check<Equal<Parameters<I.Client["subscribe"]>[2], D.SubscribeOptions | undefined>>();
+check<Same<Awaited<ReturnType<I.Client["presence"]>>, D.PresenceListing>>();
+check<Same<ReturnType<I.Client["members"]>[number], D.Member>>();
 check<Same<ICloseInfo, D.CloseInfo>>();
 check<Same<IClock, D.Clock>>();
 check<Same<IFetch, D.Fetch>>();

@@ -33,10 +33,15 @@ import type {
   ErrorEvent,
   Fetch,
   Frame,
+  Member,
+  MemberEvent,
   Options,
+  PresenceListing,
+  PresenceSync,
   Publication,
   State,
   Stats,
+  SubscribeOptions,
   SubscribeResult,
   Subscription,
   Transport,
@@ -136,6 +141,38 @@ async function talk(client: Client): Promise<void> {
 }
 void talk(rt);
 
+// --- presence: who is here -----------------------------------------------------------------------
+
+const withPresence: SubscribeOptions = { presence: true };
+const room: Subscription = rt.subscribe("room:1", handler, withPresence);
+const names = (members: Member[]): string[] => members.map((m) => `${m.id}: ${JSON.stringify(m.info)}`);
+const here: Member[] = rt.members("room:1");
+console.log(names(here));
+const onChange = (topic: string, member: Member): void => {
+  console.log(topic, member.id, member.info, names(rt.members(topic)).length);
+};
+const memberEvents: MemberEvent[] = ["join", "leave"];
+const presenceOffs: (() => void)[] = [
+  rt.on("join", onChange),
+  rt.on("leave", (topic, member) => console.log("left", topic, member.id)),
+  ...memberEvents.map((name) => rt.on(name, onChange)),
+  rt.on("presence", (sync: PresenceSync) => {
+    console.log(sync.topic, sync.count, sync.truncated, sync.events, names(sync.members));
+  }),
+];
+async function whoIsThere(client: Client): Promise<number> {
+  try {
+    const listing: PresenceListing = await client.presence("room:1");
+    return listing.truncated ? listing.count : listing.members.length;
+  } catch (error) {
+    if (errorCode(error) === "presence_disabled") return 0;
+    throw error;
+  }
+}
+void whoIsThere(rt);
+for (const off of presenceOffs) off();
+room();
+
 // --- events --------------------------------------------------------------------------------------
 
 const offs: (() => void)[] = [
@@ -152,6 +189,8 @@ const offs: (() => void)[] = [
       case "token":
         return console.log(e.message);
       case "subscribe":
+        return console.log(e.topic, e.code, e.message);
+      case "presence":
         return console.log(e.topic, e.code, e.message);
       case "transport":
         return console.log(e.transport, e.message);
@@ -182,7 +221,7 @@ decodeFrame(new ArrayBuffer(0));
 decodeFrame([FRAME.PING]);
 const base64: string = toBase64(fromBase64("AAE="));
 const types = [FRAME.HELLO, FRAME.PUB, FRAME.MSG, FRAME.REPLY, FRAME.SUB, FRAME.UNSUB, FRAME.PING,
-  FRAME.PONG, FRAME.CLOSE, FRAME.PUBLISH];
+  FRAME.PONG, FRAME.CLOSE, FRAME.PUBLISH, FRAME.PRESENCE];
 console.log(version, binary, decoded, base64, types);
 
 const order: TransportName[] = orderTransports(DEFAULTS.transports, "sse");

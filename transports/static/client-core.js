@@ -14,6 +14,7 @@ import { Failback } from "./failback.js";
 import { negotiate, offers, randomKey } from "./negotiate.js";
 import { orderTransports, resolveOptions } from "./options.js";
 import { bindPage, isOffline, recallTransport, rememberTransport } from "./page.js";
+import { toListing } from "./presence.js";
 import { classifyClose, isStable, positive, reconnectDelay, serverHint } from "./policy.js";
 import { Requests } from "./requests.js";
 import { newStats, pushHistory } from "./stats.js";
@@ -26,6 +27,14 @@ import { READY } from "./transport-base.js";
 /** @typedef {import("./transports.js").TransportName} TransportName */
 /** @typedef {import("./subscriptions.js").Publication} Publication */
 /** @typedef {import("./stats.js").Stats} Stats */
+/** @typedef {import("./presence.js").Member} Member */
+/** @typedef {import("./presence.js").PresenceListing} PresenceListing */
+/** @typedef {import("./presence.js").SubscribeOptions} SubscribeOptions */
+/**
+ * The events of {@link Client.on}: one payload each, except "join" and "leave", whose listeners
+ * get `(topic, member)`.
+ * @typedef {"state" | "transport" | "error" | "recovered" | "message" | "presence" | "join" | "leave"} EventName
+ */
 /** @typedef {"connecting" | "open" | "reconnecting" | "closed"} State */
 
 /**
@@ -82,17 +91,45 @@ export class Client {
 
   /**
    * Subscribe to a topic. The handler gets `{id, topic, event, data, offset, epoch}` for every
-   * publication, once, in order, across reconnects and transport switches.
+   * publication, once, in order, across reconnects and transport switches. With
+   * `{presence: true}` the client also follows who is subscribed to the topic (§12): see
+   * {@link Client.members} and the "presence", "join" and "leave" events.
    * @param {string} topic
    * @param {(pub: Publication) => void} handler
+   * @param {SubscribeOptions} [options]
    * @returns {(() => void) & {ready: Promise<{recovered: boolean, epoch: string, offset: number}>}}
    *   call it to unsubscribe; `ready` settles with the first SUB reply (rejects with `.code`)
    */
-  subscribe(topic, handler) {
+  subscribe(topic, handler, options = {}) {
     if (!validTopic(topic)) throw new TypeError(`invalid topic ${JSON.stringify(topic)}`);
     if (typeof handler !== "function") throw new TypeError("handler must be a function");
+    if (!options || typeof options !== "object") throw new TypeError("options must be an object");
     if (this.state === "closed") throw codeError("closed", "client is closed");
-    return this._subscriptions.add(topic, handler);
+    return this._subscriptions.add(topic, handler, options.presence === true);
+  }
+
+  /**
+   * Ask who is subscribed to a topic now (PRESENCE, §12). Queued while not connected and sent
+   * again after a reconnect until answered, like {@link Client.send} (a read: repeating it is
+   * harmless).
+   * @param {string} topic
+   * @returns {Promise<PresenceListing>} `{members: [{id, info}], count, truncated}`; rejects like
+   *   send(), e.g. with code "presence_disabled", "forbidden" or "bad_topic"
+   */
+  presence(topic) {
+    if (!validName(topic, 200)) return Promise.reject(codeError("bad_topic", `invalid topic ${JSON.stringify(topic)}`));
+    return this._requests.request((ref) => [FRAME.PRESENCE, ref, topic]).then(toListing);
+  }
+
+  /**
+   * The members known now of a topic subscribed with `{presence: true}`: its last snapshot and
+   * the joins and leaves since. Empty for any other topic, before the first snapshot, after a
+   * presence error and once unsubscribed.
+   * @param {string} topic
+   * @returns {Member[]}
+   */
+  members(topic) {
+    return this._subscriptions.members(topic);
   }
 
   /**
@@ -124,9 +161,10 @@ export class Client {
   /**
    * Listen to client events: "state" `{state, previous}`, "transport" `{transport, from,
    * reason}`, "error" `{type, code?, message?, ...}`, "recovered" `{topic, recovered}`,
-   * "message" `{event, data}` (MSG frames).
-   * @param {"state" | "transport" | "error" | "recovered" | "message"} name
-   * @param {(payload: any) => void} fn
+   * "message" `{event, data}` (MSG frames), "presence" `{topic, members, count, truncated,
+   * events}` (a presence snapshot was applied); "join" and "leave" call `fn(topic, member)`.
+   * @param {EventName} name
+   * @param {(...args: any[]) => void} fn
    * @returns {() => void} removes the listener
    */
   on(name, fn) {

@@ -128,6 +128,40 @@ export interface SubscribeResult {
   offset: number;
 }
 
+/** The third argument of {@link Client.subscribe}. */
+export interface SubscribeOptions {
+  /** also follow who is subscribed to the topic (protocol §12): {@link Client.members}, the
+   * "presence", "join" and "leave" events; the server must enable presence for the topic */
+  presence?: boolean;
+}
+
+/** A member of a topic: one client subscribed to it (it keeps its id across reconnects). */
+export interface Member {
+  /** the client's public connection id */
+  id: string;
+  /** what the application shows of it (by default the identity its on_connect returned) */
+  info: any;
+}
+
+/** Who is subscribed to a topic: what {@link Client.presence} resolves with. */
+export interface PresenceListing {
+  /** at most the server's `presence_max_members`, in no particular order */
+  members: Member[];
+  /** exact */
+  count: number;
+  /** true when `members` lists fewer than `count` */
+  truncated: boolean;
+}
+
+/** Payload of the "presence" event: a presence snapshot was applied (the first one of a
+ * subscription, and the one after each resubscribe, whose differences come first as "join" and
+ * "leave"). */
+export interface PresenceSync extends PresenceListing {
+  topic: string;
+  /** false: the server sends no joins or leaves for this topic (a large one) */
+  events: boolean;
+}
+
 /** What {@link Client.subscribe} returns: call it to unsubscribe (this handler). */
 export type Subscription = (() => void) & {
   /** settles with the first SUB reply; rejects with a {@link TransportsError} */
@@ -177,6 +211,7 @@ export type ErrorCode =
   | "handler_error"
   | "bad_data"
   | "unavailable"
+  | "presence_disabled"
   | "internal_error"
   | (string & {});
 
@@ -205,6 +240,15 @@ export type ErrorEvent =
   | {
       /** the server refused a subscription (its `ready` rejects too) */
       type: "subscribe";
+      topic: string;
+      code: string;
+      message: string;
+    }
+  | {
+      /** a topic subscribed with `{presence: true}` has no presence (its messages still come):
+       * `code` is the server's ("presence_disabled", "forbidden", "unavailable"), or
+       * "unsupported" from a server without presence; its members are forgotten */
+      type: "presence";
       topic: string;
       code: string;
       message: string;
@@ -239,7 +283,12 @@ export interface ClientEvents {
   recovered: { topic: string; recovered: boolean };
   /** a direct message from the server (`channel.send(event, data)`) */
   message: { event: string; data: any };
+  /** a presence snapshot was applied to a topic subscribed with `{presence: true}` */
+  presence: PresenceSync;
 }
+
+/** The presence changes ({@link Client.on}): their listeners get `(topic, member)`. */
+export type MemberEvent = "join" | "leave";
 
 /** A realtime client. Create it with {@link connect}. */
 export declare class Client {
@@ -261,7 +310,19 @@ export declare class Client {
    * @throws TypeError for an invalid topic or a handler that is not a function
    * @throws TransportsError with code "closed" once the client is closed
    */
-  subscribe(topic: string, handler: (pub: Publication) => void): Subscription;
+  subscribe(topic: string, handler: (pub: Publication) => void, options?: SubscribeOptions): Subscription;
+  /**
+   * Ask who is subscribed to a topic now (it need not be subscribed). Queued while not
+   * connected and sent again after a reconnect until answered, like {@link Client.send}.
+   * Rejects with a {@link TransportsError}: "presence_disabled", "forbidden", "bad_topic"...
+   */
+  presence(topic: string): Promise<PresenceListing>;
+  /**
+   * The members known now of a topic subscribed with `{presence: true}` (its last snapshot and
+   * the joins and leaves since); empty for other topics, before the first snapshot, after a
+   * presence error, once unsubscribed or closed.
+   */
+  members(topic: string): Member[];
   /**
    * Send an EVENT to the application's handler; resolves with its REPLY data. Queued while not
    * connected, re-sent with the same ref after a reconnect (the server applies it once).
@@ -272,6 +333,9 @@ export declare class Client {
   publish(topic: string, event: string, data?: any): Promise<any>;
   /** Listen to a client event; returns a function that removes the listener. */
   on<K extends keyof ClientEvents>(name: K, fn: (payload: ClientEvents[K]) => void): () => void;
+  /** A member joined ("join") or left ("leave") a topic subscribed with `{presence: true}`:
+   * reported once per change, never for a member already known (join) or unknown (leave). */
+  on(name: MemberEvent, fn: (topic: string, member: Member) => void): () => void;
   /** Close for good: no reconnect; pending and queued sends reject with code "closed". */
   close(): void;
 }
@@ -294,6 +358,7 @@ export declare const FRAME: Readonly<{
   PONG: 8;
   CLOSE: 9;
   PUBLISH: 10;
+  PRESENCE: 11;
 }>;
 
 /** A decoded frame: a JSON array starting with its type (protocol §2). */

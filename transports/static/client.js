@@ -21,7 +21,7 @@
  * (transport-websocket.js, transport-sse.js, transport-longpoll.js: each looks like a
  * WebSocket), transports.js (the registry: the only list of transport names), options.js,
  * negotiate.js, conn.js, and the Client (client-core.js) with its helpers subscriptions.js,
- * requests.js, failback.js, events.js, page.js, stats.js.
+ * presence.js, requests.js, failback.js, events.js, page.js, stats.js.
  */
 
 import { Client } from "./client-core.js";

@@ -11,7 +11,7 @@ export const PROTOCOL_VERSION = 1;
 /** Frame type numbers (protocol §2). A binary frame's type is its text type + 16 (§2.2). */
 export const FRAME = Object.freeze({
   HELLO: 0, PUB: 1, MSG: 2, EVENT: 3, REPLY: 4, SUB: 5, UNSUB: 6, PING: 7, PONG: 8, CLOSE: 9,
-  PUBLISH: 10,
+  PUBLISH: 10, PRESENCE: 11,
 });
 
 /** Added to a frame type when its data is binary (§2.2). */

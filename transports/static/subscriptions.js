@@ -2,10 +2,13 @@
 /**
  * Topics (§7): the application's handlers per topic, the last position processed, SUB/UNSUB on
  * the current connection and the failback probe, and delivery of PUBs once, in order, across
- * reconnects and transport switches.
+ * reconnects and transport switches. A topic followed with presence (§12) also keeps its
+ * members (presence.js); its `$presence:` PUBs go through the same position check, never to a
+ * handler.
  */
 
 import { FRAME, codeError } from "./codec.js";
+import { TopicPresence, applyChange, applySnapshot, followedTopic } from "./presence.js";
 
 /** @typedef {import("./codec.js").Frame} Frame */
 /** @typedef {import("./conn.js").Conn} Conn */
@@ -17,11 +20,29 @@ import { FRAME, codeError } from "./codec.js";
  * @typedef {Object} TopicEntry
  * @property {Set<(pub: Publication) => void>} handlers
  * @property {Position | null} position last processed position (§7)
+ * @property {TopicPresence | null} presence its members, when followed (§12)
  * @property {Promise<any>} ready
  * @property {(value: any) => void} resolve
  * @property {(error: Error) => void} reject
  */
-/** @typedef {{topic: string, entry: TopicEntry, conn: Conn, since: any}} PendingSub a SUB waiting for its REPLY */
+/**
+ * A SUB waiting for its REPLY. `presence`: it asked for the topic's presence; `quiet`: it only
+ * adds presence to a subscription already made (no "recovered" event).
+ * @typedef {{topic: string, entry: TopicEntry, conn: Conn, since: any, presence: boolean, quiet: boolean}} PendingSub
+ */
+
+/**
+ * Move `holder`'s position to (epoch, offset), unless that PUB was already processed: its offset
+ * is not beyond the position in the same epoch (§7). A new epoch starts over.
+ * @param {{position: Position | null}} holder @param {string} epoch @param {number} offset
+ * @returns {boolean} whether the PUB is new
+ */
+function advance(holder, epoch, offset) {
+  const pos = holder.position;
+  if (pos && pos.epoch === epoch && offset <= pos.offset) return false;
+  holder.position = { epoch, offset };
+  return true;
+}
 
 /** The client's topics and the SUBs in flight. */
 export class Subscriptions {
@@ -35,11 +56,13 @@ export class Subscriptions {
   }
 
   /**
-   * Add a handler to a topic (already validated), subscribing on the first one.
-   * @param {string} topic @param {(pub: Publication) => void} handler
+   * Add a handler to a topic (already validated), subscribing on the first one. With
+   * `presence`, the topic also follows its members from now on (a topic already subscribed
+   * without is subscribed again, from its position, with presence).
+   * @param {string} topic @param {(pub: Publication) => void} handler @param {boolean} presence
    * @returns {(() => void) & {ready: Promise<{recovered: boolean, epoch: string, offset: number}>}}
    */
-  add(topic, handler) {
+  add(topic, handler, presence) {
     const client = this.client;
     let entry = this.topics.get(topic);
     if (!entry) {
@@ -47,11 +70,17 @@ export class Subscriptions {
       const settle = {};
       const ready = new Promise((resolve, reject) => Object.assign(settle, { resolve, reject }));
       ready.catch(() => {});
-      entry = { handlers: new Set(), position: null, ready, resolve: settle.resolve, reject: settle.reject };
+      entry = { handlers: new Set(), position: null, presence: presence ? new TopicPresence() : null,
+        ready, resolve: settle.resolve, reject: settle.reject };
       this.topics.set(topic, entry);
       const conn = client._conn;
       if (conn && client.state === "open") this.sub(conn, topic);
       client._failback.maybeSwitch();
+    } else if (presence && !entry.presence) {
+      entry.presence = new TopicPresence();
+      for (const conn of [client._conn, client._failback.probe]) {
+        if (conn && conn.accepted && (conn.subscribed.has(topic) || conn.subscribing.has(topic))) this.sub(conn, topic, true);
+      }
     }
     const own = entry;
     const fn = (/** @type {Publication} */ pub) => handler(pub);
@@ -69,14 +98,25 @@ export class Subscriptions {
     return Object.assign(off, { ready: own.ready });
   }
 
-  /** Send SUB for `topic` on `conn`, from the last position processed. @param {Conn} conn @param {string} topic */
-  sub(conn, topic) {
+  /**
+   * Send SUB for `topic` on `conn`, from the last position processed, with the presence option
+   * when the topic follows its members.
+   * @param {Conn} conn @param {string} topic @param {boolean} [quiet] only to add presence
+   */
+  sub(conn, topic, quiet = false) {
     const entry = /** @type {TopicEntry} */ (this.topics.get(topic));
     const ref = ++this.client._ref;
     const since = entry.position ? [entry.position.epoch, entry.position.offset] : null;
+    const presence = entry.presence !== null;
     conn.subscribing.add(topic);
-    this.pending.set(ref, { topic, entry, conn, since });
-    conn.transport.send([FRAME.SUB, ref, topic, since]);
+    this.pending.set(ref, { topic, entry, conn, since, presence, quiet });
+    conn.transport.send(presence ? [FRAME.SUB, ref, topic, since, { presence: true }] : [FRAME.SUB, ref, topic, since]);
+  }
+
+  /** @param {string} topic @returns {import("./presence.js").Member[]} its known members ([] when not followed) */
+  members(topic) {
+    const entry = this.topics.get(topic);
+    return entry && entry.presence ? entry.presence.list() : [];
   }
 
   /**
@@ -101,11 +141,16 @@ export class Subscriptions {
   /** @param {Frame} frame `[1, topic, event, data, offset, epoch]` */
   onPub(frame) {
     const [, topic, event, data, offset, epoch] = frame;
-    const entry = this.topics.get(topic);
+    const followed = followedTopic(topic);
+    const entry = this.topics.get(followed === null ? topic : followed);
     if (!entry || typeof offset !== "number") return;
-    const pos = entry.position;
-    if (pos && pos.epoch === epoch && offset <= pos.offset) return; // already processed (§7)
-    entry.position = { epoch, offset };
+    if (followed !== null) {
+      // A join or leave (§12): applied after the snapshot's position, never given to a handler.
+      const state = entry.presence;
+      if (state && state.position && advance(state, epoch, offset)) applyChange(this.client, followed, state, event, data);
+      return;
+    }
+    if (!advance(entry, epoch, offset)) return; // already processed (§7)
     // The message id the server gave this publication (protocol §7): "epoch:topic:offset".
     const pub = { id: `${epoch}:${topic}:${offset}`, topic, event, data, offset, epoch };
     for (const handler of [...entry.handlers]) this.client._events.call(handler, pub);
@@ -131,6 +176,12 @@ export class Subscriptions {
     conn.subscribing.delete(topic);
     if (this.topics.get(topic) !== entry) return; // unsubscribed meanwhile
     if (status !== "ok") {
+      if (sub.quiet) {
+        // Only adding presence failed: the subscription made before stands.
+        const presence = entry.presence;
+        if (presence) applySnapshot(client, topic, presence, { error: String(status), message: data && data.message });
+        return;
+      }
       this.topics.delete(topic);
       const error = codeError(String(status), data && data.message);
       entry.reject(error);
@@ -145,16 +196,21 @@ export class Subscriptions {
       // recovered: the missed PUBs follow. Not recovered: there is a gap; start from the
       // server's position and tell the application so that it reloads its state (§7).
       if (!recovered && pos) entry.position = pos;
-      client._events.emit("recovered", { topic, recovered });
+      if (!sub.quiet) client._events.emit("recovered", { topic, recovered });
     } else if (pos && !(entry.position && entry.position.epoch === pos.epoch && entry.position.offset >= pos.offset)) {
       entry.position = pos;
     }
+    // The members are known before `ready` resolves.
+    if (sub.presence && entry.presence) applySnapshot(client, topic, entry.presence, data && data.presence);
     entry.resolve({ recovered, epoch: pos && pos.epoch, offset: pos && pos.offset });
     if (conn === client._failback.probe) client._failback.maybeSwitch();
   }
 
-  /** The client closed: every topic's `ready` rejects. @param {Error} error */
+  /** The client closed: every topic's `ready` rejects, no members are known. @param {Error} error */
   rejectAll(error) {
-    for (const entry of this.topics.values()) entry.reject(error);
+    for (const entry of this.topics.values()) {
+      entry.reject(error);
+      if (entry.presence) entry.presence.reset();
+    }
   }
 }
