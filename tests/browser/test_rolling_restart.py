@@ -15,7 +15,7 @@ import asyncio
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ from playwright.sync_api import Browser, Page
 
 from tests.redis_server import RedisServer
 from tests.scaleout import RoundRobinNginx
-from transports.client import Client, connect
+from transports.client import Client, Incoming, connect
 
 from .harness import AppServer, open_page, start_client, wait_for
 
@@ -53,13 +53,8 @@ class Listener:
                 clients.append(client)
                 offsets = self.offsets[index] = []
                 moves = self.moves[index] = []
-                client.on(
-                    "state",
-                    lambda state, moves=moves: (
-                        moves.append(time.time()) if state == "reconnecting" else None
-                    ),
-                )
-                await client.subscribe("tick", lambda m, o=offsets: o.append(m.offset or 0))
+                client.on("state", self._on_state(moves))
+                await client.subscribe("tick", self._on_tick(offsets))
         except Exception as exc:  # reported by the test
             self.errors.append(repr(exc))
         self._ready.set()
@@ -67,6 +62,21 @@ class Listener:
             await asyncio.sleep(0.05)
         for client in clients:
             await client.close()
+
+    @staticmethod
+    def _on_state(moves: list[float]) -> Callable[[str], None]:
+        def on_state(state: str) -> None:
+            if state == "reconnecting":
+                moves.append(time.time())
+
+        return on_state
+
+    @staticmethod
+    def _on_tick(offsets: list[int]) -> Callable[[Incoming], None]:
+        def on_tick(message: Incoming) -> None:
+            offsets.append(message.offset or 0)
+
+        return on_tick
 
     def start(self) -> None:
         self._thread.start()
