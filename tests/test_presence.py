@@ -126,6 +126,7 @@ async def test_presence_refusals(serve: Callable[..., Any], transport: Transport
     # Subscribing with presence to a topic without it: messages still flow, the error is told.
     await client.subscribe("news", presence=True)
     await eventually(lambda: any(getattr(e, "code", "") == "presence_disabled" for e in errors))
+    assert client.members("news") == []
     await server.realtime.publish("news", "n", 1)
     message = await client.next_message(5)
     assert (message.topic, message.data) == ("news", 1)

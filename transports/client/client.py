@@ -480,7 +480,9 @@ class Client:
         if entry is None or entry.members is None or not isinstance(pub.data, dict):
             return
         position = entry.presence_position
-        if position is not None and position.epoch == pub.epoch and pub.offset <= position.offset:
+        if position is None:
+            return  # no snapshot with events yet: nothing to apply these to
+        if position.epoch == pub.epoch and pub.offset <= position.offset:
             return  # before the snapshot, or seen already
         entry.presence_position = Position(pub.epoch, pub.offset)
         member_id, info = pub.data.get("id"), pub.data.get("info")
@@ -500,6 +502,8 @@ class Client:
         if not isinstance(snapshot, dict):
             return
         if "error" in snapshot:
+            # As the browser client: the members are unknown now, and say why.
+            entry.members, entry.presence_position = {}, None
             self._emit("error", ReplyError(str(snapshot["error"]), str(snapshot.get("message"))))
             return
         members: dict[str, Any] = {}
@@ -507,7 +511,8 @@ class Client:
             if isinstance(item, dict) and isinstance(item.get("id"), str):
                 members[item["id"]] = item.get("info")
         before, entry.members = entry.members, members
-        if "epoch" in snapshot and "offset" in snapshot:
+        entry.presence_position = None
+        if snapshot.get("events") and "epoch" in snapshot and "offset" in snapshot:
             entry.presence_position = Position(str(snapshot["epoch"]), int(snapshot["offset"]))
         if before is None:
             return
