@@ -127,10 +127,18 @@ class AppServer(_Process):
 
     name = "app server"
 
-    def __init__(self, log: Path, *, tick_ms: int = 20, settings: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        log: Path,
+        *,
+        tick_ms: int = 20,
+        settings: dict[str, Any] | None = None,
+        args: list[str] | None = None,
+    ):
         super().__init__(free_port(), log)
         self.tick_ms = tick_ms
         self.settings = settings or {}
+        self.args = args or []
 
     def start(self, timeout: float = 20.0) -> None:
         """Start (or restart on the same port) and wait until it accepts connections."""
@@ -138,7 +146,7 @@ class AppServer(_Process):
         argv += ["--tick-ms", str(self.tick_ms)]
         for name, value in self.settings.items():
             argv += ["--set", f"{name}={json.dumps(value)}"]
-        self._spawn(argv, timeout)
+        self._spawn([*argv, *self.args], timeout)
 
 
 class Nginx(_Process):

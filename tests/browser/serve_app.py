@@ -155,6 +155,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--tick-ms", type=int, default=20)
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--certfile", help="serve HTTPS (and HTTP/2) with this certificate")
+    parser.add_argument("--keyfile", help="the certificate's private key")
     args = parser.parse_args(argv)
     settings = dict(parse_setting(item) for item in args.set)
     app = build_app(args.tick_ms, settings)
@@ -169,6 +171,8 @@ def main(argv: list[str] | None = None) -> None:
     config.bind = [f"fd://{sock.fileno()}"]
     config.accesslog = None
     config.graceful_timeout = 1
+    if args.certfile:
+        config.certfile, config.keyfile = args.certfile, args.keyfile
 
     # The library's runner: on SIGTERM it drains (1001 to every client) before Hypercorn stops.
     asyncio.run(serve(app, config))
