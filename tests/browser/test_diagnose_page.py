@@ -7,13 +7,18 @@ held back, and direct everything works. The report the "Copy report" button puts
 clipboard has the shape of ``python -m transports.diagnose URL --json`` (run here on the same
 server), plus ``userAgent`` and ``when``. Two small proxies of Python's show what nginx does not:
 a WebSocket accepted and then silent (``upgrade_silent``), and an event stream let go in bursts,
-which the page can only tell from the publications' timing (``sse_buffered``).
+which the page can only tell from the publications' timing (``sse_buffered``). The page holds
+each connection idle after its publications (``?idle=S``, a second here): through a proxy that
+cuts idle connections (tests/proxies.py's ``IdleCutProxy``) every transport is ``idle_cut``, as
+the CLI says through the same proxy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,12 +28,16 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page
 
-from tests.proxies import SilentUpgradeProxy, _Proxy, in_thread
+from tests.proxies import IdleCutProxy, SilentUpgradeProxy, _Proxy, in_thread
 
 from .harness import ROOT, AppServer, Nginx, app_server, nginx_proxy, wait_for
 
 CHECK_MS = 60_000
-"""Bound on one run of the check (three transports, each bounded by its deadline plus 5 s)."""
+"""Bound on one run of the check (three transports, each bounded by its deadline plus 5 s, then
+the idle holds, at once)."""
+
+IDLE = 1
+"""Seconds the page holds each connection idle (``?idle=``): short, the app's heartbeat is 25 s."""
 
 TRANSPORT_KEYS = ["ok", "first_message_ms", "verdict", "title", "observed", "cause", "fix"]
 CATALOGUE = json.loads((ROOT / "transports" / "static" / "diagnose.json").read_text())["verdicts"]
@@ -51,9 +60,10 @@ def proxied(diagnosed: AppServer) -> Iterator[dict[str, Nginx]]:
         yield {"a-no-upgrade": a, "b-buffering": b}
 
 
-def run_check(page: Page, base: str) -> dict[str, Any]:
-    """Open the page (it runs the check at once) and return its report when done."""
-    page.goto(base + "/realtime/diagnose")
+def run_check(page: Page, base: str, idle: float = IDLE) -> dict[str, Any]:
+    """Open the page (it runs the check at once, holding each connection idle ``idle`` s) and
+    return its report when done."""
+    page.goto(f"{base}/realtime/diagnose?idle={idle:g}")
     wait_for(page, "() => window.diagnose && window.diagnose.check.status === 'done'", CHECK_MS)
     report: dict[str, Any] = page.evaluate("() => window.diagnose.check.report")
     return report
@@ -105,6 +115,9 @@ def test_direct_everything_works_and_the_copied_report_has_the_cli_shape(
         for entry in report["transports"].values():
             assert entry["ok"]
             assert entry["first_message_ms"] is not None and entry["first_message_ms"] > 0
+            # Held idle for the second asked, quiet but not cut (the heartbeat is 25 s), and the
+            # page's own close at the end is no cut.
+            assert any(line.startswith("idle: kept open") for line in entry["observed"]), entry
         assert {name: v for name, (v, _) in shown(page).items()} == verdicts(report)
         assert "Best transport from here: WebSocket." in page.inner_text("#summary")
 
@@ -243,3 +256,44 @@ def test_an_event_stream_let_go_in_bursts_is_sse_buffered_from_the_timing_alone(
     assert "round trip (subscribe)" in " ".join(sse["observed"])
     assert any("late and together" in line for line in sse["observed"]), sse["observed"]
     assert report["transports"]["longpoll"]["verdict"] == "ok"
+
+
+def test_a_proxy_that_cuts_idle_connections_is_idle_cut_as_the_cli_says(
+    page: Page, diagnosed: AppServer
+) -> None:
+    """A proxy that cuts a connection after 1.5 s without traffic, under the app's 25 s
+    heartbeat: each transport's connection, held idle (up to 8 s) after its publications, is
+    cut, so idle_cut on all three, with the silence and the heartbeat in what the page saw; the
+    CLI through the same proxy says the same. A held poll cut on a connection Chromium reused is
+    asked again, unseen (up to twice here): the page sees its cut later, as an upper bound."""
+    with in_thread(IdleCutProxy(diagnosed.port, 1.5)) as proxy:
+        report = run_check(page, proxy.url, idle=8)
+        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+        cli = subprocess.run(
+            [sys.executable, "-m", "transports.diagnose", proxy.url + "/realtime", "--json"]
+            + ["--idle", "4", "--timeout", "3"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proxy.cuts >= 3
+    cut = {"websocket": "idle_cut", "sse": "idle_cut", "longpoll": "idle_cut"}
+    assert verdicts(report) == cut, report
+    assert report["best"] is None
+    check_shape(report)
+    for name, entry in report["transports"].items():
+        lines = [line for line in entry["observed"] if line.startswith("cut after")]
+        assert lines, (name, entry["observed"])
+        found = re.match(r"cut after (at most )?(\d+\.\d) s idle \(heartbeat is 25 s", lines[0])
+        assert found, lines[0]
+        if name == "longpoll":
+            assert found[1] and 1.3 <= float(found[2]) < 8, lines[0]
+        else:
+            assert not found[1] and 1.3 <= float(found[2]) < 2.5, lines[0]
+    cards = shown(page)
+    for name in cut:
+        assert cards[name][0] == "idle_cut"
+        assert CATALOGUE["idle_cut"]["title"] in cards[name][1]
+    assert verdicts(json.loads(cli.stdout)) == verdicts(report), cli.stdout

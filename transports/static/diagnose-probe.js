@@ -11,8 +11,12 @@
  */
 
 import { DEFAULTS, connect } from "./client.js";
+import { SESSION_DEFAULTS } from "./policy.js";
 
 /** @typedef {"websocket" | "sse" | "longpoll"} TransportName */
+
+/** Seconds each connection is held idle by default: the CLI's `--idle`. */
+export const IDLE_SECONDS = 30;
 
 /** The transports the page checks, best first (the client's default order). */
 export const TRANSPORT_ORDER = /** @type {TransportName[]} */ (["websocket", "sse", "longpoll"]);
@@ -73,14 +77,31 @@ export class Tap {
     this.events = [];
     /** estimated wire bytes of each publication, by `topic offset` */
     this.pubBytes = new Map();
-    /** @type {{status: number | null, code: string | null, ms: number | null, network: boolean, transports: string[] | null, count: number}} */
-    this.negotiate = { status: null, code: null, ms: null, network: false, transports: null, count: 0 };
+    /**
+     * The first negotiate; `heartbeat` and `pollWindow`: the server's, ms (the policy's defaults
+     * when the answer does not say).
+     * @type {{status: number | null, code: string | null, ms: number | null, network: boolean, transports: string[] | null, count: number, heartbeat: number, pollWindow: number}}
+     */
+    this.negotiate = { status: null, code: null, ms: null, network: false, transports: null, count: 0,
+      heartbeat: SESSION_DEFAULTS.heartbeat, pollWindow: SESSION_DEFAULTS.pollWindow };
     /** @type {{created: number | null, opened: number | null, firstMessage: number | null, error: number | null, closed: number | null, closeCode: number | null, compressed: boolean}} */
     this.ws = { created: null, opened: null, firstMessage: null, error: null, closed: null, closeCode: null, compressed: false };
     /** @type {{created: number | null, opened: number | null, firstEvent: number | null, error: number | null, refused: boolean}} */
     this.sse = { created: null, opened: null, firstEvent: null, error: null, refused: false };
     /** @type {{count: number, firstAnswer: number | null, statuses: number[], network: number}} */
     this.poll = { count: 0, firstAnswer: null, statuses: [], network: 0 };
+    /** when bytes last went either way on this transport (a frame, a request, an answer) */
+    this.lastTraffic = 0;
+    /** @type {{at: number, silence: number}[]} the server's heartbeats (a PING, or an empty poll answer), with the ms of silence before each */
+    this.beats = [];
+    /**
+     * Connections lost: a WebSocket that closed, an event stream interrupted, a poll lost on the
+     * network or answered with an error. `closed`: the server closed it (a CLOSE frame, a
+     * WebSocket close other than 1006), not something on the way. `silence`: ms without traffic
+     * before it; `upper`: at most that, as the browser may have sent the request again unseen.
+     * @type {{at: number, silence: number, what: string, closed: boolean, upper?: boolean}[]}
+     */
+    this.drops = [];
   }
 
   /** ms since the tap was made, to 0.1 ms. */
@@ -91,6 +112,42 @@ export class Tap {
   /** @param {string} what */
   mark(what) {
     this.events.push({ at: this.at(), what });
+  }
+
+  /** Bytes went one way or the other. */
+  traffic() {
+    this.lastTraffic = this.at();
+  }
+
+  /** The server's heartbeat arrived (before the traffic it is counts). */
+  beat() {
+    const at = this.at();
+    this.beats.push({ at, silence: at - this.lastTraffic });
+  }
+
+  /**
+   * A connection was lost. @param {string} what @param {boolean} closed by the server
+   * @param {boolean} [upper] the silence is at most what the page saw
+   */
+  drop(what, closed, upper = false) {
+    const at = this.at();
+    this.drops.push({ at, silence: at - this.lastTraffic, what, closed, ...(upper ? { upper } : {}) });
+  }
+
+  /**
+   * What a frame says about the connection, before it counts as traffic: a PING is the server's
+   * heartbeat, a CLOSE the server closing the connection. @param {any} frame a parsed frame
+   */
+  control(frame) {
+    if (!Array.isArray(frame)) return;
+    if (frame[0] === 7) this.beat();
+    else if (frame[0] === 9) this.drop(`the server sent CLOSE ${frame[1]}${frame[2] ? ` ${frame[2]}` : ""}`, true);
+  }
+
+  /** {@link control} of a frame's text (PING and CLOSE are always text). @param {any} data */
+  controlText(data) {
+    if (typeof data !== "string" || !/^\[\s*[79]\s*[,\]]/.test(data)) return;
+    try { this.control(JSON.parse(data)); } catch (_) { /* not JSON: the client reports it */ }
   }
 
   /** @param {string} text a frame as it arrived @param {number} bytes its estimated wire size */
@@ -114,9 +171,11 @@ export class Tap {
       constructor(url, protocols) {
         super(url, protocols);
         tap.ws.created = tap.at();
+        tap.traffic();
         tap.mark("websocket: connecting");
         // Listeners added here run before the transport's own on* handlers.
         this.addEventListener("open", () => {
+          tap.traffic();
           tap.ws.opened = tap.at();
           tap.ws.compressed = Boolean(this.extensions);
           tap.mark("websocket: open");
@@ -128,6 +187,8 @@ export class Tap {
           }
           const n = sizeOf(event.data);
           tap.frame(event.data, n + wsHeaderBytes(n));
+          tap.controlText(event.data);
+          tap.traffic();
         });
         this.addEventListener("error", () => {
           if (tap.ws.error === null) tap.ws.error = tap.at();
@@ -137,7 +198,15 @@ export class Tap {
           tap.ws.closed = tap.at();
           tap.ws.closeCode = event.code;
           tap.mark(`websocket: closed ${event.code}`);
+          // 1006: no closing handshake, the connection dropped; another code: the server closed it.
+          tap.drop(event.code === 1006 ? "the WebSocket dropped (1006)" : `the WebSocket was closed with ${event.code}`, event.code !== 1006);
         });
+      }
+
+      /** @param {any} data */
+      send(data) {
+        tap.traffic();
+        super.send(data);
       }
     };
   }
@@ -154,8 +223,10 @@ export class Tap {
       constructor(url, init) {
         super(url, init);
         if (tap.sse.created === null) tap.sse.created = tap.at();
+        tap.traffic();
         tap.mark("sse: stream requested");
         this.addEventListener("open", () => {
+          tap.traffic();
           if (tap.sse.opened === null) tap.sse.opened = tap.at();
           tap.mark("sse: response headers");
         });
@@ -165,12 +236,15 @@ export class Tap {
             tap.mark("sse: first event");
           }
           tap.frame(event.data, sseEventBytes(event.data, event.lastEventId));
+          tap.controlText(event.data);
+          tap.traffic();
         });
         this.addEventListener("error", () => {
           if (tap.sse.error === null) tap.sse.error = tap.at();
           // CLOSED: the answer was not an event stream (an HTTP error); EventSource gives up.
           if (this.readyState === 2 && tap.sse.firstEvent === null) tap.sse.refused = true;
           tap.mark(this.readyState === 2 ? "sse: refused (not an event stream)" : "sse: stream interrupted");
+          tap.drop(this.readyState === 2 ? "the event stream ended" : "the event stream was interrupted", false);
         });
       }
     };
@@ -186,6 +260,7 @@ export class Tap {
       const path = new URL(url, globalThis.location ? globalThis.location.href : undefined).pathname;
       const kind = path.endsWith("/negotiate") ? "negotiate" : path.endsWith("/poll") ? "poll" : "other";
       const started = this.now();
+      this.traffic();
       let res;
       let text;
       try {
@@ -200,11 +275,15 @@ export class Tap {
         } else if (kind === "poll" && !(init && init.signal && init.signal.aborted)) {
           this.poll.network++;
           this.mark("longpoll: poll failed on the network");
+          // A browser sends a request again, unseen, when a connection it reused is cut before the
+          // answer (Chromium, up to twice): the page sees the last cut, after that much more silence.
+          this.drop("a held poll failed on the network (a browser asks a poll cut on a connection it reused again, unseen)", false, true);
         }
         throw error;
       }
       if (kind === "negotiate") this.negotiated(res, text, this.now() - started);
       else if (kind === "poll") this.polled(url, init, res, text);
+      this.traffic();
       const body = text;
       return { status: res.status, ok: res.ok, headers: res.headers, json: async () => JSON.parse(body) };
     };
@@ -221,6 +300,8 @@ export class Tap {
       const body = JSON.parse(text);
       if (res.status !== 200 && body && typeof body.error === "string") n.code = body.error;
       if (res.status === 200 && body && Array.isArray(body.transports)) n.transports = body.transports.map(String);
+      if (res.status === 200 && body && body.heartbeat > 0) n.heartbeat = Number(body.heartbeat);
+      if (res.status === 200 && body && body.pollWindow > 0) n.pollWindow = Number(body.pollWindow);
     } catch (_) { /* not JSON: a proxy's page */ }
     this.mark(`negotiate: HTTP ${res.status}${n.code ? ` ${n.code}` : ""} in ${Math.round(ms)} ms`);
   }
@@ -234,10 +315,14 @@ export class Tap {
       p.firstAnswer = this.at();
       this.mark(`longpoll: first poll answered HTTP ${res.status}`);
     }
-    if (res.status !== 200) return;
+    // A proxy's 502 or 504 on a held poll is its idle timeout.
+    if (res.status !== 200) return this.drop(`a held poll answered HTTP ${res.status}`, false);
     let frames;
     try { frames = JSON.parse(text).frames; } catch (_) { return; }
     if (!Array.isArray(frames)) return;
+    // An empty answer is the long-poll heartbeat: the poll window passed with nothing to send.
+    if (!frames.length) this.beat();
+    for (const frame of frames) this.control(frame);
     const pubs = frames.filter((frame) => pubKey(frame));
     if (!pubs.length) return;
     // What the exchange cost beyond the frames themselves, shared by the publications it carried.
@@ -312,15 +397,76 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
  * @property {number[]} sentAt when each publication was asked for (ms since connect())
  * @property {{seq: number, at: number, latency: number}[]} received publications that arrived
  * @property {number} spacingMs ms between two publications
+ * @property {Idle | null} idle the idle hold after the publications (null: not run)
+ * @property {number | null} idleFrom when the idle hold began (the tap's ms)
  * @property {Tap} tap
  */
 
 /**
+ * The idle hold, as the CLI's (transports/diagnose/observations.py `Idle`): `planned` seconds
+ * asked; `silence` seconds without traffic when it ended; `end`: held for the whole time, the
+ * server's heartbeat arrived, the connection was cut (dropped, or given up by the client), or
+ * the server closed it; `detail`: how it ended, in words; `upper`: the silence is at most that (a
+ * request the browser sent again unseen).
+ * @typedef {{planned: number, silence: number, end: "held" | "heartbeat" | "cut" | "closed", detail: string, upper?: boolean}} Idle
+ */
+
+/**
+ * How an idle hold that began at `start` (the tap's ms) stands now: null while it goes on, else
+ * how it ended. What came first ends it: the connection lost (a cut, or the server's close), or
+ * the server's heartbeat; else the client leaving the connection by itself (`left`: its close
+ * code and reason; its liveness check gives a silent connection up); else the time asked, over.
+ * Only what the tap saw from `start` on counts, and nothing after the hold ended: the page's own
+ * close, once the hold is over, is no cut.
+ * @param {Tap} tap @param {number} start @param {number} idleMs
+ * @param {{code: number, reason: string} | null} [left]
+ * @returns {Idle | null}
+ */
+export function idleOutcome(tap, start, idleMs, left = null) {
+  const planned = idleMs / 1000;
+  const seconds = (/** @type {number} */ ms) => Math.round(ms / 100) / 10;
+  const drop = tap.drops.find((d) => d.at >= start);
+  const beat = tap.beats.find((b) => b.at >= start);
+  if (drop && (!beat || drop.at <= beat.at)) {
+    const idle = { planned, silence: seconds(drop.silence), end: drop.closed ? "closed" : "cut", detail: drop.what };
+    return /** @type {Idle} */ (drop.upper ? { ...idle, upper: true } : idle);
+  }
+  if (beat) return { planned, silence: seconds(beat.silence), end: "heartbeat", detail: "" };
+  const now = tap.at();
+  if (left) {
+    const detail = `the client left the connection (${left.code}${left.reason ? ` ${left.reason}` : ""})`;
+    return { planned, silence: seconds(now - tap.lastTraffic), end: "cut", detail };
+  }
+  if (now - start >= idleMs) return { planned, silence: seconds(now - tap.lastTraffic), end: "held", detail: "" };
+  return null;
+}
+
+/**
+ * Leave the connection quiet until it is cut, the server's heartbeat comes, or `idleMs` passed
+ * (the CLI's `--idle` hold).
+ * @param {Tap} tap @param {number} idleMs
+ * @param {() => ({code: number, reason: string} | null)} left whether the client left the connection
+ * @param {(ms: number) => Promise<void>} [wait]
+ * @returns {Promise<Idle>}
+ */
+export async function holdIdle(tap, idleMs, left, wait = sleep) {
+  const start = tap.at();
+  for (;;) {
+    const outcome = idleOutcome(tap, start, idleMs, left());
+    if (outcome) return outcome;
+    await wait(Math.max(10, Math.min(100, start + idleMs - tap.at())));
+  }
+}
+
+/**
  * Check one transport through the real path: negotiate, open, a round trip, then `count`
- * publications `spacingMs` apart through the publish endpoint, each timed by the page's clock.
+ * publications `spacingMs` apart through the publish endpoint, each timed by the page's clock,
+ * then hold the connection idle up to `idleMs` (0: not), ending early at the server's first
+ * heartbeat; `onHold` is called as the hold begins (the page shows its progress).
  * @param {TransportName} name
  * @param {{prefix: string, id: string, count?: number, spacingMs?: number, waitMs?: number,
- *   now?: () => number}} run `id`: the run's topic id (8-64 characters of A-Z a-z 0-9 _ -)
+ *   idleMs?: number, onHold?: (obs: Observation) => void, now?: () => number}} run `id`: the
+ *   run's topic id (8-64 characters of A-Z a-z 0-9 _ -)
  * @returns {Promise<Observation>}
  */
 export async function checkTransport(name, run) {
@@ -332,7 +478,8 @@ export async function checkTransport(name, run) {
   /** @type {Observation} */
   const obs = {
     transport: name, outcome: "timeout", fallbackReason: null, openMs: null, roundTripMs: null,
-    subscribeError: null, droppedAfterOpen: null, sent: 0, publishErrors: 0, sentAt: [], received: [], spacingMs, tap,
+    subscribeError: null, droppedAfterOpen: null, sent: 0, publishErrors: 0, sentAt: [], received: [], spacingMs,
+    idle: null, idleFrom: null, tap,
   };
   let client;
   try {
@@ -344,6 +491,9 @@ export async function checkTransport(name, run) {
   }
   const c = client;
   let closing = false;
+  let holding = false;
+  /** @type {{code: number, reason: string} | null} the client left the connection during the hold */
+  let left = null;
   const deadline = (DEFAULTS.deadlines[name] ?? 10000) + 5000;
   try {
     obs.outcome = await new Promise((resolve) => {
@@ -363,7 +513,10 @@ export async function checkTransport(name, run) {
     if (obs.outcome !== "open") return obs;
     obs.openMs = tap.at();
     c.on("state", ({ state }) => {
-      if (state !== "open" && !closing && !obs.droppedAfterOpen) obs.droppedAfterOpen = c.stats.lastClose || { code: 1006, reason: "" };
+      if (state === "open" || closing) return;
+      const why = c.stats.lastClose || { code: 1006, reason: "" };
+      if (holding) left = left || why;
+      else if (!obs.droppedAfterOpen) obs.droppedAfterOpen = why;
     });
     const topic = `$diagnose:${run.id}`;
     const started = tap.at();
@@ -387,6 +540,13 @@ export async function checkTransport(name, run) {
     }
     const until = now() + waitMs;
     while (obs.received.length + obs.publishErrors < obs.sent && now() < until && !obs.droppedAfterOpen) await sleep(25);
+    const idleMs = run.idleMs ?? 0;
+    if (idleMs > 0 && !obs.droppedAfterOpen) {
+      holding = true;
+      obs.idleFrom = tap.at();
+      if (run.onHold) run.onHold(obs);
+      obs.idle = await holdIdle(tap, idleMs, () => left);
+    }
     return obs;
   } finally {
     closing = true;
@@ -454,7 +614,48 @@ export function judge(obs) {
   const missing = expected - obs.received.length;
   if (transport === "sse" && (lateBurst(obs) || (missing > 0 && expected > 0))) return fail("sse_buffered");
   if (missing > 0 && expected > 0) return fail("timeout");
+  if (idleCut(obs)) return fail("idle_cut");
   return { verdict: "ok", ok: true };
+}
+
+/**
+ * Seconds the server may stay silent on this transport: its heartbeat, on long-poll its poll
+ * window (a held poll answers empty then), as the CLI judges.
+ * @param {Observation} obs
+ */
+export function idleLimit(obs) {
+  const n = obs.tap.negotiate;
+  return (obs.transport === "longpoll" ? n.pollWindow : n.heartbeat) / 1000;
+}
+
+/**
+ * The CLI's rule: the idle hold was cut (not closed by the server) after less silence than the
+ * server's heartbeat, which would have kept the connection busy. When the silence is only an
+ * upper bound (a held poll the browser asked again unseen after a cut: each time the server
+ * holds it a whole poll window again), the cut itself came before the empty answer that ends a
+ * poll window: idle_cut too.
+ * @param {Observation} obs
+ */
+export const idleCut = (obs) =>
+  Boolean(obs.idle && obs.idle.end === "cut" && (obs.idle.upper || obs.idle.silence < idleLimit(obs)));
+
+/**
+ * The idle hold in words (the report's "observed"). @param {Observation} obs @returns {string | null}
+ */
+export function describeIdle(obs) {
+  const idle = obs.idle;
+  if (!idle) return null;
+  const limit = idleLimit(obs);
+  const word = obs.transport === "longpoll" ? "poll window" : "heartbeat";
+  const s = idle.silence.toFixed(1);
+  const detail = idle.detail ? `: ${idle.detail}` : "";
+  if (idleCut(obs)) {
+    return `cut after ${idle.upper ? "at most " : ""}${s} s idle (heartbeat is ${limit} s${obs.transport === "longpoll" ? ", the poll window" : ""})${detail}`;
+  }
+  if (idle.end === "heartbeat") return `idle: kept open ${s} s, until the server's ${word}`;
+  if (idle.end === "closed") return `idle: the server closed the connection after ${s} s${detail}`;
+  if (idle.end === "cut") return `idle: cut after ${s} s, beyond the server's ${word} of ${limit} s${detail}`;
+  return `idle: kept open ${s} s (${idle.planned} s asked; a cut after a longer silence, below the server's ${word} of ${limit} s, is not ruled out)`;
 }
 
 /**
@@ -489,7 +690,9 @@ export function describe(obs) {
     const bad = tap.poll.statuses.filter((status) => status !== 200);
     if (bad.length) parts.push(`a poll was answered HTTP ${bad[0]}`);
     else if (tap.poll.firstAnswer !== null) parts.push(`first poll answered at ${fmt(tap.poll.firstAnswer)}`);
-    if (tap.poll.network) parts.push("a poll failed on the network");
+    // (A poll lost during the idle hold is the hold's line.)
+    const from = obs.idleFrom;
+    if (tap.poll.network && (from === null || tap.drops.some((d) => d.upper && d.at < from))) parts.push("a poll failed on the network");
   }
   if (obs.outcome !== "open" && obs.fallbackReason) parts.push(`the client said "${obs.fallbackReason}"`);
   if (obs.outcome === "open") {
@@ -505,6 +708,8 @@ export function describe(obs) {
     }
     if (obs.publishErrors) parts.push(`${obs.publishErrors} publications were refused by the publish endpoint`);
     if (obs.droppedAfterOpen) parts.push(`the connection closed during the check (${obs.droppedAfterOpen.code}${obs.droppedAfterOpen.reason ? ` ${obs.droppedAfterOpen.reason}` : ""})`);
+    const idle = describeIdle(obs);
+    if (idle) parts.push(idle);
   }
   return parts;
 }

@@ -6,17 +6,20 @@
  * side-by-side view of the three transports (started by its button, or by `#live` in the URL).
  *
  * Query string: `duration` (seconds the live view publishes, 60), `rate` (publications per
- * second, 2, at most 5: the server's limit per address), `count` and `spacing` (publications per check and ms between them, 5 and 300).
+ * second, 2, at most 5: the server's limit per address), `count` and `spacing` (publications per check and ms between them, 5 and 300),
+ * `idle` (seconds each transport's connection is then held idle, ended early by the server's
+ * first heartbeat: 30 as the CLI's `--idle`, 0 for none; the three holds run at once).
  * Everything the page measured is on `window.diagnose` too (for tests and curious users).
  */
 
 import { drawChart, legendSample } from "./diagnose-chart.js";
 import { LiveView, median, percentile } from "./diagnose-live.js";
-import { TRANSPORT_ORDER, buildReport, checkTransport, runId, transportReport } from "./diagnose-probe.js";
+import { IDLE_SECONDS, TRANSPORT_ORDER, buildReport, checkTransport, runId, transportReport } from "./diagnose-probe.js";
 
 /** @typedef {import("./diagnose-probe.js").TransportName} TransportName */
 /** @typedef {import("./diagnose-probe.js").Catalogue} Catalogue */
 /** @typedef {import("./diagnose-probe.js").Report} Report */
+/** @typedef {import("./diagnose-probe.js").Observation} Observation */
 /** @typedef {import("./diagnose-live.js").LiveData} LiveData */
 
 /** The extension's prefix (absolute), where this module is served. */
@@ -65,6 +68,8 @@ button:focus-visible, pre:focus-visible { outline: 3px solid var(--focus); outli
 .ok .badge { color: var(--ok); background: var(--ok-bg); }
 .fail .badge { color: var(--bad); background: var(--bad-bg); }
 .pending .badge { color: var(--muted); background: transparent; border: 1px solid var(--line); }
+.hold { display: flex; flex-wrap: wrap; align-items: center; gap: .25rem .75rem; margin: 0; }
+.hold progress { width: 12rem; height: .9rem; accent-color: var(--focus); }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: .15rem 1rem; margin: 0; }
 dt { color: var(--muted); }
 dd { margin: 0; overflow-wrap: anywhere; }
@@ -106,6 +111,12 @@ const liveRate = () => Math.min(5, param("rate", 2));
 const param = (name, fallback) => {
   const value = Number(params.get(name));
   return Number.isFinite(value) && value > 0 ? value : fallback;
+};
+
+/** Seconds each connection is held idle (`idle`, 0: none), else the CLI's default. */
+const idleSeconds = () => {
+  const value = Number(params.get("idle") ?? NaN);
+  return Number.isFinite(value) && value >= 0 ? value : IDLE_SECONDS;
 };
 
 /** @param {string} id @returns {HTMLElement} */
@@ -161,6 +172,20 @@ function pendingCard(name, text) {
   ]);
 }
 
+/**
+ * The card of a transport whose connection is held idle: the time left, as a bar and in words.
+ * @param {TransportName} name @param {number} elapsed ms since the hold began @param {number} idleS
+ */
+function holdingCard(name, elapsed, idleS) {
+  const left = Math.max(0, Math.ceil(idleS - elapsed / 1000));
+  const bar = h("progress", { max: String(idleS), value: String(Math.min(idleS, elapsed / 1000)),
+    "aria-label": `${NAMES[name]}: idle hold` });
+  return h("article", { class: "result pending", "data-transport": name, "data-holding": "" }, [
+    h("h3", {}, [NAMES[name], h("span", { class: "badge" }, ["holding idle…"])]),
+    h("p", { class: "hold" }, [bar, `Left idle, waiting up to ${idleS} s for the server's heartbeat: ${left} s left.`]),
+  ]);
+}
+
 /** @param {TransportName} name @param {import("./diagnose-probe.js").TransportReport} r */
 function resultCard(name, r) {
   const rows = /** @type {[string, string | Node | null][]} */ ([
@@ -189,18 +214,55 @@ async function runCheck() {
   results.replaceChildren(...TRANSPORT_ORDER.map((name) => pendingCard(name, "waiting")));
   const id = runId();
   const catalogue = state.catalogue;
+  const idleS = idleSeconds();
+  /** @param {TransportName} name @param {HTMLElement} card */
+  const show = (name, card) => {
+    const old = results.querySelector(`[data-transport="${name}"]`);
+    if (old) old.replaceWith(card);
+  };
+  /** @type {Map<TransportName, number>} when each idle hold began (performance.now()) */
+  const holding = new Map();
+  /** @type {Partial<Record<TransportName, Observation>>} */
+  const found = {};
+  let checking = "";
+  const status = () => {
+    const now = performance.now();
+    for (const [name, since] of holding) show(name, holdingCard(name, now - since, idleS));
+    const left = Math.max(0, ...[...holding.values()].map((since) => Math.ceil(idleS - (now - since) / 1000)));
+    const held = [...holding.keys()].map((name) => NAMES[name]).join(", ");
+    $("check-status").textContent = checking
+      ? `Checking ${checking}…${held ? ` (holding ${held} idle)` : ""}`
+      : holding.size ? `Holding ${held} idle: up to ${idleS} s, until the server's heartbeat (${left} s left)…` : "";
+  };
+  const ticker = setInterval(status, 500);
   try {
+    /** @type {Promise<void>[]} */
+    const checks = [];
     for (const name of TRANSPORT_ORDER) {
-      $("check-status").textContent = `Checking ${NAMES[name]}…`;
-      const card = /** @type {HTMLElement} */ (results.querySelector(`[data-transport="${name}"]`));
-      card.replaceWith(pendingCard(name, "checking…"));
-      const obs = await checkTransport(name, {
+      checking = NAMES[name];
+      status();
+      show(name, pendingCard(name, "checking…"));
+      /** @type {() => void} */
+      let holds = () => {};
+      const held = new Promise((resolve) => { holds = () => resolve(undefined); });
+      // The next transport is checked once this one holds its connection idle: the holds overlap.
+      const checked = checkTransport(name, {
         prefix: PREFIX, id: `${id}-${name}`, count: param("count", 5), spacingMs: param("spacing", 300),
+        idleMs: idleS * 1000,
+        onHold: () => { holding.set(name, performance.now()); holds(); },
+      }).then((obs) => {
+        holding.delete(name);
+        found[name] = obs;
+        show(name, resultCard(name, transportReport(obs, catalogue)));
+        status();
       });
-      state.check.observations.push(obs);
-      const done = /** @type {HTMLElement} */ (results.querySelector(`[data-transport="${name}"]`));
-      done.replaceWith(resultCard(name, transportReport(obs, catalogue)));
+      checks.push(checked);
+      await Promise.race([held, checked]);
     }
+    checking = "";
+    status();
+    await Promise.all(checks);
+    state.check.observations = TRANSPORT_ORDER.flatMap((name) => found[name] || []);
     const report = buildReport(PREFIX, state.check.observations, catalogue);
     state.check.report = report;
     $("summary").textContent = report.best
@@ -213,6 +275,7 @@ async function runCheck() {
     state.check.status = "failed";
     $("check-status").textContent = `The check itself failed: ${/** @type {Error} */ (error).message}`;
   } finally {
+    clearInterval(ticker);
     button.disabled = false;
     copy.disabled = !state.check.report;
   }
@@ -336,6 +399,10 @@ async function main() {
   const sheet = new CSSStyleSheet();
   sheet.replaceSync(STYLE);
   document.adoptedStyleSheets = [...document.adoptedStyleSheets, sheet];
+  const idleS = idleSeconds();
+  $("idle-explain").textContent = idleS > 0
+    ? `Then it leaves each connection idle, all three at once, for up to ${idleS} seconds, or until the server's first heartbeat: a proxy or NAT that cuts connections which carry nothing for a while shows as a cut before the heartbeat.`
+    : "The idle hold is off (idle=0 in the address): a proxy that cuts idle connections is not looked for.";
   $("live-rate").textContent = String(liveRate());
   $("live-duration").textContent = String(param("duration", 60));
   renderLegend();
