@@ -127,10 +127,19 @@ class AppServer(_Process):
 
     name = "app server"
 
-    def __init__(self, log: Path, *, tick_ms: int = 20, settings: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        log: Path,
+        *,
+        tick_ms: int = 20,
+        settings: dict[str, Any] | None = None,
+        flags: tuple[str, ...] = (),
+    ):
         super().__init__(free_port(), log)
         self.tick_ms = tick_ms
         self.settings = settings or {}
+        self.flags = flags
+        """More arguments of serve_app.py, e.g. ``("--expiry",)``."""
 
     def start(self, timeout: float = 20.0) -> None:
         """Start (or restart on the same port) and wait until it accepts connections."""
@@ -138,7 +147,7 @@ class AppServer(_Process):
         argv += ["--tick-ms", str(self.tick_ms)]
         for name, value in self.settings.items():
             argv += ["--set", f"{name}={json.dumps(value)}"]
-        self._spawn(argv, timeout)
+        self._spawn(argv + list(self.flags), timeout)
 
 
 class Nginx(_Process):
