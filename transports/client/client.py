@@ -94,6 +94,15 @@ class Client:
     exception), ``"recovered"`` (``(topic, bool)``), ``"message"`` (:class:`Incoming`),
     ``"join"`` and ``"leave"`` (``(topic, member)``, for topics subscribed with
     ``presence=True``; a member is ``{"id", "info"}``).
+
+    ``token`` is a bearer token or a function (sync or async) called before every negotiate.
+    With a function, a session the server ends for its credentials (4501, the app's
+    ``revalidate`` hook) is renewed: the function is called at once and the client resumes on a
+    new session, nothing lost or applied twice (``stats["reauthentications"]``). If it returns
+    nothing or raises, or the server refuses the new token, or closes with 4501 again within
+    ``reauthenticate.minUpMs`` of the renewal, the client closes with 4501
+    ``"credentials refused"`` (:attr:`closed`; the ``"error"`` listeners get a
+    :class:`~transports.client.negotiate.CredentialsRefused`). See the policy's ``reauthenticate``.
     """
 
     def __init__(
