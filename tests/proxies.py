@@ -1,4 +1,4 @@
-"""Small misbehaving proxies on loopback, for the diagnose tool's tests.
+"""Small misbehaving proxies on loopback, for the diagnose tool's and the clients' tests.
 
 * :class:`SilentUpgradeProxy` forwards plain HTTP both ways, and of a WebSocket upgrade only
   the request head and the ``101`` answer's head: every byte after that is read and dropped,
@@ -8,6 +8,9 @@
 * :class:`StreamBufferingProxy` forwards everything, but holds the body of an event stream
   (``text/event-stream``) and lets it go every ``every`` seconds, in one write (a buffering
   proxy that flushes when its buffer is full or a timer fires).
+* :class:`FlappingUpgradeProxy` forwards everything, and cuts (RST) each WebSocket connection
+  ``after`` seconds after its ``101``, while ``cutting`` is set (a middlebox that lets a
+  WebSocket open and work, then kills it); plain HTTP passes untouched.
 * :class:`ConnectRefusingProxy` is a forward proxy that answers ``403`` to every request,
   ``CONNECT`` included (stock squid's ``http_access deny CONNECT !SSL_ports``).
 
@@ -220,6 +223,50 @@ class StreamBufferingProxy(_Proxy):
                     await writer.drain()
 
         await _both(fill(), flush())
+
+
+class FlappingUpgradeProxy(_Proxy):
+    """Forwards to ``127.0.0.1:upstream``; cuts each WebSocket ``after`` s after its ``101``
+    while ``cutting`` (set it to False to "fix" the path: later upgrades live on)."""
+
+    def __init__(self, upstream: int, after: float) -> None:
+        super().__init__()
+        self.upstream = upstream
+        self.after = after
+        self.cutting = True
+        self.upgrades = 0
+        self.cuts = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await _head(reader)
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
+        try:
+            up_writer.write(head)
+            await up_writer.drain()
+            if b"\r\nupgrade: websocket" not in head.lower():
+                await _both(_pipe(reader, up_writer, _nothing), _pipe(up_reader, writer, _nothing))
+                return
+            answer = await _head(up_reader)
+            writer.write(answer)
+            await writer.drain()
+            pipes = (_pipe(reader, up_writer, _nothing), _pipe(up_reader, writer, _nothing))
+            if not answer.startswith(b"HTTP/1.1 101"):
+                await _both(*pipes)
+                return
+            self.upgrades += 1
+            if not self.cutting:
+                await _both(*pipes)
+                return
+
+            async def cut() -> None:
+                await asyncio.sleep(self.after)
+                self.cuts += 1
+                _abort(writer)
+                _abort(up_writer)
+
+            await _both(*pipes, cut())
+        finally:
+            up_writer.close()
 
 
 class ConnectRefusingProxy(_Proxy):

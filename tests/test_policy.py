@@ -364,6 +364,71 @@ def test_stable(case: dict[str, Any]) -> None:
     assert policy_module.is_stable(case["upMs"] / 1000) == case["resetsBackoff"]
 
 
+@pytest.mark.parametrize("case", cases("afterClose"), ids=case_id)
+def test_after_close(case: dict[str, Any]) -> None:
+    # The client's reconnect loop calls policy.after_close with how long the connection was
+    # up, whether its token is a function and whether the connection re-authenticated
+    # (tests/test_reauth.py runs the same paths against a real server).
+    action = policy_module.after_close(
+        case["code"],
+        case["upMs"] / 1000,
+        renewable=case["token"] == "function",
+        reauthenticated=case["reauthenticated"],
+    )
+    assert action == case["action"]
+
+
+QUICK_CLOSES = [
+    pytest.param(case, id=case_id(case))
+    for case in cases("afterClose")
+    if case["upMs"] < 1000 and not case["reauthenticated"]
+]
+
+
+@pytest.mark.parametrize("case", QUICK_CLOSES)
+async def test_after_close_through_the_client(
+    case: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reconnect loop, with a toy transport that ends each connection at once with the
+    code: a renewal negotiates again with a fresh token (and, as that connection ends with the
+    code again at once, stops with "credentials refused"); a stop stops; a reconnect goes on."""
+    monkeypatch.setitem(CONNECTIONS, "toy", type("Ended", (Toy,), {"code": case["code"]}))
+    connector = Scripted([], 200, body=NEGOTIATED.encode())
+    calls: list[int] = []
+
+    def fresh() -> str:
+        calls.append(1)
+        return f"t{len(calls)}"
+
+    token: Any = fresh if case["token"] == "function" else "fixed"
+    client = Client("http://test/rt", connector, transports=[Toy.name], token=token)
+    client.backoff = (0.0, 0.0)
+    client.start()
+    try:
+        if case["action"] == "reconnect":
+            await eventually(lambda: client.stats["reconnects"] >= 2)
+            assert client.state != "closed"
+        else:
+            await eventually(lambda: client.state == "closed")
+            closed = client.closed
+            assert closed is not None and closed.code == case["code"]
+            renewed = case["action"] == "reauthenticate"
+            assert client.stats["reauthentications"] == (1 if renewed else 0)
+            assert len(calls) == (2 if renewed else 1 if callable(token) else 0)
+            assert closed.reason == ("credentials refused" if renewed else "toy")
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("case", cases("flapping"), ids=lambda c: json.dumps(c["closes"]))
+def test_flapping(case: dict[str, Any]) -> None:
+    count = 0
+    for code, up_ms in case["closes"]:
+        count = policy_module.flap_count(count, code, up_ms / 1000)
+    assert count == case["flaps"]
+    assert (count >= POLICY.flapping_times) == case["flapping"]
+
+
 @pytest.mark.parametrize("case", cases("defaults"), ids=lambda c: json.dumps(c["answer"]))
 async def test_defaults(case: dict[str, Any]) -> None:
     connection = make(LongPoll, Scripted([], 500), Recorder(), **case["answer"])
@@ -393,7 +458,7 @@ def test_every_policy_field_is_documented() -> None:
     """Each key of policy.json is named in policy.py's docstring (the field reference)."""
     doc = policy_module.__doc__ or ""
     keys = {key for key in POLICY_JSON if not key.startswith("$")}
-    for section in ("backoff", "reattach", "defaults"):
+    for section in ("backoff", "reattach", "defaults", "reauthenticate", "flapping"):
         keys |= set(POLICY_JSON[section])
     for request in POLICY_JSON["requests"].values():
         keys |= set(request)

@@ -133,12 +133,13 @@ class AppServer(_Process):
         *,
         tick_ms: int = 20,
         settings: dict[str, Any] | None = None,
-        args: list[str] | None = None,
+        flags: tuple[str, ...] = (),
     ):
         super().__init__(free_port(), log)
         self.tick_ms = tick_ms
         self.settings = settings or {}
-        self.args = args or []
+        self.flags = flags
+        """More arguments of serve_app.py, e.g. ``("--expiry",)``."""
 
     def start(self, timeout: float = 20.0) -> None:
         """Start (or restart on the same port) and wait until it accepts connections."""
@@ -146,7 +147,7 @@ class AppServer(_Process):
         argv += ["--tick-ms", str(self.tick_ms)]
         for name, value in self.settings.items():
             argv += ["--set", f"{name}={json.dumps(value)}"]
-        self._spawn([*argv, *self.args], timeout)
+        self._spawn(argv + list(self.flags), timeout)
 
 
 class Nginx(_Process):

@@ -1,6 +1,6 @@
 """The browser suite's server: ``tests/apps.py``'s app on Hypercorn, in its own process.
 
-``python -m tests.browser.serve_app --port P [--tick-ms N] [--set name=value ...]``
+``python -m tests.browser.serve_app --port P [--tick-ms N] [--set name=value ...] [--expiry]``
 
 Run as a subprocess so that a test can kill it (SIGKILL) and start it again on the same port
 under an open page. Besides the contract app's routes it serves:
@@ -9,6 +9,8 @@ under an open page. Besides the contract app's routes it serves:
   ``window.harness`` the tests drive with ``page.evaluate``;
 * ``POST /send-to`` ``{"id", "event", "data"}``: ``rt.send`` to one connection (a MSG frame);
 * ``GET /disconnects``: ``[[id, code, reason], ...]``, what ``on_disconnect`` saw so far;
+* with ``--expiry``, expiring tokens (tests/reauth_app.py: ``on_connect`` and a
+  ``revalidate`` hook) and ``POST /expire`` ``{"token"}``, which marks a token expired;
 * a ticker that publishes ``{"n": i}`` on topic ``tick`` every ``--tick-ms`` ms, so that
   "connect() to the first delivered message" can be measured from the page alone.
 """
@@ -26,6 +28,7 @@ from hypercorn.config import Config
 from quart import Quart, Response, jsonify, request
 
 from tests.apps import make_app
+from tests.reauth_app import install_expiry
 from transports.server.run import serve
 
 TICK_TOPIC = "tick"
@@ -85,6 +88,18 @@ window.harness = {
 window.harnessReady = true;
 </script>
 """
+
+
+def add_expiry(app: Quart) -> None:
+    """Expiring tokens (tests/reauth_app.py) and ``POST /expire`` ``{"token"}``."""
+    tokens = install_expiry(app.extensions["transports"])
+
+    @app.post("/expire")
+    async def expire() -> Any:
+        """``{"token"}``: the revalidate hook refuses that token from now on."""
+        body = await request.get_json()
+        tokens.expired.add(str(body["token"]))
+        return jsonify({"expired": sorted(tokens.expired), "refused": tokens.refused})
 
 
 def build_app(tick_ms: int, settings: dict[str, Any]) -> Quart:
@@ -157,9 +172,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--certfile", help="serve HTTPS (and HTTP/2) with this certificate")
     parser.add_argument("--keyfile", help="the certificate's private key")
+    parser.add_argument("--expiry", action="store_true", help="expiring tokens, POST /expire")
     args = parser.parse_args(argv)
     settings = dict(parse_setting(item) for item in args.set)
     app = build_app(args.tick_ms, settings)
+    if args.expiry:
+        add_expiry(app)
 
     # Bind ourselves with SO_REUSEADDR so a restart can take the same port at once.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -52,7 +52,7 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
 def test_eight_sse_tabs_over_http2_all_work(browser: Browser, tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
     server = AppServer(
-        tmp_path / "app.log", tick_ms=100, args=["--certfile", str(cert), "--keyfile", str(key)]
+        tmp_path / "app.log", tick_ms=100, flags=("--certfile", str(cert), "--keyfile", str(key))
     )
     server.start()
     context = browser.new_context(ignore_https_errors=True)

@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import VECTORS from "../policy_vectors.json" with { type: "json" };
 import { Conn } from "../../transports/static/conn.js";
 import {
-  Attempts, POLICY, classifyClose, httpAction, isStable, parseRetryAfter, retryAfterMs,
+  Attempts, POLICY, afterClose, classifyClose, flapCount, httpAction, isStable, parseRetryAfter, retryAfterMs,
 } from "../../transports/static/policy.js";
 import { HttpTransport } from "../../transports/static/transport-http.js";
 import { LongPollTransport } from "../../transports/static/transport-longpoll.js";
@@ -30,7 +30,7 @@ const CLOSE_BODY = { cursor: 1, frames: [[9, 1000, "bye"]] };
 /** The runners below, by section: adding a section to the vectors without one here fails. */
 const SECTIONS = [
   "closeCodes", "http", "requestDelay", "retryAfter", "reconnectDelay", "reattach", "deadlines",
-  "liveness", "stable", "defaults",
+  "liveness", "stable", "defaults", "afterClose", "flapping",
 ];
 
 const cases = (section) => {
@@ -106,6 +106,72 @@ for (const c of cases("closeCodes")) {
       assert.equal(client.state, "open");
       assert.equal(client.stats.reconnects, 1);
     }
+    client.close();
+  });
+}
+
+// --- after a close: reconnect, re-authenticate or stop ---------------------------------------------
+
+for (const c of cases("afterClose")) {
+  test(`afterClose: ${caseId(c)}`, async () => {
+    const renewable = c.token === "function";
+    assert.equal(afterClose(c.code, c.upMs, renewable, c.reauthenticated), c.action);
+    // Through the client: its connection (opened by a re-authentication, if the case says so)
+    // ends with the code after upMs.
+    const world = createWorld();
+    world.heartbeat = 1e9;
+    let issued = 0;
+    const token = renewable ? () => `t${++issued}` : "fixed";
+    const client = world.connect({ transports: ["websocket"], failback: false, flapping: false, token });
+    await world.clock.advance(0);
+    if (c.reauthenticated) {
+      client._conn.transport.onclose({ code: 4501, reason: "expired" });
+      await world.clock.advance(0);
+      assert.equal(client.stats.reauthentications, 1);
+    }
+    assert.equal(client.state, "open");
+    const negotiations = world.negotiations.length;
+    await world.clock.advance(c.upMs);
+    client._conn.transport.onclose({ code: c.code, reason: "vector" });
+    await world.clock.advance(0);
+    if (c.action === "reauthenticate") {
+      assert.equal(client.state, "open"); // at once: no backoff
+      assert.equal(world.negotiations.length, negotiations + 1);
+      assert.equal(world.last().n, world.sessions.length - 1);
+      assert.equal(world.negotiations.at(-1).headers.Authorization, `Bearer t${issued}`);
+      assert.equal(client.stats.reauthentications, c.reauthenticated ? 2 : 1);
+    } else if (c.action === "stop") {
+      assert.equal(client.state, "closed");
+      await world.clock.advance(60000);
+      assert.equal(world.negotiations.length, negotiations);
+    } else {
+      await world.clock.advance(10000);
+      assert.equal(client.state, "open");
+      assert.equal(client.stats.reauthentications, c.reauthenticated ? 1 : 0);
+    }
+    client.close();
+  });
+}
+
+for (const c of cases("flapping")) {
+  test(`flapping: ${JSON.stringify(c.closes)}`, async () => {
+    let count = 0;
+    for (const [code, upMs] of c.closes) count = flapCount(count, code, upMs);
+    assert.equal(count, c.flaps);
+    assert.equal(count >= POLICY.flapping.times, c.flapping);
+    // Through the client: each WebSocket connection ends with the code after upMs.
+    const world = createWorld();
+    world.heartbeat = 1e9;
+    const client = world.connect({ failback: false, token: () => "t" });
+    await world.clock.advance(0);
+    for (const [code, upMs] of c.closes) {
+      if (client.transport !== "websocket") break; // demoted
+      await world.clock.advance(upMs);
+      client._conn.transport.onclose({ code, reason: "vector" });
+      for (let waited = 0; client.state !== "open" && waited < 30000; waited += 10) await world.clock.advance(10);
+    }
+    assert.equal(client.transport, c.flapping ? "sse" : "websocket");
+    assert.equal(client.stats.demotions, c.flapping ? 1 : 0);
     client.close();
   });
 }

@@ -47,7 +47,7 @@ from ..protocol.types import Data, TransportName
 from .connection import Closed, Connection, Link, RetryLater, server_hint, wire_size
 from .connector import Connector, WebSocketRefused
 from .incoming import Incoming, Topic, reply_error
-from .negotiate import NegotiateRefused, Token, negotiate
+from .negotiate import CREDENTIALS_REFUSED, CredentialsRefused, NegotiateRefused, Token, negotiate
 from .registry import CONNECTIONS, DEFAULT_ORDER
 
 __all__ = ["Client", "connect"]
@@ -94,6 +94,15 @@ class Client:
     exception), ``"recovered"`` (``(topic, bool)``), ``"message"`` (:class:`Incoming`),
     ``"join"`` and ``"leave"`` (``(topic, member)``, for topics subscribed with
     ``presence=True``; a member is ``{"id", "info"}``).
+
+    ``token`` is a bearer token or a function (sync or async) called before every negotiate.
+    With a function, a session the server ends for its credentials (4501, the app's
+    ``revalidate`` hook) is renewed: the function is called at once and the client resumes on a
+    new session, nothing lost or applied twice (``stats["reauthentications"]``). If it returns
+    nothing or raises, or the server refuses the new token, or closes with 4501 again within
+    ``reauthenticate.minUpMs`` of the renewal, the client closes with 4501
+    ``"credentials refused"`` (:attr:`closed`; the ``"error"`` listeners get a
+    :class:`~transports.client.negotiate.CredentialsRefused`). See the policy's ``reauthenticate``.
     """
 
     def __init__(
@@ -125,7 +134,13 @@ class Client:
         self.state = "connecting"
         self.transport: TransportName | None = None
         self.public_id: str | None = None
-        self.stats: dict[str, Any] = {"reconnects": 0, "fallbacks": [], "duplicates": 0, "gaps": 0}
+        self.stats: dict[str, Any] = {
+            "reconnects": 0,
+            "reauthentications": 0,
+            "fallbacks": [],
+            "duplicates": 0,
+            "gaps": 0,
+        }
         self.fallback_reason = ""
         self._fallback_report: dict[str, str] | None = None
         """The last fallback, sent with the next negotiate (docs/protocol.md §3), then cleared."""
@@ -143,12 +158,20 @@ class Client:
         self._closed: ChannelClosed | None = None
         self._runner: asyncio.Task[None] | None = None
         self._ended = asyncio.Event()
+        self._reauthenticating = False
+        """A close of ``reauthenticate.codes`` (4501): the next negotiate needs a fresh token."""
         self._retry_hint = 0.0
         """The server's ``retry`` (seconds) from the last negotiate answer, 0.0 before one."""
         self._random: Callable[[], float] = random.random
         """The random source of the reconnect backoff (tests replace it)."""
 
     # --- public API --------------------------------------------------------------------
+
+    @property
+    def closed(self) -> ChannelClosed | None:
+        """Why the client stopped (its ``code`` and ``reason``), None while it runs. After a
+        failed re-authentication: 4501 ``"credentials refused"``."""
+        return self._closed
 
     def on(self, name: str, listener: Callable[..., Any]) -> Callable[[], None]:
         """Call ``listener`` on ``name``; returns a function that removes it."""
@@ -572,6 +595,7 @@ class Client:
                 client_key=self.client_key,
                 transports=self.transports[index:],
                 fallback=self._fallback_report,
+                fresh=self._reauthenticating,
             )
             self._fallback_report = None
             self._retry_hint = server_hint(info)
@@ -620,6 +644,9 @@ class Client:
         while self._closed is None:
             try:
                 connection = await self._open_one()
+            except CredentialsRefused as exc:
+                self._terminal(exc.close_code, CREDENTIALS_REFUSED, exc)
+                return
             except NegotiationError as exc:
                 code = (
                     exc.close_code if isinstance(exc, NegotiateRefused) else CloseCode.UNAUTHORIZED
@@ -634,17 +661,34 @@ class Client:
                 attempt += 1
                 await asyncio.sleep(delay)
                 continue
+            reauthenticated, self._reauthenticating = self._reauthenticating, False
+            if reauthenticated:
+                self.stats["reauthentications"] += 1
             ended, up_for = await self._adopt(connection)
             self._opened.clear()
             self.transport = None
             await self._drop_connection()
             if self._closed is not None:
                 return
-            if policy.close_action(ended.code) == "stop":
-                self._terminal(ended.code, ended.reason, None)
+            action = policy.after_close(
+                ended.code, up_for, renewable=callable(self.token), reauthenticated=reauthenticated
+            )
+            if action == "stop":
+                if callable(self.token) and policy.after_close(ended.code) == "reauthenticate":
+                    # Refused again right after re-authenticating (reauthenticate.minUpMs):
+                    # the fresh token is no better, asking again would loop.
+                    detail = f"closed with {ended.code} ({ended.reason}) again at once"
+                    self._terminal(ended.code, CREDENTIALS_REFUSED, CredentialsRefused(detail))
+                else:
+                    self._terminal(ended.code, ended.reason, None)
                 return
             self.stats["reconnects"] += 1
             self._set_state("reconnecting")
+            if action == "reauthenticate":
+                # The credentials ran out (the app's revalidate hook said no): ask the token
+                # function for a fresh one and negotiate with it at once, resuming every topic.
+                self._reauthenticating = True
+                continue
             attempt = 0 if policy.is_stable(up_for) else attempt + 1
             await asyncio.sleep(self._reconnect_delay(attempt, ended.retry_after))
 

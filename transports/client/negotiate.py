@@ -18,7 +18,10 @@ from ..protocol.policy import POLICY, http_action
 from .connection import RetryLater, retry_after
 from .connector import Connector
 
-__all__ = ["NegotiateRefused", "Token", "negotiate"]
+__all__ = ["CREDENTIALS_REFUSED", "CredentialsRefused", "NegotiateRefused", "Token", "negotiate"]
+
+CREDENTIALS_REFUSED = "credentials refused"
+"""The reason a client stops with (code 4501) when re-authenticating failed."""
 
 Token = str | Callable[[], Any] | None
 """A bearer token, or a function (sync or async) that returns one."""
@@ -36,11 +39,29 @@ class NegotiateRefused(NegotiationError):
         self.close_code = close_code
 
 
-async def _authorization(token: Token) -> dict[str, str]:
+class CredentialsRefused(NegotiationError):
+    """Re-authenticating failed (policy ``reauthenticate``): the token function gave no token
+    or failed, or the server refused the new one. The client stops with 4501."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"{CREDENTIALS_REFUSED}: {detail}")
+        self.close_code = 4501
+
+
+async def _authorization(token: Token, *, fresh: bool = False) -> dict[str, str]:
+    """The Authorization header; with ``fresh`` (re-authenticating), a token function that
+    fails or gives nothing raises :class:`CredentialsRefused`."""
     if callable(token):
-        token = token()
-        if inspect.isawaitable(token):
-            token = await token
+        try:
+            token = token()
+            if inspect.isawaitable(token):
+                token = await token
+        except Exception as exc:
+            if not fresh:
+                raise
+            raise CredentialsRefused(f"the token function failed: {exc!r}") from exc
+    if fresh and not token:
+        raise CredentialsRefused("the token function gave no token")
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
@@ -60,17 +81,21 @@ async def negotiate(
     client_key: str,
     transports: Sequence[str],
     fallback: Mapping[str, str] | None = None,
+    fresh: bool = False,
 ) -> dict[str, Any]:
     """Negotiate a session at ``url`` (the mount point); the answer as a dict. ``fallback``
     is the client's last fallback (``from``, ``to``, ``reason``), reported to the server.
+    ``fresh``: the client is re-authenticating (policy ``reauthenticate``): the token must be
+    new, and a refusal of it is :class:`CredentialsRefused`.
 
     Raises:
         RetryLater: a status the policy retries (408, 429, 5xx).
         NegotiateRefused: a final status (400, 401, 403, 404...).
+        CredentialsRefused: ``fresh``, and no token, or the server refused it (401, 403).
         ValueError: a malformed answer (retried with backoff, like a network failure).
         OSError: a network failure.
     """
-    headers = {"Content-Type": "application/json", **await _authorization(token)}
+    headers = {"Content-Type": "application/json", **await _authorization(token, fresh=fresh)}
     request: dict[str, Any] = {
         "v": PROTOCOL_VERSION,
         "client": client_key,
@@ -89,6 +114,8 @@ async def negotiate(
     action = http_action("negotiate", response.status)
     if action != "ok":
         error = _error_code(response.body)
+        if fresh and response.status in (401, 403):
+            raise CredentialsRefused(f"the server refused the new token ({response.status})")
         if isinstance(action, int):
             raise NegotiateRefused(response.status, error, action)
         message = f"negotiate answered {response.status} {error}".strip()

@@ -37,7 +37,36 @@ The fields of ``policy.json`` (times in milliseconds there, in seconds on :class
     (docs/protocol.md §3, ``fallback.reason``): ``timeout`` (it did not prove itself within its
     deadline: no round trip, no HELLO), ``refused`` (the upgrade or the request was refused before
     the transport opened), ``closed`` (it opened, then closed before it was usable), ``error``
-    (it could not be started: a network or programming error).
+    (it could not be started: a network or programming error), ``flapping`` (it opened and
+    worked, then died soon after, ``flapping.times`` times in a row: see ``flapping``).
+``reauthenticate.codes``
+    Close codes that mean "your credentials are no longer good" (docs/protocol.md §10.1: 4501,
+    sent when the application's ``revalidate`` hook refuses a connection, e.g. because its token
+    expired). A client whose ``token`` is a function does not stop on them: it asks the function
+    for a fresh token, negotiates with it and resumes every topic from its position like any
+    reconnect (nothing lost, nothing doubled; unanswered sends go again under their refs). A
+    fixed token cannot be renewed: the client stops, as for any code outside
+    ``reconnectCodes``. The client also stops, with 4501 and the reason ``credentials
+    refused``, when the function gives no token (nothing, an empty string, or it fails) or the
+    server refuses the new one (a final negotiate status) (:func:`after_close`).
+``reauthenticate.minUpMs``
+    The bound on re-authenticating: one re-authentication per close; a connection opened by a
+    re-authentication that ends again with one of ``codes`` within ``minUpMs`` of opening stops
+    the client (the fresh token was refused at once: asking again would loop).
+``flapping``
+    A transport that opens (passes its round trip) and then dies within ``upForLessThanMs``
+    ``times`` times in a row is *flapping*: something on the path (a proxy, a middlebox)
+    accepts it, then cuts it. Only closes with a code in ``flapping.codes`` count (the
+    connection died: 1005, 1006, 4000 no data from the server; a close the server chose, such
+    as a restart, does not); any other close of the transport starts the count over
+    (:func:`flap_count`). The browser client then demotes it: it moves to the next transport,
+    remembers the demotion with the transport that works, and tries the demoted one again only
+    in its background probe, which switches back once the probe has stayed up ``stayUpMs``.
+    Defaults: 10 s is four times the WebSocket deadline and below the 25 s heartbeat (a
+    connection that lived through a heartbeat exchange is not counted), 3 in a row tells a
+    pattern from a network change or a restart, and 30 s outlasts a heartbeat interval, so the
+    probe has carried traffic through the path before it is trusted. The browser client's
+    ``flapping`` option overrides the three numbers.
 ``livenessSlackMs``
     A connection that hears nothing for ``max(heartbeat, pollWindow) + livenessSlackMs`` is dead
     (``pollWindow`` counts on long-poll only; protocol §9) (:func:`liveness_limit`).
@@ -101,8 +130,10 @@ __all__ = [
     "RequestKind",
     "RequestPolicy",
     "backoff_delay",
+    "after_close",
     "close_action",
     "deadline",
+    "flap_count",
     "http_action",
     "is_stable",
     "liveness_limit",
@@ -189,6 +220,13 @@ class Policy:
     liveness_slack: float
     fallback_reasons: tuple[str, ...]
     """The reason codes of a reported fallback (``fallbackReasons``)."""
+    reauthenticate_codes: CodeList
+    reauthenticate_min_up: float
+    flapping_codes: CodeList
+    flapping_up_for: float
+    """A counted close within this many seconds of opening is a flap."""
+    flapping_times: int
+    flapping_stay_up: float
     reattach_hint_default: float
     reattach_grace: float
     reattach_base: float
@@ -201,6 +239,32 @@ class Policy:
 
     def close_action(self, code: int) -> Literal["reconnect", "stop"]:
         return "reconnect" if _has(self.reconnect_codes, code) else "stop"
+
+    def after_close(
+        self,
+        code: int,
+        up_for: float = math.inf,
+        *,
+        renewable: bool = True,
+        reauthenticated: bool = False,
+    ) -> Literal["reconnect", "reauthenticate", "stop"]:
+        """What a client does when its connection ended with ``code`` after ``up_for`` seconds
+        up: ``reauthenticate`` (a code of ``reauthenticate.codes``, a ``renewable`` token, i.e. a
+        function, and not a connection that ``reauthenticated`` less than ``minUpMs`` ago),
+        else :meth:`close_action`."""
+        if _has(self.reauthenticate_codes, code):
+            if not renewable or (reauthenticated and up_for < self.reauthenticate_min_up):
+                return "stop"
+            return "reauthenticate"
+        return self.close_action(code)
+
+    def flap_count(self, count: int, code: int, up_for: float) -> int:
+        """The flaps in a row of a transport after its connection ended with ``code`` after
+        ``up_for`` seconds up, ``count`` before: one more for a counted code within
+        ``upForLessThanMs``, else 0. It is flapping once this reaches ``times``."""
+        if _has(self.flapping_codes, code) and up_for < self.flapping_up_for:
+            return count + 1
+        return 0
 
     def http_action(self, kind: RequestKind, status: int, retried: int = 0) -> HTTPAction:
         return self.requests[kind].action(status, retried)
@@ -311,6 +375,12 @@ def parse_policy(data: Mapping[str, Any]) -> Policy:
         deadlines={name: _seconds(ms) for name, ms in data["deadlinesMs"].items()},
         liveness_slack=_seconds(data["livenessSlackMs"]),
         fallback_reasons=tuple(str(reason) for reason in data["fallbackReasons"]),
+        reauthenticate_codes=_codes(data["reauthenticate"]["codes"]),
+        reauthenticate_min_up=_seconds(data["reauthenticate"]["minUpMs"]),
+        flapping_codes=_codes(data["flapping"]["codes"]),
+        flapping_up_for=_seconds(data["flapping"]["upForLessThanMs"]),
+        flapping_times=int(data["flapping"]["times"]),
+        flapping_stay_up=_seconds(data["flapping"]["stayUpMs"]),
         reattach_hint_default=_seconds(reattach["hintDefaultMs"]),
         reattach_grace=_seconds(reattach["graceMs"]),
         reattach_base=_seconds(reattach["baseMs"]),
@@ -339,6 +409,18 @@ POLICY: Policy = load_policy()
 def close_action(code: int) -> Literal["reconnect", "stop"]:
     """``"reconnect"`` after a close with ``code`` in ``reconnectCodes``, else ``"stop"``."""
     return POLICY.close_action(code)
+
+
+def after_close(
+    code: int, up_for: float = math.inf, *, renewable: bool = True, reauthenticated: bool = False
+) -> Literal["reconnect", "reauthenticate", "stop"]:
+    """What a client does after a close with ``code`` (see :meth:`Policy.after_close`)."""
+    return POLICY.after_close(code, up_for, renewable=renewable, reauthenticated=reauthenticated)
+
+
+def flap_count(count: int, code: int, up_for: float) -> int:
+    """A transport's flaps in a row after a close (see :meth:`Policy.flap_count`)."""
+    return POLICY.flap_count(count, code, up_for)
 
 
 def http_action(kind: RequestKind, status: int, retried: int = 0) -> HTTPAction:

@@ -13,9 +13,9 @@ import { Emitter } from "./events.js";
 import { Failback } from "./failback.js";
 import { negotiate, offers, randomKey } from "./negotiate.js";
 import { orderTransports, resolveOptions } from "./options.js";
-import { bindPage, isOffline, recallTransport, rememberTransport } from "./page.js";
+import { bindPage, isOffline, recallDemoted, recallTransport, rememberTransport } from "./page.js";
 import { toListing } from "./presence.js";
-import { classifyClose, isStable, positive, reconnectDelay, serverHint } from "./policy.js";
+import { afterClose, flapCount, isStable, positive, reconnectDelay, serverHint } from "./policy.js";
 import { Requests } from "./requests.js";
 import { newStats, pushHistory } from "./stats.js";
 import { Subscriptions } from "./subscriptions.js";
@@ -36,6 +36,9 @@ import { READY } from "./transport-base.js";
  * @typedef {"state" | "transport" | "error" | "recovered" | "message" | "presence" | "join" | "leave"} EventName
  */
 /** @typedef {"connecting" | "open" | "reconnecting" | "closed"} State */
+
+/** The close code and reason a client stops with when re-authenticating fails. */
+export const CREDENTIALS_REFUSED = Object.freeze({ code: 4501, reason: "credentials refused" });
 
 /**
  * A realtime client. Create it with {@link connect}. Readable properties: `state`, `transport`,
@@ -65,6 +68,10 @@ export class Client {
     this.clientKey = randomKey(o.random);
     this._ref = this._gen = this._attempt = this._retryHint = 0;
     this._connecting = this._waitOnline = this._everOpen = false;
+    /** a close of the policy's `reauthenticate.codes`: the next negotiate needs a fresh token */
+    this._reauth = false;
+    /** @type {Partial<Record<TransportName, number>>} closes in a row soon after opening */
+    this._flaps = {};
     /** @type {TransportName | null} */
     this._lastTransport = null;
     this._events = new Emitter();
@@ -77,8 +84,11 @@ export class Client {
     this._timers = {};
     /** @type {TransportName | null} */
     this._preferred = recallTransport(o, this.storageKey);
+    /** @type {Partial<Record<TransportName, number>>} transports demoted for flapping, and when */
+    this._demoted = recallDemoted(o, this.storageKey);
     if (this._preferred && this._preferred !== o.transports[0]) {
-      this.fallbackReason = `${this._preferred}: remembered from an earlier connection`;
+      const flapped = this._demoted[o.transports[0]] ? ` (${o.transports[0]} was flapping)` : "";
+      this.fallbackReason = `${this._preferred}: remembered from an earlier connection${flapped}`;
     }
     this._unbind = bindPage(o.window, o.document, {
       online: () => { if (this._waitOnline || this._timers.reconnect) this._reconnectNow(); },
@@ -189,7 +199,7 @@ export class Client {
     this.stats.attempts++;
     const gen = this._gen;
     try {
-      const order = orderTransports(this.options.transports, this._preferred);
+      const order = orderTransports(this.options.transports, this._preferred, Object.keys(this._demoted));
       let neg = null;
       for (let i = 0; i < order.length; i++) {
         const name = order[i];
@@ -223,6 +233,8 @@ export class Client {
 
   /** @param {any} error */
   _negotiateFailed(error) {
+    // Re-authenticating: no fresh token, or the server refused it. Stop (policy reauthenticate).
+    if (this._reauth && (error.terminal || error.type === "token")) return this._credentialsRefused(error.message);
     this._events.emit("error", {
       type: error.type || "negotiate", status: error.status, code: error.code, message: error.message,
     });
@@ -265,9 +277,14 @@ export class Client {
     this._lastTransport = this._preferred = conn.name;
     this._retryHint = serverHint(conn.neg.retry);
     if (reconnect) this.stats.reconnects++;
+    if (this._reauth && !switchedFrom) {
+      conn.reauthenticated = true;
+      this._reauth = false;
+      this.stats.reauthentications++;
+    }
     if (conn.name === this.options.transports[0]) this.fallbackReason = null;
     const reason = switchedFrom ? `${conn.name} works again (was ${switchedFrom.name})` : this.fallbackReason;
-    rememberTransport(this.options, this.storageKey, conn.name);
+    rememberTransport(this.options, this.storageKey, conn.name, this._demoted);
     conn.lastRx = conn.attachedAt = this.options.clock.now();
     conn.watch(this, conn.left(conn.lastRx));
     this._subscriptions.resubscribe(conn);
@@ -293,11 +310,69 @@ export class Client {
     this._conn = this.transport = this.id = null;
     this._failback.abort();
     this.stats.lastClose = { code, reason };
-    if (classifyClose(code) === "stop") return this._shutdown(code, reason, code !== 1000);
+    const upMs = this.options.clock.now() - conn.attachedAt;
+    const renewable = typeof this.options.token === "function";
+    const action = afterClose(code, upMs, renewable, conn.reauthenticated);
+    if (action === "stop") {
+      // Refused again right after re-authenticating (reauthenticate.minUpMs): no loop.
+      if (renewable && afterClose(code, Infinity, true, false) === "reauthenticate") {
+        return this._credentialsRefused(`${detail} again ${upMs} ms after re-authenticating`);
+      }
+      return this._shutdown(code, reason, code !== 1000);
+    }
+    this._countFlap(conn.name, code, upMs);
     // A connection up long enough starts the backoff over (the policy's backoff.stableAfterMs).
-    if (isStable(this.options.clock.now() - conn.attachedAt)) this._attempt = 0;
+    if (isStable(upMs)) this._attempt = 0;
     this._setState("reconnecting");
+    if (action === "reauthenticate") {
+      // The credentials ran out (the app's revalidate hook said no): the next negotiate asks
+      // the token function for a fresh token, at once, and resumes every topic from its position.
+      this._reauth = true;
+      return void this._cycle();
+    }
     this._scheduleReconnect(retryAfter);
+  }
+
+  /**
+   * Re-authenticating failed: stop with 4501 "credentials refused" and an "error" event.
+   * @param {string} detail
+   */
+  _credentialsRefused(detail) {
+    const { code, reason } = CREDENTIALS_REFUSED;
+    this._reauth = false;
+    this.stats.lastClose = { code, reason };
+    this._events.emit("error", { type: "reauth", code, reason, message: `${reason}: ${detail}` });
+    this._shutdown(code, reason, false);
+  }
+
+  /**
+   * Count a close of the current connection on transport `name` after `upMs` up (the policy's
+   * `flapping`, the `flapping` option): after `times` quick deaths in a row, demote it to the
+   * next transport and remember that; only the background probe brings it back (failback.js).
+   * @param {TransportName} name @param {number} code @param {number} upMs
+   */
+  _countFlap(name, code, upMs) {
+    const flapping = this.options.flapping;
+    if (!flapping) return;
+    const count = flapCount(this._flaps[name] || 0, code, upMs, flapping.upForLessThanMs);
+    this._flaps[name] = count;
+    if (count < flapping.times) return;
+    const order = this.options.transports;
+    const next = order.slice(order.indexOf(name) + 1).find((other) => !this._demoted[other]) || null;
+    if (!next) return; // nothing worse to go to: keep trying it
+    this._flaps[name] = 0;
+    this._demoted[name] = this.options.clock.now();
+    this._preferred = next;
+    this.stats.demotions++;
+    const within = Math.round(flapping.upForLessThanMs / 100) / 10;
+    this._recordFallback(name, next, `${name}: flapping (closed ${count} times within ${within} s of opening)`, "flapping");
+    rememberTransport(this.options, this.storageKey, next, this._demoted);
+  }
+
+  /** The probe of a demoted transport stayed up: try it first again. @param {TransportName} name */
+  _undemote(name) {
+    delete this._demoted[name];
+    this._flaps[name] = 0;
   }
 
   /**

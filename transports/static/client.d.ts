@@ -54,8 +54,17 @@ export interface Options {
    * ms, doubling up to `max` (30000, 600000); `false` disables it. */
   failback?: { min?: number; max?: number } | false;
   /** Bearer token sent with every negotiate as `Authorization: Bearer <token>`; a function is
-   * called again before every negotiate (a refresh). */
-  token?: string | (() => string | Promise<string>);
+   * called again before every negotiate (a refresh). When the server ends the session for its
+   * credentials (close 4501, e.g. the app's `revalidate` hook refused an expired token), a
+   * function is asked for a fresh token and the client resumes every topic on a new session,
+   * nothing lost or doubled (`stats.reauthentications`); if it gives none (null, undefined, "",
+   * or it throws) or the server refuses it, the client closes with 4501 "credentials refused"
+   * and an "error" event of type "reauth". A string cannot be renewed: the client closes. */
+  token?: string | (() => string | null | undefined | Promise<string | null | undefined>);
+  /** A transport whose connections die (1005, 1006, no data) within `upForLessThanMs` of
+   * opening `times` times in a row is demoted to the next one and remembered so; the background
+   * probe brings it back once it stayed up `stayUpMs` (10000, 3, 30000); `false` disables it. */
+  flapping?: { upForLessThanMs?: number; times?: number; stayUpMs?: number } | false;
   /** ms send()/publish() wait for their REPLY once sent (10000). */
   sendTimeout?: number;
   /** Sends kept while not connected; more reject with code "queue_full" (1000). */
@@ -90,6 +99,7 @@ export declare const DEFAULTS: Readonly<{
   backoff: Readonly<{ min: number; max: number }>;
   failback: Readonly<{ min: number; max: number }>;
   sendTimeout: number;
+  flapping: Readonly<{ upForLessThanMs: number; times: number; stayUpMs: number }>;
   maxQueue: number;
   rememberMs: number;
 }>;
@@ -182,6 +192,11 @@ export interface Stats {
   attempts: number;
   /** successful reconnects after a lost connection */
   reconnects: number;
+  /** reconnects with a fresh token after the server ended the session for its credentials
+   * (4501) */
+  reauthentications: number;
+  /** transports demoted for flapping */
+  demotions: number;
   /** transports given up while connecting, last 20 (`to`: the next one tried, null if none) */
   fallbacks: { from: string; to: string | null; reason: string; at: number }[];
   /** failback switches to a better transport, last 20 */
@@ -257,6 +272,15 @@ export type ErrorEvent =
       /** the current transport failed or is reattaching (it may recover on its own) */
       type: "transport";
       transport: TransportName;
+      message: string;
+    }
+  | {
+      /** re-authenticating failed (no fresh token from the token function, or the server
+       * refused it, or closed again with 4501 at once): the client is closed with `code` 4501
+       * and `reason` "credentials refused"; `message` says which */
+      type: "reauth";
+      code: number;
+      reason: string;
       message: string;
     }
   | {
@@ -375,10 +399,12 @@ export declare function toBase64(bytes: Uint8Array): string;
 /** Bytes from standard base64. */
 export declare function fromBase64(text: string): Uint8Array;
 
-/** Transports in the order to try: `preferred` first (if allowed), then the rest. */
+/** Transports in the order to try: `preferred` first (if allowed), then the rest, `demoted`
+ * (for flapping) last. */
 export declare function orderTransports(
   transports: readonly TransportName[],
   preferred: TransportName | null,
+  demoted?: readonly string[],
 ): TransportName[];
 
 /** What a close code tells the client: 1001, 1005, 1006, 1011-1015, 4000-4499 reconnect. */

@@ -29,6 +29,7 @@ export class Conn {
     this.transport = this.liveTimer = null;
     this.accepted = this.closed = false;
     this.opened = false; // the transport opened (an upgrade or a request was accepted)
+    this.reauthenticated = false; // opened by a re-authentication (the policy's reauthenticate)
     this.lastRx = 0; // when the server was last heard from (a frame, or any poll response)
     this.attachedAt = 0; // when the client made it its connection
     this.heartbeat = positive(neg.heartbeat, SESSION_DEFAULTS.heartbeat);

@@ -2,7 +2,8 @@
 /**
  * Failback: while on a worse transport, re-probe a better one in the background (a fresh
  * session), resubscribe every topic on it with `since` (§7), then switch to it and drop the old
- * one. Unanswered sends follow with their refs (§8).
+ * one. Unanswered sends follow with their refs (§8). A transport demoted for flapping must first
+ * stay up `flapping.stayUpMs` in its probe.
  */
 
 import { Conn } from "./conn.js";
@@ -23,8 +24,12 @@ export class Failback {
     this.probe = null;
     /** probes failed in a row: the delay doubles with each */
     this.attempt = 0;
-    /** @type {{probe: any, switch: any}} the next probe; the probe's time to resubscribe */
-    this.timers = { probe: null, switch: null };
+    /**
+     * the next probe; how long a probe of a demoted transport must stay up; the probe's time to
+     * resubscribe
+     * @type {{probe: any, stay: any, switch: any}}
+     */
+    this.timers = { probe: null, stay: null, switch: null };
   }
 
   /** @param {Conn} conn @returns {TransportName[]} the allowed transports the server offered */
@@ -68,12 +73,16 @@ export class Failback {
       const result = await probe.open(client);
       if (!stillCurrent() || this.probe !== probe) return client._drop(probe);
       if (result.ok) {
-        const { clock, sendTimeout } = client.options;
-        this.timers.switch = clock.setTimeout(() => {
-          this.timers.switch = null;
-          this.failed(`${name}: resubscribing took over ${sendTimeout} ms`);
-        }, sendTimeout);
-        return this.maybeSwitch();
+        const { clock, flapping } = client.options;
+        if (!client._demoted[name] || !flapping) return this.subscribe(name);
+        // Demoted for flapping: trusted again only once it has stayed up a while.
+        this.timers.stay = clock.setTimeout(() => {
+          this.timers.stay = null;
+          if (this.probe !== probe || probe.closed) return;
+          client._undemote(name);
+          this.subscribe(name);
+        }, flapping.stayUpMs);
+        return;
       }
       this.probe = null;
       client.stats.lastProbe = result.reason || `${name}: failed`;
@@ -82,11 +91,21 @@ export class Failback {
     this.schedule();
   }
 
+  /** Subscribe every topic on the probe, then switch. @param {string} name */
+  subscribe(name) {
+    const { clock, sendTimeout } = this.client.options;
+    this.timers.switch = clock.setTimeout(() => {
+      this.timers.switch = null;
+      this.failed(`${name}: resubscribing took over ${sendTimeout} ms`);
+    }, sendTimeout);
+    this.maybeSwitch();
+  }
+
   /** Switch to the probe once every topic is subscribed on it (SUB with since, §7). */
   maybeSwitch() {
     const client = this.client;
     const probe = this.probe;
-    if (!probe || !probe.accepted || probe.closed) return;
+    if (!probe || !probe.accepted || probe.closed || this.timers.stay) return;
     if (client._subscriptions.resubscribe(probe)) return;
     clearTimer(client.options.clock, this.timers, "switch");
     const old = /** @type {Conn} */ (client._conn);
@@ -113,6 +132,7 @@ export class Failback {
   abort() {
     const clock = this.client.options.clock;
     clearTimer(clock, this.timers, "probe");
+    clearTimer(clock, this.timers, "stay");
     clearTimer(clock, this.timers, "switch");
     const probe = this.probe;
     this.probe = null;

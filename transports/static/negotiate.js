@@ -14,21 +14,26 @@ import { transportClass } from "./transports.js";
  * Negotiate a new session. What an answer leads to is the policy's `requests.negotiate`. Failures
  * are Errors with `terminal` (stop rather than reconnect) and, when the server answered, `status`,
  * `code` (the body's `error`), `closeCode` (the policy's code the client stops with, when
- * terminal) and `retryAfterMs`; `type` "token" when the token function failed.
+ * terminal) and `retryAfterMs`; `type` "token" when the token function failed (or, while the client
+ * re-authenticates, `_reauth`, gave no token: only a fresh one will do).
  * The client's last fallback (`_fallbackReport`) goes in the body as `fallback` and is forgotten
  * once the server answered.
  * @param {{options: Resolved, negotiateUrl: string, clientKey: string, stats: Stats,
- *   _fallbackReport?: {from: string, to: string, reason: string} | null}} client
+ *   _fallbackReport?: {from: string, to: string, reason: string} | null, _reauth?: boolean}} client
  * @returns {Promise<any>} the response body
  */
 export async function negotiate(client) {
   const { options, stats } = client;
   const started = options.clock.now();
-  let token = options.token;
+  /** @type {string | null | undefined} */
+  let token;
   try {
-    if (typeof token === "function") token = await token();
+    token = typeof options.token === "function" ? await options.token() : options.token;
   } catch (error) {
     throw Object.assign(new Error(`token function failed: ${error}`), { type: "token", terminal: false });
+  }
+  if (client._reauth && !token) {
+    throw Object.assign(new Error("the token function gave no token"), { type: "token", terminal: true, closeCode: 4501 });
   }
   /** @type {Record<string, string>} */
   const headers = { "Content-Type": "application/json" };

@@ -23,8 +23,16 @@ import { TRANSPORT_NAMES, isTransportName, transportClass } from "./transports.j
  * @property {{min?: number, max?: number} | false} [failback] background re-probe of a better
  *   transport while on a worse one: first after about `min` ms, doubling up to `max`
  *   (30000, 600000); false disables it
- * @property {string | (() => string | Promise<string>)} [token] bearer token for negotiate;
- *   a function is called again before every negotiate
+ * @property {string | (() => string | null | undefined | Promise<string | null | undefined>)} [token]
+ *   bearer token for negotiate; a function is called again before every negotiate. When the
+ *   server ends the session for its credentials (4501, e.g. its `revalidate` hook refused an
+ *   expired token), a function is asked for a fresh token and the client resumes on a new
+ *   session without loss; if it gives none (null, "", or throws) or the server refuses it, the
+ *   client closes with 4501 "credentials refused". A string cannot be renewed: the client closes
+ * @property {{upForLessThanMs?: number, times?: number, stayUpMs?: number} | false} [flapping]
+ *   a transport whose connections die within `upForLessThanMs` of opening `times` times in a
+ *   row is demoted to the next one (and remembered so); the background probe brings it back
+ *   once it stayed up `stayUpMs` (10000, 3, 30000: the policy's); false disables it
  * @property {number} [sendTimeout] ms send()/publish() wait for their REPLY once sent (10000)
  * @property {number} [maxQueue] sends kept while not connected; more reject with
  *   code "queue_full" (1000)
@@ -75,6 +83,7 @@ export function resolveOptions(options) {
     deadlines: /** @type {Record<string, number>} */ ({ ...DEFAULTS.deadlines, ...options.deadlines }),
     backoff: { ...DEFAULTS.backoff, ...options.backoff },
     failback: options.failback === false ? null : { ...DEFAULTS.failback, ...options.failback },
+    flapping: options.flapping === false ? null : { ...DEFAULTS.flapping, ...options.flapping },
     token: options.token,
     sendTimeout: options.sendTimeout ?? DEFAULTS.sendTimeout,
     maxQueue: options.maxQueue ?? DEFAULTS.maxQueue,
@@ -93,11 +102,14 @@ export function resolveOptions(options) {
 }
 
 /**
- * Transports in the order to try: the one that worked last first, then the rest in preference order.
+ * Transports in the order to try: the one that worked last first, then the rest in preference
+ * order, those demoted for flapping last.
  * @param {readonly TransportName[]} transports @param {TransportName | null} preferred
+ * @param {readonly string[]} [demoted]
  * @returns {TransportName[]}
  */
-export function orderTransports(transports, preferred) {
-  if (!preferred || !transports.includes(preferred)) return transports.slice();
-  return [preferred, ...transports.filter((name) => name !== preferred)];
+export function orderTransports(transports, preferred, demoted = []) {
+  const first = !preferred || !transports.includes(preferred) ? transports.slice()
+    : [preferred, ...transports.filter((name) => name !== preferred)];
+  return [...first.filter((name) => !demoted.includes(name)), ...first.filter((name) => demoted.includes(name))];
 }

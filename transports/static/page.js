@@ -55,9 +55,35 @@ export function recallTransport({ storage, rememberMs, clock, transports }, key)
   return null;
 }
 
-/** @param {Memory} memory @param {string} key @param {TransportName} name */
-export function rememberTransport({ storage, clock }, key, name) {
+/**
+ * @param {Memory} memory @param {string} key
+ * @returns {Partial<Record<TransportName, number>>} the transports remembered as demoted for
+ *   flapping (and when), if fresh and allowed
+ */
+export function recallDemoted({ storage, rememberMs, clock, transports }, key) {
+  /** @type {Partial<Record<TransportName, number>>} */
+  const demoted = {};
   try {
-    if (storage) storage.setItem(key, JSON.stringify({ transport: name, at: clock.now() }));
+    const saved = storage ? JSON.parse(storage.getItem(key) || "null") : null;
+    for (const [name, at] of Object.entries((saved && saved.demoted) || {})) {
+      const age = clock.now() - Number(at);
+      if (transports.includes(/** @type {TransportName} */ (name)) && age >= 0 && age <= rememberMs) {
+        demoted[/** @type {TransportName} */ (name)] = Number(at);
+      }
+    }
+  } catch (_) { /* storage blocked or garbage */ }
+  return demoted;
+}
+
+/**
+ * @param {Memory} memory @param {string} key @param {TransportName} name the transport that works
+ * @param {Partial<Record<TransportName, number>>} [demoted] transports demoted for flapping
+ */
+export function rememberTransport({ storage, clock }, key, name, demoted = {}) {
+  try {
+    /** @type {Record<string, any>} */
+    const entry = { transport: name, at: clock.now() };
+    if (Object.keys(demoted).length) entry.demoted = demoted;
+    if (storage) storage.setItem(key, JSON.stringify(entry));
   } catch (_) { /* storage full or blocked */ }
 }

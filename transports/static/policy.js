@@ -40,6 +40,9 @@ import POLICY_JSON from "./policy.json" with { type: "json" };
  * @property {number} retryAfterCapMs
  * @property {Readonly<Record<string, number>>} deadlinesMs by transport name, `default` for others
  * @property {number} livenessSlackMs
+ * @property {readonly string[]} fallbackReasons
+ * @property {{codes: CodeList, minUpMs: number}} reauthenticate
+ * @property {{codes: CodeList, upForLessThanMs: number, times: number, stayUpMs: number}} flapping
  * @property {{hintDefaultMs: number, graceMs: number, baseMs: number, capMs: number}} reattach
  * @property {{heartbeatMs: number, pollWindowMs: number, message: number, body: number, batch: number}} defaults
  * @property {Readonly<Record<RequestKind, RequestPolicy>>} requests
@@ -106,6 +109,12 @@ export const OPTION_DEFAULTS = Object.freeze({
   sendTimeout: 10000,
   maxQueue: 1000,
   rememberMs: 10 * 60 * 1000,
+  /** when a transport counts as flapping and how long its probe must stay up (policy `flapping`) */
+  flapping: Object.freeze({
+    upForLessThanMs: POLICY.flapping.upForLessThanMs,
+    times: POLICY.flapping.times,
+    stayUpMs: POLICY.flapping.stayUpMs,
+  }),
 });
 
 /**
@@ -118,6 +127,34 @@ export const OPTION_DEFAULTS = Object.freeze({
  */
 export function classifyClose(code) {
   return has(POLICY.reconnectCodes, code) ? "reconnect" : "stop";
+}
+
+/**
+ * What the client does when its connection ended with `code` after `upMs` up (`reauthenticate`
+ * in policy.json): "reauthenticate" (a code of `reauthenticate.codes`, a token that can be
+ * renewed, i.e. a function, and not a connection opened by a re-authentication less than
+ * `minUpMs` ago: that would loop), else {@link classifyClose}.
+ * @param {number} code @param {number} upMs
+ * @param {boolean} renewable the token option is a function
+ * @param {boolean} reauthenticated the connection was opened by a re-authentication
+ * @returns {"reconnect" | "reauthenticate" | "stop"}
+ */
+export function afterClose(code, upMs, renewable, reauthenticated) {
+  if (has(POLICY.reauthenticate.codes, code)) {
+    return !renewable || (reauthenticated && upMs < POLICY.reauthenticate.minUpMs) ? "stop" : "reauthenticate";
+  }
+  return classifyClose(code);
+}
+
+/**
+ * A transport's flaps in a row after one of its connections ended with `code` after `upMs` up,
+ * `count` before: one more for a code of `flapping.codes` within `upForLessThanMs`, else 0
+ * (flapping once it reaches `times`).
+ * @param {number} count @param {number} code @param {number} upMs
+ * @param {number} [upForLessThanMs] the `flapping` option's, else the policy's
+ */
+export function flapCount(count, code, upMs, upForLessThanMs = POLICY.flapping.upForLessThanMs) {
+  return has(POLICY.flapping.codes, code) && upMs < upForLessThanMs ? count + 1 : 0;
 }
 
 /**

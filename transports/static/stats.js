@@ -9,6 +9,9 @@ const HISTORY = 20;
  * @typedef {Object} Stats
  * @property {number} attempts connection cycles started (each negotiates at least once)
  * @property {number} reconnects successful reconnects after a lost connection
+ * @property {number} reauthentications reconnects with a fresh token after the server ended the
+ *   session for its credentials (4501)
+ * @property {number} demotions transports demoted for flapping
  * @property {{from: string, to: string | null, reason: string, at: number}[]} fallbacks last 20
  * @property {{from: string, to: string, at: number}[]} switches failback switches, last 20
  * @property {number} probes background probes of a better transport
@@ -19,7 +22,7 @@ const HISTORY = 20;
 
 /** @returns {Stats} all zero */
 export function newStats() {
-  return { attempts: 0, reconnects: 0, fallbacks: [], switches: [], probes: 0, lastProbe: null,
+  return { attempts: 0, reconnects: 0, reauthentications: 0, demotions: 0, fallbacks: [], switches: [], probes: 0, lastProbe: null,
     lastNegotiateMs: null, lastClose: null };
 }
 
