@@ -323,9 +323,8 @@ function renderHere() {
   $("here-topics").replaceChildren(...rows);
 }
 
-// Leaving the page (not into the back-forward cache) says goodbye at once, so the others see this
-// tab leave now rather than when its session expires (a long-poll or SSE tab otherwise lingers).
-window.addEventListener("pagehide", (event) => { if (!event.persisted) client.close(); });
+// Leaving the page (not into the back-forward cache) closes the client by itself: the others see
+// this tab leave at once (browser client, "Leaving the page").
 
 client.on("presence", ({ topic }) => {
   hereErrors.delete(topic);

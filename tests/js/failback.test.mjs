@@ -209,7 +209,7 @@ test("close() removes the page listeners", async () => {
   await world.clock.advance(0);
   // The handlers guard themselves on state "closed", so only the listener lists can tell
   // whether close() took them off the page.
-  assert.deepEqual(window.types(), ["online", "pageshow"]);
+  assert.deepEqual(window.types(), ["online", "pagehide", "pageshow"]);
   assert.deepEqual(document.types(), ["visibilitychange"]);
   client.close();
   assert.deepEqual(window.types(), []);
@@ -227,4 +227,24 @@ test("close() removes the page listeners", async () => {
 test("loading the module defines globalThis.Transports.connect for non-module scripts", async () => {
   const mod = await import("../../transports/static/client.js");
   assert.equal(globalThis.Transports.connect, mod.connect);
+});
+
+test("a page that goes away for good closes the client (goodbye); one kept in the bfcache does not", async () => {
+  const kept = createWorld();
+  const stays = kept.connect();
+  await kept.clock.advance(0);
+  kept.window.dispatchEvent(Object.assign(new Event("pagehide"), { persisted: true }));
+  await kept.clock.advance(0);
+  assert.equal(stays.state, "open");
+  stays.close();
+
+  const world = createWorld();
+  const client = world.connect();
+  await world.clock.advance(0);
+  assert.equal(client.state, "open");
+  world.window.dispatchEvent(Object.assign(new Event("pagehide"), { persisted: false }));
+  await world.clock.advance(0);
+  assert.equal(client.state, "closed");
+  assert.equal(world.sockets[0].closedWith.code, 1000);
+  assert.equal(framesOf(world.session(0), 9).length, 1, "a CLOSE frame: goodbye");
 });

@@ -93,6 +93,9 @@ export class Client {
     this._unbind = bindPage(o.window, o.document, {
       online: () => { if (this._waitOnline || this._timers.reconnect) this._reconnectNow(); },
       wake: () => this._wake(),
+      // A page that goes away for good says goodbye: the server frees the session and the
+      // others see this client leave a topic's presence now, not when its session expires.
+      leave: () => this.close(),
     });
     queueMicrotask(() => this._cycle());
   }

@@ -8,9 +8,10 @@
 
 /**
  * Listen to the page: `online` when the browser is back online, `wake` when the tab becomes
- * visible or is restored from the back-forward cache.
- * @param {any} win target of online/pageshow (or null) @param {any} doc target of visibilitychange (or null)
- * @param {{online: () => void, wake: () => void}} on
+ * visible or is restored from the back-forward cache, `leave` when the page goes away for good
+ * (`pagehide` not into the back-forward cache).
+ * @param {any} win target of online/pageshow/pagehide (or null) @param {any} doc target of visibilitychange (or null)
+ * @param {{online: () => void, wake: () => void, leave?: () => void}} on
  * @returns {() => void} removes exactly the listeners it added
  */
 export function bindPage(win, doc, on) {
@@ -19,6 +20,8 @@ export function bindPage(win, doc, on) {
   if (win && typeof win.addEventListener === "function") {
     bindings.push([win, "online", () => on.online()]);
     bindings.push([win, "pageshow", (event) => { if (event && event.persisted) on.wake(); }]);
+    const leave = on.leave;
+    if (leave) bindings.push([win, "pagehide", (event) => { if (!(event && event.persisted)) leave(); }]);
   }
   if (doc && typeof doc.addEventListener === "function") {
     bindings.push([doc, "visibilitychange", () => { if (doc.visibilityState === "visible") on.wake(); }]);
