@@ -103,6 +103,12 @@ class Client:
     ``reauthenticate.minUpMs`` of the renewal, the client closes with 4501
     ``"credentials refused"`` (:attr:`closed`; the ``"error"`` listeners get a
     :class:`~transports.client.negotiate.CredentialsRefused`). See the policy's ``reauthenticate``.
+
+    A transport that opens and then dies soon after, ``flapping.times`` times in a row (the
+    policy's ``flapping``: a proxy that accepts WebSocket, then cuts it), is demoted: it goes last
+    in the order for ``flapping_retry`` seconds (300), ``fallback_reason`` says so
+    (``"websocket: flapping (closed 3 times within 10 s of opening)"``), the server is told in
+    the next negotiate, and ``stats["demotions"]`` counts it.
     """
 
     def __init__(
@@ -118,6 +124,7 @@ class Client:
         max_queue: int = 1000,
         queue_messages: bool = True,
         own_connector: bool = False,
+        flapping_retry: float = 300.0,
     ) -> None:
         self.url = url.rstrip("/")
         parts = urlsplit(self.url)
@@ -137,6 +144,7 @@ class Client:
         self.stats: dict[str, Any] = {
             "reconnects": 0,
             "reauthentications": 0,
+            "demotions": 0,
             "fallbacks": [],
             "duplicates": 0,
             "gaps": 0,
@@ -145,6 +153,13 @@ class Client:
         self._fallback_report: dict[str, str] | None = None
         """The last fallback, sent with the next negotiate (docs/protocol.md §3), then cleared."""
         self._own_connector = own_connector
+        self.flapping_retry = flapping_retry
+        """Seconds a transport demoted for flapping goes last in the order before it is tried
+        first again (this client has no background probe; the browser client's probe decides
+        instead)."""
+        self._flaps: dict[str, int] = {}
+        self._demoted: dict[str, float] = {}
+        """Transports demoted for flapping, and until when (loop time)."""
         self._loop = asyncio.get_running_loop()
         self._link = Link(connector, self._origin, self._on_frame, self._refuse_frame)
         self._topics: dict[str, Topic] = {}
@@ -587,13 +602,14 @@ class Client:
     async def _open_one(self) -> Connection:
         """Negotiate and open the first transport that works, in order."""
         errors = []
-        for index, name in enumerate(self.transports):
+        order = self._order()
+        for index, name in enumerate(order):
             info = await negotiate(
                 self.connector,
                 self.url,
                 token=self.token,
                 client_key=self.client_key,
-                transports=self.transports[index:],
+                transports=order[index:],
                 fallback=self._fallback_report,
                 fresh=self._reauthenticating,
             )
@@ -602,8 +618,8 @@ class Client:
             if name not in info.get("transports", []) or name not in CONNECTIONS:
                 reason = f"{name}: not offered by the server"  # as the browser client says
                 errors.append(reason)
-                if index + 1 < len(self.transports):
-                    self._record_fallback(name, self.transports[index + 1], reason)
+                if index + 1 < len(order):
+                    self._record_fallback(name, order[index + 1], reason)
                 continue
             connection = CONNECTIONS[name](self._link, info)
             try:
@@ -612,8 +628,8 @@ class Client:
                 reason = f"{name}: {type(exc).__name__} {exc}".strip()
                 errors.append(reason)
                 await connection.shutdown()
-                if index + 1 < len(self.transports):
-                    following = self.transports[index + 1]
+                if index + 1 < len(order):
+                    following = order[index + 1]
                     self._record_fallback(name, following, reason)
                     self._fallback_report = {
                         "from": name,
@@ -623,6 +639,32 @@ class Client:
                 continue
             return connection
         raise OSError("no transport could be opened: " + "; ".join(errors))
+
+    def _order(self) -> list[TransportName]:
+        """The transports to try, best first: those demoted for flapping go last until their
+        demotion ends."""
+        now = self._loop.time()
+        for name, until in list(self._demoted.items()):
+            if until <= now:
+                del self._demoted[name]
+        kept = [name for name in self.transports if name not in self._demoted]
+        return kept + [name for name in self.transports if name in self._demoted]
+
+    def _count_flap(self, name: TransportName, code: int, up_for: float) -> None:
+        """Count a close of ``name`` (policy ``flapping``); demote it once it flaps
+        ``flapping.times`` times in a row."""
+        count = self._flaps[name] = policy.flap_count(self._flaps.get(name, 0), code, up_for)
+        if count < POLICY.flapping_times or name in self._demoted:
+            return
+        self._flaps[name] = 0
+        self._demoted[name] = self._loop.time() + self.flapping_retry
+        self.stats["demotions"] += 1
+        order = self._order()
+        if order[0] != name:
+            within = round(POLICY.flapping_up_for)
+            reason = f"{name}: flapping (closed {count} times within {within} s of opening)"
+            self._record_fallback(name, order[0], reason)
+            self._fallback_report = {"from": name, "to": order[0], "reason": "flapping"}
 
     def _record_fallback(self, name: str, following: str, reason: str) -> None:
         self.fallback_reason = reason
@@ -665,6 +707,7 @@ class Client:
             if reauthenticated:
                 self.stats["reauthentications"] += 1
             ended, up_for = await self._adopt(connection)
+            self._count_flap(connection.name, ended.code, up_for)
             self._opened.clear()
             self.transport = None
             await self._drop_connection()
