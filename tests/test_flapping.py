@@ -25,8 +25,9 @@ async def test_a_flapping_websocket_is_demoted_to_sse_then_tried_again(
         await server.realtime.publish("feed", "n", cut)
         assert (await client.next_message(5)).data == cut
         await client.force_reconnect()  # it died (1006) within seconds of opening
+        reconnected = cut + 1
         await eventually(
-            lambda cut=cut: client.stats["reconnects"] == cut + 1 and client.state == "open"
+            lambda: client.stats["reconnects"] == reconnected and client.state == "open"
         )
     assert client.transport == "sse"
     assert client.stats["demotions"] == 1
