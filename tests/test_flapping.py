@@ -6,11 +6,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
+from transports.client import Client
 from transports.protocol.policy import POLICY
 
 from .conftest import Server, eventually
+
+
+def reopened(client: Client, reconnects: int) -> bool:
+    return bool(client.stats["reconnects"] == reconnects and client.state == "open")
 
 
 async def test_a_flapping_websocket_is_demoted_to_sse_then_tried_again(
@@ -25,10 +31,7 @@ async def test_a_flapping_websocket_is_demoted_to_sse_then_tried_again(
         await server.realtime.publish("feed", "n", cut)
         assert (await client.next_message(5)).data == cut
         await client.force_reconnect()  # it died (1006) within seconds of opening
-        reconnected = cut + 1
-        await eventually(
-            lambda: client.stats["reconnects"] == reconnected and client.state == "open"
-        )
+        await eventually(partial(reopened, client, cut + 1))
     assert client.transport == "sse"
     assert client.stats["demotions"] == 1
     assert client.fallback_reason.startswith("websocket: flapping (closed 3 times")
