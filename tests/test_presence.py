@@ -277,3 +277,19 @@ async def test_a_killed_process_members_leave_in_bounded_time(
     finally:
         await here.close()
         await doomed.close()
+
+
+async def test_a_truncated_listing_still_reports_every_leave(serve: Callable[..., Any]) -> None:
+    server: Server = await serve(**PRESENCE, presence_max_members=2)
+    fans = [await server.client("websocket", token=f"fan{i}") for i in range(3)]
+    for fan in fans:
+        await fan.subscribe("room:big")
+    watcher = await server.client("websocket", token="w")
+    seen = recorder(watcher)
+    await watcher.subscribe("room:big", presence=True)
+    assert len(watcher.members("room:big")) == 2  # 4 members, 2 listed
+    ids = [fan.public_id or "" for fan in fans]
+    for fan in fans:
+        await fan.close()
+    await eventually(lambda: sum(1 for e in seen if e[0] == "leave") == 3)
+    assert sorted(e[2] for e in seen if e[0] == "leave") == sorted(ids)

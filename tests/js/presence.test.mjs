@@ -177,6 +177,28 @@ test("events: false: the members are the snapshot's, nothing is applied after it
   client.close();
 });
 
+test("a truncated listing: the leave of a member it left out is still reported", async () => {
+  const { world, client, log } = await openClient({}, (w) => {
+    w.join("big", "ada");
+    w.join("big", "zed", { name: "Zed" });
+    const plain = w.snapshot;
+    w.snapshot = (topic) => {
+      const snap = plain(topic);
+      return { ...snap, members: snap.members.filter((m) => m.id === "ada"), truncated: true };
+    };
+  });
+  client.subscribe("big", () => {}, { presence: true });
+  await world.clock.advance(0);
+  assert.deepEqual(ids(client.members("big")), ["ada"]);
+  world.leave("big", "zed");
+  await world.clock.advance(0);
+  assert.deepEqual(changes(log), ["leave big zed"]);
+  const presence = ofType(log, "presence");
+  assert.deepEqual(ids(client.members("big")), ["ada"]);
+  assert.equal(presence.length, 1);
+  client.close();
+});
+
 test("unsubscribing forgets the members without leave events; UNSUB stops both", async () => {
   const { world, client, log } = await openClient({}, (w) => w.join("room", "ada"));
   const off = client.subscribe("room", () => {}, { presence: true });

@@ -308,7 +308,8 @@ class RedisBackplane(Backplane):
         self._command_options = {
             **common,
             "max_connections": max_connections,
-            "timeout": socket_timeout,
+            # A burst waits for a free connection as long as a command may take, not less.
+            "timeout": socket_connect_timeout + 2 * socket_timeout,
         }
         # health_check_interval must stay 0 here: a health check would read from the
         # connection that the reader task is reading.
@@ -579,21 +580,31 @@ class RedisBackplane(Backplane):
                 claim = self._presence("reaping:" + dead)
                 if not await client.set(claim, node, nx=True, px=60_000):
                     continue
-                keys_name = self._presence("keys:" + dead)
-                prefix = dead + "/"
-                for raw_key in await client.smembers(keys_name):
-                    key = _text(raw_key)
-                    name = self._members_key(key)
-                    async for member, value in client.hscan_iter(name, count=500):
-                        holder, _, info = _text(value).partition("\n")
-                        if not holder.startswith(prefix):
-                            continue
-                        if await client.eval(  # type: ignore[misc,unused-ignore]
-                            _REMOVE_MEMBER, 1, name, member, holder
-                        ):
-                            reaped.append((key, Membership(_text(member), holder, info)))
-                await client.delete(keys_name)
-                await client.srem(self._presence("nodes"), dead)
+                try:
+                    reaped += await self._reap_node(client, dead)
+                finally:
+                    await client.delete(claim)  # the next lapse of that process is reaped too
+        return reaped
+
+    async def _reap_node(self, client: aioredis.Redis, dead: str) -> list[tuple[str, Membership]]:
+        """Remove every member ``dead`` holds: one script per set, 200 sets a round trip; stop
+        if ``dead`` renews its lease meanwhile (it came back and adds its members itself)."""
+        keys_name = self._presence("keys:" + dead)
+        keys = sorted(_text(k) for k in await client.smembers(keys_name))
+        reaped: list[tuple[str, Membership]] = []
+        for start in range(0, len(keys), 200):
+            if await client.exists(self._presence("alive:" + dead)):
+                return reaped
+            chunk = keys[start : start + 200]
+            pipe = client.pipeline(transaction=False)
+            for key in chunk:
+                pipe.eval(_REAP_KEY, 1, self._members_key(key), dead + "/")
+            for key, flat in zip(chunk, await pipe.execute(), strict=True):
+                for member, value in zip(flat[::2], flat[1::2], strict=True):
+                    holder, _, info = _text(value).partition("\n")
+                    reaped.append((key, Membership(_text(member), holder, info)))
+        await client.delete(keys_name)
+        await client.srem(self._presence("nodes"), dead)
         return reaped
 
     # --- subscriptions ----------------------------------------------------------------------
@@ -937,6 +948,21 @@ if value and string.sub(value, 1, string.len(ARGV[2]) + 1) == ARGV[2] .. '\\n' t
   return 1
 end
 return 0
+"""
+
+_REAP_KEY = """
+local prefix = ARGV[1]
+local removed = {}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local value = all[i + 1]
+  if string.sub(value, 1, string.len(prefix)) == prefix then
+    redis.call('HDEL', KEYS[1], all[i])
+    removed[#removed + 1] = all[i]
+    removed[#removed + 1] = value
+  end
+end
+return removed
 """
 
 _LEASE = """

@@ -532,6 +532,9 @@ class Client:
         elif pub.event == "leave" and member_id in entry.members:
             gone = entry.members.pop(member_id)
             self._emit("leave", topic, {"id": member_id, "info": gone})
+        elif pub.event == "leave" and entry.truncated:
+            # A member the truncated listing left out: reported, the app may never have seen it.
+            self._emit("leave", topic, {"id": member_id, "info": info})
 
     def _on_snapshot(self, topic: str, entry: Topic, data: Any) -> None:
         """A SUB reply's presence part: adopt the snapshot, report what changed since the
@@ -549,6 +552,7 @@ class Client:
             if isinstance(item, dict) and isinstance(item.get("id"), str):
                 members[item["id"]] = item.get("info")
         before, entry.members = entry.members, members
+        entry.truncated = bool(snapshot.get("truncated"))
         entry.presence_position = None
         if snapshot.get("events") and "epoch" in snapshot and "offset" in snapshot:
             entry.presence_position = Position(str(snapshot["epoch"]), int(snapshot["offset"]))

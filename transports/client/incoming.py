@@ -50,6 +50,8 @@ class Topic:
     """Subscribed with ``presence=True``: the SUB asks for the topic's presence."""
     members: dict[str, Any] | None = None
     """Member id -> info, from the last presence snapshot and the events after it."""
+    truncated: bool = False
+    """The last snapshot listed fewer members than the topic has."""
     presence_position: Position | None = None
     """The position in the topic's presence events (``$presence:<topic>``) applied so far."""
 

@@ -278,7 +278,7 @@ class Dispatcher:
                 await self.presence.join(channel, session, topic)
             except BackplaneError:
                 self.metrics.inc("backplane_errors")
-                log.warning("could not add a presence member: backplane unavailable")
+                log.warning("could not add a presence member yet: the upkeep will add it")
             except Exception:
                 self.metrics.inc("handler_errors")
                 log.exception("presence info hook failed; the member is not shown")

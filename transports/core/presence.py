@@ -60,6 +60,9 @@ class _Held:
     tag: str
     info: str | None = None
     topics: set[str] = field(default_factory=set)
+    unsaved: set[str] = field(default_factory=set)
+    """Topics whose member could not be stored yet (the backplane failed): the upkeep adds
+    them again."""
     directory: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -102,6 +105,9 @@ class Presence:
         self.broker = broker
         self._held: dict[str, _Held] = {}
         """Local sessions holding members, by secret session id."""
+        self._removals: list[tuple[str, str, str, str]] = []
+        """Removals the backplane refused, tried again by the upkeep: (key, member, holder,
+        info)."""
         self.members_here = 0
         """Presence members (of topics with presence) held by this process."""
         ctx.metrics.observe("presence_members", lambda: self.members_here)
@@ -145,10 +151,17 @@ class Presence:
             return
         held = self._record(session)
         info = await self._info(channel, held)
-        added = await self.store.add_member(topic, session.public_id, self._holder(held), info)
         if topic not in held.topics:
             held.topics.add(topic)
             self.members_here += 1
+        try:
+            added = await self.store.add_member(topic, session.public_id, self._holder(held), info)
+        except BackplaneError:
+            # The subscription stands; the upkeep adds the member as soon as the backplane
+            # answers (and announces the join then), so it is never silently missing.
+            held.unsaved.add(topic)
+            raise
+        held.unsaved.discard(topic)
         if added and rule.events:
             await self._announce(topic, "join", session.public_id, info)
 
@@ -158,6 +171,7 @@ class Presence:
         if held is None or topic not in held.topics:
             return
         held.topics.discard(topic)
+        held.unsaved.discard(topic)
         self.members_here -= 1
         await self._remove(topic, session.public_id, self._holder(held), held.info or "null")
 
@@ -166,7 +180,8 @@ class Presence:
             removed = await self.store.remove_member(topic, member, holder)
         except BackplaneError:
             self.metrics.inc("backplane_errors")
-            log.warning("could not remove a presence member; it goes when this lease lapses")
+            log.warning("could not remove a presence member; trying again shortly")
+            self._removals.append((topic, member, holder, info))
             return
         rule = self.rule(topic)
         if removed and rule is not None and rule.events:
@@ -208,8 +223,10 @@ class Presence:
         for topic in held.topics:
             await self._remove(topic, member, holder, held.info or "null")
         for key, name in held.directory:
-            with contextlib.suppress(BackplaneError):
+            try:
                 await self.store.remove_member(key, name, holder)
+            except BackplaneError:
+                self._removals.append((key, name, holder, ""))
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -248,7 +265,18 @@ class Presence:
     # --- liveness ---------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Renew this process's lease and reap the members of processes that lost theirs."""
+        """Renew this process's lease, and (in a task of its own, so that a long reap never
+        delays a renewal) reap the members of processes that lost theirs and retry what the
+        backplane refused."""
+        upkeep = asyncio.ensure_future(self._upkeep())
+        try:
+            await self._lease()
+        finally:
+            upkeep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await upkeep
+
+    async def _lease(self) -> None:
         interval = self.settings.presence_timeout / 3
         first = True
         while True:
@@ -256,18 +284,57 @@ class Presence:
                 alive = await self.store.keep_alive(self.node, self.settings.presence_timeout)
                 if not alive and not first:
                     log.warning("this process's presence lease lapsed; adding its members again")
-                    await self._readd()
+                    self.spawn(self._readd(), "transports-presence-readd")
                 first = False
-                for key, member in await self.store.reap(self.node):
-                    await self._reaped(key, member)
             except asyncio.CancelledError:
                 raise
             except BackplaneError:
                 self.metrics.inc("backplane_errors")
-                log.warning("presence lease or reap failed; trying again")
+                log.warning("presence lease renewal failed; trying again")
+            except Exception:
+                log.exception("presence lease renewal failed; trying again")
+            await asyncio.sleep(interval)
+
+    async def _upkeep(self) -> None:
+        interval = self.settings.presence_timeout / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._retry()
+                reaped = await self.store.reap(self.node)
+                for start in range(0, len(reaped), 100):  # leaves 100 at a time
+                    chunk = reaped[start : start + 100]
+                    await asyncio.gather(*(self._reaped(key, member) for key, member in chunk))
+            except asyncio.CancelledError:
+                raise
+            except BackplaneError:
+                self.metrics.inc("backplane_errors")
+                log.warning("presence upkeep failed; trying again")
             except Exception:
                 log.exception("presence upkeep failed; trying again")
-            await asyncio.sleep(interval)
+
+    async def _retry(self) -> None:
+        """Add the members the backplane refused to store, and remove the ones it refused to
+        remove (announcing their joins and leaves then)."""
+        removals, self._removals = self._removals, []
+        for index, (key, member, holder, info) in enumerate(removals):
+            try:
+                removed = await self.store.remove_member(key, member, holder)
+            except BackplaneError:
+                self._removals.extend(removals[index:])
+                raise
+            rule = self.rule(key)
+            if removed and rule is not None and rule.events:
+                await self._announce(key, "leave", member, info)
+        for held in list(self._held.values()):
+            for topic in list(held.unsaved):
+                added = await self.store.add_member(
+                    topic, held.member, self._holder(held), held.info or "null"
+                )
+                held.unsaved.discard(topic)
+                rule = self.rule(topic)
+                if added and rule is not None and rule.events:
+                    await self._announce(topic, "join", held.member, held.info or "null")
 
     async def _reaped(self, key: str, member: Membership) -> None:
         if key.startswith("$"):
@@ -277,15 +344,21 @@ class Presence:
             await self._announce(key, "leave", member.member, member.info or "null")
 
     async def _readd(self) -> None:
+        """This process's lease lapsed (another may have reaped its members): add them all
+        again; what fails now, the upkeep adds later."""
         for held in list(self._held.values()):
             holder, public_id = self._holder(held), held.member
-            for topic in held.topics:
-                if await self.store.add_member(topic, public_id, holder, held.info or "null"):
-                    rule = self.rule(topic)
-                    if rule is not None and rule.events:
-                        await self._announce(topic, "join", public_id, held.info or "null")
-            for key, name in held.directory:
-                await self.store.add_member(key, name, holder, "")
+            try:
+                for topic in held.topics:
+                    if await self.store.add_member(topic, public_id, holder, held.info or "null"):
+                        rule = self.rule(topic)
+                        if rule is not None and rule.events:
+                            await self._announce(topic, "join", public_id, held.info or "null")
+                for key, name in held.directory:
+                    await self.store.add_member(key, name, holder, "")
+            except BackplaneError:
+                self.metrics.inc("backplane_errors")
+                held.unsaved.update(held.topics)
 
     def topics_of(self, session: Session) -> Iterable[str]:
         """The presence topics ``session`` is a member of here."""

@@ -165,9 +165,14 @@ class Sessions:
                 return session  # a stream reconnecting to its own live session (§5.3)
             if self.wallclock() > verified.expires:
                 raise TicketError("ticket_expired", "ticket expired")
-            if not await self.store.claim(
-                "ticket:" + verified.nonce, self.settings.ticket_ttl + 60
-            ):
+            try:
+                claimed = await self.store.claim(
+                    "ticket:" + verified.nonce, self.settings.ticket_ttl + 60
+                )
+            except BackplaneError:
+                self.metrics.inc("backplane_errors")
+                raise Refused("unavailable", "the backplane is unavailable") from None
+            if not claimed:
                 raise TicketError("ticket_used", "ticket already used")
             if session is None:
                 session = await self.materialize(verified.sid)

@@ -112,7 +112,7 @@ export class TopicPresence {
   /**
    * Apply a join or a leave already found to be new (its offset is beyond the position).
    * Returns the member to report, or null when nothing changed: a join of a known member, a
-   * leave of an unknown one.
+   * leave of an unknown one (unless the listing was truncated: then it may be one left out).
    * @param {string} event "join" or "leave" @param {any} data `{id, info}`
    * @returns {Member | null}
    */
@@ -129,7 +129,8 @@ export class TopicPresence {
     if (event !== "leave") return null;
     // A truncated listing leaves some members out: their leave still lowers the count.
     if (known || this.truncated) this.count = Math.max(this.count - 1, this.members.size - (known ? 1 : 0));
-    if (!known) return null;
+    // A member the truncated listing left out leaves: reported, the app may never have seen it.
+    if (!known) return this.truncated ? member : null;
     this.members.delete(member.id);
     return known;
   }
