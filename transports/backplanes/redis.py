@@ -319,6 +319,8 @@ class RedisBackplane(Backplane):
         self._client: aioredis.Redis | None = None
         self._publish_script: AsyncScript | None = None
         self._read_script: AsyncScript | None = None
+        self._add_script: AsyncScript | None = None
+        self._remove_script: AsyncScript | None = None
         self._tasks: list[asyncio.Task[None]] = []
         # Pub/sub reader state.
         self._topics: dict[str, _Topic] = {}
@@ -367,6 +369,8 @@ class RedisBackplane(Backplane):
         self._client = client = aioredis.Redis(connection_pool=self._pool)
         self._publish_script = client.register_script(_PUBLISH)
         self._read_script = client.register_script(_READ)
+        self._add_script = client.register_script(_ADD_MEMBER)
+        self._remove_script = client.register_script(_REMOVE_MEMBER)
         self._tasks = [
             asyncio.create_task(self._run_reader(), name="transports-redis-pubsub"),
             asyncio.create_task(self._keep_alive(), name="transports-redis-keepalive"),
@@ -398,6 +402,7 @@ class RedisBackplane(Backplane):
         client, pool = self._client, self._pool
         self._client = self._pool = None
         self._publish_script = self._read_script = None
+        self._add_script = self._remove_script = None
         if client is not None:
             await client.aclose()
         if pool is not None:
@@ -509,17 +514,16 @@ class RedisBackplane(Backplane):
 
     async def add_member(self, key: str, member: str, holder: str, info: str) -> bool:
         node = holder.partition("/")[0]
-        async with self._command("presence add") as client:
-            added = await client.eval(  # type: ignore[misc,unused-ignore]
-                _ADD_MEMBER,
-                3,
-                self._members_key(key),
-                self._presence("keys:" + node),
-                self._presence("nodes"),
-                member,
-                holder + "\n" + info,
-                key,
-                node,
+        async with self._command("presence add"):
+            script = self._add_script
+            assert script is not None
+            added = await script(
+                keys=[
+                    self._members_key(key),
+                    self._presence("keys:" + node),
+                    self._presence("nodes"),
+                ],
+                args=[member, holder + "\n" + info, key, node],
             )
         self._mine.setdefault(key, set()).add(member)
         return bool(added)
@@ -527,9 +531,9 @@ class RedisBackplane(Backplane):
     async def remove_member(self, key: str, member: str, holder: str) -> bool:
         node = holder.partition("/")[0]
         async with self._command("presence remove") as client:
-            removed = await client.eval(  # type: ignore[misc,unused-ignore]
-                _REMOVE_MEMBER, 1, self._members_key(key), member, holder
-            )
+            script = self._remove_script
+            assert script is not None
+            removed = await script(keys=[self._members_key(key)], args=[member, holder])
             mine = self._mine.get(key)
             if mine is not None:
                 mine.discard(member)
