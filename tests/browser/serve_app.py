@@ -84,7 +84,8 @@ window.harness = {
   info() {
     const c = window.client;
     return { state: c.state, transport: c.transport, fallbackReason: c.fallbackReason,
-             stats: JSON.parse(JSON.stringify(c.stats)), leader: c.leader, shared: c.shared, id: c.id };
+             stats: JSON.parse(JSON.stringify(c.stats)),
+             leader: c.leader, shared: c.shared, id: c.id };
   },
 };
 window.harnessReady = true;

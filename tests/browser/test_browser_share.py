@@ -99,7 +99,9 @@ def test_eight_tabs_share_one_connection_and_survive_the_leader_closing(
     assert pages[-1].evaluate("async () => (await fetch('/connections')).status") == 200
 
     # Each tab's send() gets its own reply.
-    answers = [page.evaluate(f"() => client.send('echo', {{tab: {i}}})") for i, page in enumerate(pages)]
+    answers = [
+        page.evaluate(f"() => client.send('echo', {{tab: {i}}})") for i, page in enumerate(pages)
+    ]
     assert answers == [{"tab": i} for i in range(TABS)]
 
     # Sends in flight while the leader goes: applied once each, answered in their own tab.
