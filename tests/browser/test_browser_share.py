@@ -6,7 +6,8 @@ to the browser). On SSE and on long-poll: the server sees one stream for all of 
 gets every publication and its own replies; the leader tab is closed mid-stream and another
 takes over, with nothing lost or doubled in any tab and the sends in flight applied once. With
 ``share: false`` the same eight tabs on SSE stall: the seventh and eighth have no connection
-left, which is the problem sharing solves.
+left, which is the problem sharing solves. A leader tab that freezes (its main thread stopped
+by the debugger) is taken over too, and follows once it runs again.
 """
 
 from __future__ import annotations
@@ -164,3 +165,46 @@ def test_without_sharing_eight_sse_tabs_stall_on_the_connection_limit(
         " new Promise((resolve) => setTimeout(() => resolve('stalled'), 2000))])"
     )
     assert stalled == "stalled"
+
+
+def test_a_frozen_leader_is_taken_over_and_follows_when_it_runs_again(
+    served: tuple[AppServer, Nginx], tabs_context: BrowserContext
+) -> None:
+    _, proxy = served
+    pages = []
+    for _ in range(4):
+        page = tabs_context.new_page()
+        open_page(page, proxy.url)
+        start_client(page, {"transports": ["sse"]})
+        pages.append(page)
+    for page in pages:
+        wait_for(page, "() => client.state === 'open' && rec.ticks > 0", 20_000)
+    leader = next(page for page in pages if info(page)["leader"])
+    others = [page for page in pages if page is not leader]
+    # A frozen tab runs nothing while it keeps its lock. Page.setWebLifecycleState does not
+    # freeze a visible headless page, so the debugger stops the leader's main thread instead:
+    # the same for the other tabs (no answers, no relayed publications, the lock still held).
+    cdp = tabs_context.new_cdp_session(leader)
+    cdp.send("Debugger.enable")
+    cdp.send("Debugger.pause")
+    frozen_at = time.monotonic()
+    deadline = frozen_at + 10
+    while not any(info(page)["leader"] for page in others):
+        assert time.monotonic() < deadline, "no tab took over from the frozen leader"
+        time.sleep(0.02)
+    took_over = time.monotonic() - frozen_at
+    assert took_over < 3.0, f"took {took_over:.2f} s to take over from a frozen leader"
+    marks = [rec(page)["last"] for page in others]
+    for page, mark in zip(others, marks, strict=True):
+        wait_for(page, "(mark) => rec.lastOffset >= mark + 20", 15_000, mark)
+    cdp.send("Debugger.resume")
+    wait_for(leader, "() => !client.leader && client.state === 'open'", 10_000)
+    mark = rec(others[0])["last"]
+    for page in pages:
+        wait_for(page, "(mark) => rec.lastOffset >= mark + 20", 15_000, mark)
+    for page in pages:
+        seen_by = rec(page)
+        assert seen_by["gaps"] == [], seen_by
+        assert seen_by["ticks"] == seen_by["last"] - seen_by["first"] + 1, seen_by
+    assert rec(leader)["leaders"] == [True, False]
+    assert sum(info(page)["leader"] for page in pages) == 1

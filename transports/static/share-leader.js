@@ -38,6 +38,9 @@ import { TopicPresence } from "./presence.js";
  */
 export const JOIN_WINDOW_MS = 50;
 
+/** How often the leader looks for changes in its connection's stats to tell the tabs, ms. */
+export const STATUS_MS = 250;
+
 /**
  * The hub's view of one topic.
  * @typedef {Object} LeaderTopic
@@ -85,6 +88,10 @@ export class Leader {
     this.early = [];
     /** @type {Client | null} */
     this.hub = null;
+    /** @type {((again?: boolean) => void) | null} */
+    this.status = null;
+    /** @type {any} */
+    this.watchTimer = null;
     this.stopped = false;
     this.post({ k: "hello", key: this.key });
     this.startTimer = takeover ? share.options.clock.setTimeout(() => this.start(), JOIN_WINDOW_MS) : null;
@@ -103,13 +110,31 @@ export class Leader {
     const hub = new Client(share._url, { ...share._raw, share: false });
     hub.clientKey = this.key; // before its first negotiate (a microtask away)
     this.hub = hub;
-    const status = () => this.post({
-      k: "status", state: hub.state, transport: hub.transport, id: hub.id,
-      fallbackReason: hub.fallbackReason, stats: JSON.parse(JSON.stringify(hub.stats)),
-    });
+    let last = "";
+    /** Tell the tabs the hub's state; unless `again`, only when something changed. @param {boolean} [again] */
+    const status = (again = true) => {
+      const now = { state: hub.state, transport: hub.transport, id: hub.id, fallbackReason: hub.fallbackReason, stats: hub.stats };
+      const text = JSON.stringify(now);
+      if (!again && text === last) return;
+      last = text;
+      this.post({ k: "status", ...JSON.parse(text) });
+    };
     this.status = status;
-    hub.on("state", status);
-    hub.on("transport", (payload) => this.post({ k: "ev", name: "transport", payload }));
+    // Fallbacks, probes and switches change the stats without an event: look every STATUS_MS.
+    const clock = share.options.clock;
+    const watch = () => {
+      this.watchTimer = clock.setTimeout(() => {
+        if (this.stopped || hub.state === "closed") return;
+        status(false);
+        watch();
+      }, STATUS_MS);
+    };
+    watch();
+    hub.on("state", () => status());
+    hub.on("transport", (payload) => {
+      this.post({ k: "ev", name: "transport", payload });
+      status();
+    });
     hub.on("message", (payload) => this.post({ k: "ev", name: "message", payload }));
     hub.on("recovered", (payload) => this.post({ k: "ev", name: "recovered", payload, topic: payload.topic }));
     hub.on("presence", (sync) => {
@@ -299,6 +324,7 @@ export class Leader {
     if (this.stopped) return;
     this.stopped = true;
     this.share.options.clock.clearTimeout(this.startTimer);
+    this.share.options.clock.clearTimeout(this.watchTimer);
     const hub = this.hub;
     if (!hub) return;
     if (leave) hub.close();

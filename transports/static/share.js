@@ -115,10 +115,10 @@ export class SharedClient {
     this.transport = null;
     /** @type {string | null} */
     this.id = null;
-    /** @type {string | null} */
-    this.fallbackReason = null;
-    /** @type {import("./stats.js").Stats} the leader's connection's counters */
-    this.stats = newStats();
+    /** @type {string | null} the last one the leader told */
+    this._fallbackReason = null;
+    /** @type {import("./stats.js").Stats} the last counters the leader told */
+    this._stats = newStats();
     /** whether this tab holds the shared connection */
     this.leader = false;
     /** whether this client shares a connection with other tabs (false: its own, as a Client) */
@@ -152,6 +152,18 @@ export class SharedClient {
   }
 
   // --- public API (the same as Client's) ---------------------------------------------------
+
+  /** @returns {string | null} why the shared connection is not on the first transport */
+  get fallbackReason() {
+    const hub = this._leading && this._leading.hub;
+    return hub ? hub.fallbackReason : this._fallbackReason;
+  }
+
+  /** @returns {import("./stats.js").Stats} the shared connection's counters (live in the leader tab) */
+  get stats() {
+    const hub = this._leading && this._leading.hub;
+    return hub ? hub.stats : this._stats;
+  }
 
   /**
    * @param {string} topic @param {(pub: Publication) => void} handler @param {SubscribeOptions} [options]
@@ -415,8 +427,8 @@ export class SharedClient {
   _status(s) {
     this.transport = s.transport;
     this.id = s.id;
-    this.fallbackReason = s.fallbackReason;
-    this.stats = s.stats;
+    this._fallbackReason = s.fallbackReason;
+    this._stats = s.stats;
     if (s.state === "closed") return this._shutdown(codeError("closed", "connection closed"));
     if (s.state === "open") this._everOpen = true;
     this._setState(s.state === "open" ? "open" : this._everOpen ? "reconnecting" : "connecting");
