@@ -314,3 +314,24 @@ test("a browser that refuses the lock: the tab quietly runs its own connection",
   await until(() => got.got.length === 1, "delivered");
   client.close();
 });
+
+test("a follower sees what changes without a state change: fallbacks in the stats, a failback switch", async () => {
+  const world = createWorld();
+  world.mode.websocket = "blocked";
+  const { tabs } = await openTabs(2, { failback: { min: 2000, max: 4000 } }, world);
+  const [a, b] = tabs;
+  assert.equal(b.client.transport, "sse");
+  assert.equal(b.client.stats.fallbacks.length, 1);
+  assert.match(b.client.fallbackReason, /^websocket: /);
+  // A failed probe changes only the stats: the leader tells them all the same.
+  await until(() => b.client.stats.probes === 1 && b.client.stats.lastProbe !== null, "the probe in b's stats", 10_000);
+  assert.equal(b.client.transport, "sse");
+  world.mode.websocket = "ok";
+  await until(() => b.client.transport === "websocket", "the switch", 10_000);
+  assert.equal(b.client.stats.switches.length, 1);
+  assert.equal(b.client.fallbackReason, null);
+  assert.deepEqual(b.log.filter(([name]) => name === "transport").map(([, p]) => [p.from, p.transport, p.reason]),
+    [[null, "sse", b.log.find(([name]) => name === "transport")[1].reason], ["sse", "websocket", "websocket works again (was sse)"]]);
+  assert.deepEqual(b.log.filter(([name]) => name === "state").map(([, p]) => p.state), ["open"]);
+  for (const tab of [a, b]) tab.client.close();
+});
