@@ -110,6 +110,8 @@ export declare const DEFAULTS: Readonly<{
  * transport that works through the network (WebSocket, then SSE, then long-poll by default),
  * reconnect with backoff, resume topics without loss or duplicates, and move back to a better
  * transport when it works again. Returns at once; the client connects in the background.
+ * By default the tabs of the origin that connect to the same URL with the same transports and
+ * credentials share one connection (`share`, `shareKey`); each tab still gets a whole Client.
  * @param url the extension's URL prefix, e.g. "/realtime" or "https://host/realtime"
  * @throws TypeError when there is no fetch, or no usable transport
  */
@@ -305,7 +307,7 @@ export type MemberEvent = "join" | "leave";
 
 /** A realtime client. Create it with {@link connect}. */
 export declare class Client {
-  /** Same as {@link connect}. */
+  /** Like {@link connect} with `share: false`: a connection of its own, never shared. */
   constructor(url: string, options?: Options);
   /** "connecting" until the first open, then "open" / "reconnecting", finally "closed". */
   readonly state: State;
