@@ -372,6 +372,9 @@ function renderStatus() {
   setText(testid("state"), state);
   setText(testid("reconnects"), String(client.stats.reconnects));
   setText(testid("attempts"), String(Math.max(0, client.stats.attempts - 1)));
+  // Tab sharing: the tabs of this page share one connection; one of them holds it.
+  $("tab-field").hidden = !client.shared;
+  setText(testid("tab-role"), client.leader ? "leads" : "follows");
   const headline = state === "open" && transport ? `Live via ${LABEL[transport]}`
     : state === "reconnecting" ? "Reconnecting…"
     : state === "closed" ? "Disconnected"
@@ -475,6 +478,10 @@ client.on("state", ({ state, previous }) => {
   renderHere();
   log(`state ${previous} → ${state}`, state === "open" ? "good" : state === "reconnecting" ? "warn" : "info");
   feed.setWaiting(state !== "open");
+});
+client.on("leader", ({ leader }) => {
+  renderStatus();
+  log(leader ? "this tab now holds the connection the tabs share" : "another tab holds the connection now", "info");
 });
 client.on("transport", ({ transport, from, reason }) => {
   renderStatus();

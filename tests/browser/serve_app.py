@@ -11,6 +11,8 @@ under an open page. Besides the contract app's routes it serves:
 * ``GET /disconnects``: ``[[id, code, reason], ...]``, what ``on_disconnect`` saw so far;
 * with ``--expiry``, expiring tokens (tests/reauth_app.py: ``on_connect`` and a
   ``revalidate`` hook) and ``POST /expire`` ``{"token"}``, which marks a token expired;
+* ``GET /connections``: ``{"sessions": n, "attached": {transport: n}}``, the sessions alive and
+  those with a stream open or a poll held now;
 * a ticker that publishes ``{"n": i}`` on topic ``tick`` every ``--tick-ms`` ms, so that
   "connect() to the first delivered message" can be measured from the page alone.
 """
@@ -42,7 +44,7 @@ import { connect } from "/realtime/client.js";
 // Everything the tests read, as plain JSON. Times are ms since connect() (performance.now()).
 const rec = { t0: null, states: [], transports: [], recovered: [], errors: [], pubs: {},
               firstTick: null, ticks: 0, lastTick: null, openAt: null, tickGaps: [],
-              messages: [] };
+              messages: [], leaders: [], firstOffset: null, lastOffset: null };
 window.rec = rec;
 const since = () => Math.round((performance.now() - rec.t0) * 10) / 10;
 
@@ -60,6 +62,7 @@ window.harness = {
     client.on("recovered", (r) => rec.recovered.push({ topic: r.topic, recovered: r.recovered }));
     client.on("error", (e) => rec.errors.push(`${e.type}: ${e.message}`));
     client.on("message", (m) => rec.messages.push({ event: m.event, data: m.data }));
+    client.on("leader", (l) => rec.leaders.push(l.leader));
     let last = null;
     client.subscribe("tick", (pub) => {
       if (rec.firstTick === null) rec.firstTick = since();
@@ -68,6 +71,8 @@ window.harness = {
         rec.tickGaps.push([last.offset, pub.offset]);
       }
       last = { epoch: pub.epoch, offset: pub.offset };
+      if (rec.firstOffset === null) rec.firstOffset = pub.offset;
+      rec.lastOffset = pub.offset;
       rec.ticks++;
       rec.lastTick = pub.data;
     });
@@ -82,7 +87,8 @@ window.harness = {
   info() {
     const c = window.client;
     return { state: c.state, transport: c.transport, fallbackReason: c.fallbackReason,
-             stats: JSON.parse(JSON.stringify(c.stats)) };
+             stats: JSON.parse(JSON.stringify(c.stats)),
+             leader: c.leader, shared: c.shared, id: c.id };
   },
 };
 window.harnessReady = true;
@@ -124,6 +130,17 @@ def build_app(tick_ms: int, settings: dict[str, Any]) -> Quart:
     async def applied() -> Any:
         """How many times the ``count`` handler applied each key (for exactly-once checks)."""
         return jsonify(dict(app.config["APPLIED"]))
+
+    @app.get("/connections")
+    async def connections() -> Any:
+        """The sessions alive and, of them, those with a stream open or a poll held right now
+        (what a browser's connection limit counts), by transport."""
+        sessions = list(rt.engine.sessions.by_sid.values())
+        attached: dict[str, int] = {}
+        for session in sessions:
+            if session.attached and session.transport:
+                attached[session.transport] = attached.get(session.transport, 0) + 1
+        return jsonify({"sessions": len(sessions), "attached": attached})
 
     @app.get("/disconnects")
     async def disconnects() -> Any:

@@ -222,6 +222,9 @@ def test_two_pages_see_the_same_feed(context: BrowserContext, demo: DemoServer) 
     first, second = context.new_page(), context.new_page()
     open_demo(first, demo.url)
     open_demo(second, demo.url)
+    # The two tabs share one connection: the status line says which one holds it.
+    assert (text_of(first, "tab-role"), text_of(second, "tab-role")) == ("leads", "follows")
+    assert first.locator("#tab-field").is_visible() and second.locator("#tab-field").is_visible()
 
     posted = compose(first, unique("Posted from tab one"))
     wait_item(second, posted)
@@ -236,6 +239,17 @@ def test_two_pages_see_the_same_feed(context: BrowserContext, demo: DemoServer) 
     wait_item(first, produced)
     top_first, top_second = ids(first)[:5], ids(second)[:5]
     assert top_first == top_second
+
+    # The leading tab closes: the other one takes the connection over and says so.
+    first.close()
+    second.wait_for_function(
+        "() => document.querySelector('[data-testid=tab-role]')?.textContent === 'leads'",
+        timeout=5_000,
+    )
+    wait_state(second, "open")
+    status, body = demo.notify({"title": unique("After the handover")})
+    assert status == 200
+    wait_item(second, body["id"])
 
 
 @pytest.mark.parametrize(

@@ -169,6 +169,8 @@ class ServerSession {
  *        | "down" (network errors: the EventSource reports an error and stays CONNECTING)
  *   longpoll: "ok" | "down" (network errors) | "hang" (polls never answer)
  */
+let lastWorld = null;
+
 export function createWorld() {
   const clock = new FakeClock();
   const world = {
@@ -213,6 +215,7 @@ export function createWorld() {
     storage: new MemoryStorage(),
   };
 
+  lastWorld = world;
   world.session = (n) => world.sessions[n];
   world.last = () => world.sessions[world.sessions.length - 1];
   world.bySecret = (token) => world.sessions.find((s) => s.token === token);
@@ -437,4 +440,146 @@ export function record(client) {
 /** Client frames a session received, of one type. */
 export function framesOf(session, type) {
   return session.received.filter((f) => f[0] === type);
+}
+
+// --- tab sharing: an in-process origin with Web Locks and BroadcastChannel ---------------------
+
+/**
+ * The tabs of one origin: a LockManager and BroadcastChannels shared by the tabs, each tab with
+ * its own view (`tab.locks`, `tab.BroadcastChannel`) so that a tab can be closed (its lock is
+ * released, its queued requests dropped, its channels closed: what the browser does when a
+ * document goes away), frozen (its channels hold what comes in and what goes out until it
+ * resumes) or sent to the back-forward cache (its channels drop what comes in).
+ */
+export function createOrigin() {
+  const channels = new Set();
+  const held = new Map(); // lock name -> request holding it
+  const queues = new Map(); // lock name -> requests waiting
+  const abortError = (text) => new DOMException(text, "AbortError");
+  const origin = { grants: [], tabs: [] };
+
+  function pump(name) {
+    if (held.has(name)) return;
+    const next = (queues.get(name) || []).shift();
+    if (next) grant(next);
+  }
+  function grant(req) {
+    held.set(req.name, req);
+    origin.grants.push(req.owner.name);
+    queueMicrotask(async () => {
+      let result;
+      let error = null;
+      try { result = await req.cb({ name: req.name, mode: "exclusive" }); } catch (e) { error = e; }
+      if (held.get(req.name) === req) {
+        held.delete(req.name);
+        pump(req.name);
+      }
+      if (!req.stolen && !req.owner.closed) (error ? req.reject(error) : req.resolve(result));
+    });
+  }
+
+  origin.tab = (name) => {
+    const tab = { name, closed: false, frozen: false, cached: false, window: new EventTarget() };
+    const inbox = [];
+    const outbox = [];
+    tab.locks = {
+      request(lockName, options, cb) {
+        return new Promise((resolve, reject) => {
+          const req = { owner: tab, name: lockName, cb, resolve, reject, stolen: false };
+          if (options.steal) {
+            const current = held.get(lockName);
+            if (current) {
+              held.delete(lockName);
+              current.stolen = true;
+              if (!current.owner.closed) current.reject(abortError("the lock was stolen"));
+            }
+            return grant(req);
+          }
+          if (options.signal) {
+            if (options.signal.aborted) return reject(abortError("aborted"));
+            options.signal.addEventListener("abort", () => {
+              const queue = queues.get(lockName) || [];
+              const at = queue.indexOf(req);
+              if (at >= 0) {
+                queue.splice(at, 1);
+                reject(abortError("aborted"));
+              }
+            });
+          }
+          if (!queues.has(lockName)) queues.set(lockName, []);
+          queues.get(lockName).push(req);
+          pump(lockName);
+        });
+      },
+    };
+    tab.BroadcastChannel = class FakeBroadcastChannel {
+      constructor(channelName) {
+        this.name = channelName;
+        this.tab = tab;
+        this.closed = false;
+        this.onmessage = null;
+        channels.add(this);
+      }
+      postMessage(data) {
+        if (this.closed) throw new DOMException("closed", "InvalidStateError");
+        if (tab.frozen) return void outbox.push([this, data]);
+        for (const other of channels) {
+          if (other !== this && other.name === this.name && !other.closed) other.receive(structuredClone(data));
+        }
+      }
+      receive(data) {
+        setImmediate(() => {
+          if (this.closed || tab.cached) return;
+          if (tab.frozen) return void inbox.push([this, data]);
+          if (this.onmessage) this.onmessage({ data });
+        });
+      }
+      close() {
+        this.closed = true;
+        channels.delete(this);
+      }
+    };
+    /** The document goes away: no pagehide handler needed, the browser frees its lock. */
+    tab.destroy = () => {
+      tab.closed = true;
+      for (const channel of [...channels]) if (channel.tab === tab) channel.close();
+      for (const queue of queues.values()) {
+        for (let i = queue.length - 1; i >= 0; i--) if (queue[i].owner === tab) queue.splice(i, 1);
+      }
+      for (const [lockName, req] of held) {
+        if (req.owner === tab) {
+          held.delete(lockName);
+          pump(lockName);
+        }
+      }
+    };
+    tab.freeze = () => { tab.frozen = true; };
+    tab.resume = () => {
+      tab.frozen = false;
+      for (const [channel, data] of outbox.splice(0)) channel.postMessage(data);
+      for (const [channel, data] of inbox.splice(0)) channel.receive(data);
+    };
+    /** What the tab's options need to take part. */
+    tab.options = () => ({ locks: tab.locks, BroadcastChannel: tab.BroadcastChannel, window: tab.window });
+    origin.tabs.push(tab);
+    return tab;
+  };
+  origin.holder = (lockName) => (held.get(lockName) || { owner: null }).owner;
+  return origin;
+}
+
+/**
+ * Settle until `condition()` holds (real async work, such as crypto.subtle, included), moving
+ * the last world's clock 5 ms at a time (at most `ms` of it) meanwhile.
+ */
+export async function until(condition, what = "condition", ms = 3000) {
+  const end = Date.now() + 3000;
+  let moved = 0;
+  while (!condition()) {
+    if (Date.now() > end || moved > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 1));
+    if (lastWorld) await lastWorld.clock.advance(5);
+    moved += 5;
+    await settle();
+  }
 }

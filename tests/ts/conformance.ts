@@ -9,6 +9,7 @@
  * 3. the Client's public members (neither `_private` nor the internals listed below) are
  *    exactly the declared ones, and so are the event names of `on()` (one payload each, plus
  *    the two whose listeners get `(topic, member)`);
+ *    A SharedClient (a tab sharing a connection, share.js) has the same public members;
  * 4. the declared data types (options, stats, publications...) equal the JSDoc ones, key for
  *    key and both ways assignable.
  */
@@ -19,6 +20,7 @@ import type * as impl from "./generated/client.js";
 import type * as I from "./generated/client.js";
 import type { State as IState } from "./generated/client-core.js";
 import type { Frame as IFrame } from "./generated/codec.js";
+import type { SharedClient as IShared } from "./generated/share.js";
 import type { Stats as IStats } from "./generated/stats.js";
 import type { Publication as IPublication } from "./generated/subscriptions.js";
 import type {
@@ -60,6 +62,13 @@ names<PublicMembers, keyof D.Client>();
 names<keyof D.Client, PublicMembers>();
 check<Equal<Parameters<I.Client["on"]>[0], keyof D.ClientEvents | D.MemberEvent>>();
 check<Same<Awaited<ReturnType<I.Client["subscribe"]>["ready"]>, D.SubscribeResult>>();
+
+// 3b. A tab sharing a connection gets a SharedClient (share.js) from connect(): the same public
+//     surface as a Client, each member assignable to the declared one.
+type SharedMembers = Exclude<keyof IShared, `_${string}` | "options">;
+names<SharedMembers, keyof D.Client>();
+names<keyof D.Client, SharedMembers>();
+export const sharedIsClient: { [K in keyof D.Client]: D.Client[K] } = {} as { [K in SharedMembers]: IShared[K] };
 
 // 4. The data types.
 check<Same<I.Options, D.Options>>();

@@ -79,6 +79,10 @@ const options: Options = {
   window,
   document,
   navigator: { onLine: true },
+  share: true,
+  shareKey: "user-42",
+  BroadcastChannel,
+  locks: navigator.locks,
 };
 const noFailback: Options = { failback: false, storage: null, token: "static-token" };
 const syncToken: Options = { token: () => "from-a-cookie-or-a-store" };
@@ -95,6 +99,10 @@ const transport: TransportName | null = rt.transport;
 const id: string | null = rt.id;
 const reason: string | null = rt.fallbackReason;
 const stats: Stats = rt.stats;
+const leads: boolean = rt.leader;
+const sharing: boolean = rt.shared;
+const ownConnection = connect("/realtime", { share: false });
+console.log(leads ? "leads" : sharing ? "follows" : "alone", ownConnection.leader);
 
 function describe(s: Stats): string {
   const fallbacks = s.fallbacks.map((f) => `${f.from} -> ${f.to ?? "none"}: ${f.reason} @${f.at}`);
@@ -182,6 +190,7 @@ const offs: (() => void)[] = [
     if (!r.recovered) console.log("gap in", r.topic);
   }),
   rt.on("message", (m) => console.log(m.event, m.data)),
+  rt.on("leader", ({ leader }) => console.log(leader ? "this tab leads" : "this tab follows")),
   rt.on("error", (e: ErrorEvent) => {
     switch (e.type) {
       case "negotiate":

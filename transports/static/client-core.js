@@ -33,7 +33,7 @@ import { READY } from "./transport-base.js";
 /**
  * The events of {@link Client.on}: one payload each, except "join" and "leave", whose listeners
  * get `(topic, member)`.
- * @typedef {"state" | "transport" | "error" | "recovered" | "message" | "presence" | "join" | "leave"} EventName
+ * @typedef {"state" | "transport" | "error" | "recovered" | "message" | "presence" | "join" | "leave" | "leader"} EventName
  */
 /** @typedef {"connecting" | "open" | "reconnecting" | "closed"} State */
 
@@ -65,6 +65,10 @@ export class Client {
     this._fallbackReport = null;
     /** @type {Stats} */
     this.stats = newStats();
+    /** whether this tab holds the connection (always, when not sharing it: share.js) */
+    this.leader = true;
+    /** whether the connection is shared with other tabs (share.js): never for a Client */
+    this.shared = false;
     this.clientKey = randomKey(o.random);
     this._ref = this._gen = this._attempt = this._retryHint = 0;
     this._connecting = this._waitOnline = this._everOpen = false;

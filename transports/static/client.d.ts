@@ -74,6 +74,17 @@ export interface Options {
   storage?: Storage | null;
   /** How long that memory is trusted, in ms (600000: 10 minutes). */
   rememberMs?: number;
+  /** Share one connection between the tabs of this origin that connect to the same URL, with
+   * the same transports and credentials (default true). Where the browser lacks Web Locks,
+   * BroadcastChannel or crypto.subtle, the client connects on its own. */
+  share?: boolean;
+  /** Names the credentials for tab sharing: tabs share only with tabs of the same key. Default:
+   * the `token` string; with a `token` function, tabs share only when this is set. */
+  shareKey?: string;
+  /** BroadcastChannel constructor to use instead of the global one (tests). */
+  BroadcastChannel?: any;
+  /** LockManager to use instead of `navigator.locks` (tests). */
+  locks?: any;
   /** WebSocket constructor to use instead of the global one (tests). */
   WebSocket?: any;
   /** EventSource constructor to use instead of the global one (tests). */
@@ -109,6 +120,8 @@ export declare const DEFAULTS: Readonly<{
  * transport that works through the network (WebSocket, then SSE, then long-poll by default),
  * reconnect with backoff, resume topics without loss or duplicates, and move back to a better
  * transport when it works again. Returns at once; the client connects in the background.
+ * By default the tabs of the origin that connect to the same URL with the same transports and
+ * credentials share one connection (`share`, `shareKey`); each tab still gets a whole Client.
  * @param url the extension's URL prefix, e.g. "/realtime" or "https://host/realtime"
  * @throws TypeError when there is no fetch, or no usable transport
  */
@@ -309,6 +322,8 @@ export interface ClientEvents {
   message: { event: string; data: any };
   /** a presence snapshot was applied to a topic subscribed with `{presence: true}` */
   presence: PresenceSync;
+  /** this tab started or stopped holding the connection it shares with other tabs */
+  leader: { leader: boolean };
 }
 
 /** The presence changes ({@link Client.on}): their listeners get `(topic, member)`. */
@@ -316,7 +331,7 @@ export type MemberEvent = "join" | "leave";
 
 /** A realtime client. Create it with {@link connect}. */
 export declare class Client {
-  /** Same as {@link connect}. */
+  /** Like {@link connect} with `share: false`: a connection of its own, never shared. */
   constructor(url: string, options?: Options);
   /** "connecting" until the first open, then "open" / "reconnecting", finally "closed". */
   readonly state: State;
@@ -326,8 +341,13 @@ export declare class Client {
   readonly id: string | null;
   /** Why the client is not on the first transport (human-readable), null when it is. */
   readonly fallbackReason: string | null;
-  /** Counters for debugging. */
+  /** Counters for debugging (when sharing: the leader's connection's). */
   readonly stats: Stats;
+  /** Whether this tab holds the connection: true when not sharing, and for the tab that leads
+   * a share group (a "leader" event tells each change). */
+  readonly leader: boolean;
+  /** Whether this client shares a connection with other tabs of the origin (see `share`). */
+  readonly shared: boolean;
   /**
    * Subscribe to a topic; the handler gets every publication once, in order, across reconnects
    * and transport switches.

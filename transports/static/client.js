@@ -21,11 +21,13 @@
  * (transport-websocket.js, transport-sse.js, transport-longpoll.js: each looks like a
  * WebSocket), transports.js (the registry: the only list of transport names), options.js,
  * negotiate.js, conn.js, and the Client (client-core.js) with its helpers subscriptions.js,
- * presence.js, requests.js, failback.js, events.js, page.js, stats.js.
+ * presence.js, requests.js, failback.js, events.js, page.js, stats.js. Tab sharing: share.js
+ * (each tab's client, the election) and share-leader.js (the leader's connection for all).
  */
 
 import { Client } from "./client-core.js";
 import { PROTOCOL_VERSION } from "./codec.js";
+import { SharedClient, shareSupport } from "./share.js";
 
 export { Client } from "./client-core.js";
 export { FRAME, PROTOCOL_VERSION, decodeFrame, encodeFrame, fromBase64, toBase64 } from "./codec.js";
@@ -46,9 +48,13 @@ export { WebSocketTransport } from "./transport-websocket.js";
  * transport when it works again.
  * @param {string} url the extension's URL prefix, e.g. "/realtime" or "https://host/realtime"
  * @param {Options} [options]
- * @returns {Client}
+ * @returns {Client} (a SharedClient, with the same members, when the tab shares a connection)
  */
-export function connect(url, options) {
+export function connect(url, options = {}) {
+  // Tab sharing (share.js): where the browser can, the tabs of a group share one connection and
+  // this tab gets a SharedClient, with the same API; `new Client()` always connects on its own.
+  const support = shareSupport(options);
+  if (support) return /** @type {Client} */ (/** @type {unknown} */ (new SharedClient(url, options, support)));
   return new Client(url, options);
 }
 

@@ -355,6 +355,7 @@ export function tappedOptions(name, tap, extra = {}) {
     transports: [name],
     storage: null,
     failback: false,
+    share: false, // its own connection, through the tapped constructors
     WebSocket: tap.webSocket(g.WebSocket),
     EventSource: tap.eventSource(g.EventSource),
     fetch: tap.fetch((url, init) => g.fetch(url, init)),

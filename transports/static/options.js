@@ -39,6 +39,12 @@ import { TRANSPORT_NAMES, isTransportName, transportClass } from "./transports.j
  * @property {Storage | null} [storage] where the transport that worked is remembered
  *   (sessionStorage, else localStorage; null to disable)
  * @property {number} [rememberMs] how long that memory is trusted (10 minutes)
+ * @property {boolean} [share] share one connection between the tabs of this origin that connect
+ *   to the same URL with the same credentials (default true; share.js)
+ * @property {string} [shareKey] names the credentials for tab sharing: tabs share only with tabs
+ *   of the same key (default: the `token` string; with a token function, no sharing without it)
+ * @property {any} [BroadcastChannel] constructor to use instead of the global one (tests)
+ * @property {any} [locks] LockManager to use instead of `navigator.locks` (tests)
  * @property {any} [WebSocket] constructor to use instead of the global one (tests)
  * @property {any} [EventSource] constructor to use instead of the global one (tests)
  * @property {Fetch} [fetch] function to use instead of the global fetch (tests)

@@ -12,7 +12,7 @@ import { codeError, decodeFrame, encodeFrame } from "./codec.js";
 
 /**
  * @typedef {Object} SendEntry an EVENT or PUBLISH waiting for its REPLY
- * @property {number} ref
+ * @property {number | string} ref
  * @property {Frame} frame
  * @property {(data: any) => void} resolve
  * @property {(error: Error) => void} reject
@@ -25,17 +25,22 @@ export class Requests {
   /** @param {Client} client */
   constructor(client) {
     this.client = client;
-    /** @type {Map<number, SendEntry>} sent, waiting for a REPLY */
+    /** @type {Map<number | string, SendEntry>} sent, waiting for a REPLY */
     this.inflight = new Map();
     /** @type {SendEntry[]} not sent yet */
     this.queue = [];
   }
 
-  /** @param {(ref: number) => Frame} build @returns {Promise<any>} the REPLY data */
-  request(build) {
+  /**
+   * @param {(ref: number | string) => Frame} build
+   * @param {number | string} [given] the ref, when the caller chose it: a tab's, on a shared
+   *   connection (share-leader.js); it must not collide with the client's own numbers
+   * @returns {Promise<any>} the REPLY data
+   */
+  request(build, given) {
     const client = this.client;
     if (client.state === "closed") return Promise.reject(codeError("closed", "client is closed"));
-    const ref = ++client._ref;
+    const ref = given ?? ++client._ref;
     return new Promise((resolve, reject) => {
       /** @type {SendEntry} */
       const entry = { ref, frame: build(ref), resolve, reject, timer: null, sent: false };
@@ -73,7 +78,9 @@ export class Requests {
    * @param {Conn} conn
    */
   resend(conn) {
-    for (const entry of [...this.inflight.values()].sort((a, b) => a.ref - b.ref)) this.transmit(conn, entry);
+    // Numbers in order; a tab's string refs (share-leader.js) after them, in the order sent.
+    const order = (/** @type {SendEntry} */ e) => (typeof e.ref === "number" ? e.ref : Number.MAX_SAFE_INTEGER);
+    for (const entry of [...this.inflight.values()].sort((a, b) => order(a) - order(b))) this.transmit(conn, entry);
     const queued = this.queue;
     this.queue = [];
     for (const entry of queued) this.transmit(conn, entry);

@@ -24,11 +24,14 @@ import { TopicPresence, applyChange, applySnapshot, followedTopic } from "./pres
  * @property {Promise<any>} ready
  * @property {(value: any) => void} resolve
  * @property {(error: Error) => void} reject
+ * @property {number} [rewinding] SUBs in flight that moved the position back (tab sharing)
  */
 /**
  * A SUB waiting for its REPLY. `presence`: it asked for the topic's presence; `quiet`: it only
- * adds presence to a subscription already made (no "recovered" event).
- * @typedef {{topic: string, entry: TopicEntry, conn: Conn, since: any, presence: boolean, quiet: boolean}} PendingSub
+ * adds presence to a subscription already made (no "recovered" event); `rewind`: it subscribes
+ * again from an earlier position ({@link Subscriptions.rewind}).
+ * @typedef {{topic: string, entry: TopicEntry, conn: Conn, since: any, presence: boolean, quiet: boolean,
+ *   rewind?: boolean}} PendingSub
  */
 
 /**
@@ -102,14 +105,16 @@ export class Subscriptions {
    * Send SUB for `topic` on `conn`, from the last position processed, with the presence option
    * when the topic follows its members.
    * @param {Conn} conn @param {string} topic @param {boolean} [quiet] only to add presence
+   * @param {boolean} [rewind] from a position moved back ({@link Subscriptions.rewind})
    */
-  sub(conn, topic, quiet = false) {
+  sub(conn, topic, quiet = false, rewind = false) {
     const entry = /** @type {TopicEntry} */ (this.topics.get(topic));
     const ref = ++this.client._ref;
     const since = entry.position ? [entry.position.epoch, entry.position.offset] : null;
     const presence = entry.presence !== null;
     conn.subscribing.add(topic);
-    this.pending.set(ref, { topic, entry, conn, since, presence, quiet });
+    if (rewind) entry.rewinding = (entry.rewinding || 0) + 1;
+    this.pending.set(ref, { topic, entry, conn, since, presence, quiet, rewind });
     conn.transport.send(presence ? [FRAME.SUB, ref, topic, since, { presence: true }] : [FRAME.SUB, ref, topic, since]);
   }
 
@@ -135,7 +140,31 @@ export class Subscriptions {
 
   /** Forget the SUBs in flight on a connection that is gone. @param {Conn} conn */
   forget(conn) {
-    for (const [ref, sub] of this.pending) if (sub.conn === conn) this.pending.delete(ref);
+    for (const [ref, sub] of this.pending) {
+      if (sub.conn !== conn) continue;
+      this.pending.delete(ref);
+      if (sub.rewind) sub.entry.rewinding = (sub.entry.rewinding || 1) - 1;
+    }
+  }
+
+  // --- tab sharing (share-leader.js) -------------------------------------------------------
+
+  /**
+   * Move a topic's position back to `position` and subscribe it again from there wherever it
+   * is subscribed: on a shared connection (share-leader.js), a tab that processed less than the
+   * connection did. Until the server answers that SUB the topic's PUBs are dropped: the replay
+   * after its REPLY brings them again, in order (each tab drops what it already has). A position
+   * of another epoch, or not behind the topic's, changes nothing.
+   * @param {string} topic @param {Position} position
+   */
+  rewind(topic, position) {
+    const entry = this.topics.get(topic);
+    const pos = entry && entry.position;
+    if (!entry || (pos && (pos.epoch !== position.epoch || pos.offset <= position.offset))) return;
+    entry.position = { epoch: position.epoch, offset: position.offset };
+    for (const conn of [this.client._conn, this.client._failback.probe]) {
+      if (conn && conn.accepted && (conn.subscribed.has(topic) || conn.subscribing.has(topic))) this.sub(conn, topic, false, true);
+    }
   }
 
   /** @param {Frame} frame `[1, topic, event, data, offset, epoch]` */
@@ -150,6 +179,7 @@ export class Subscriptions {
       if (state && state.position && advance(state, epoch, offset)) applyChange(this.client, followed, state, event, data);
       return;
     }
+    if (entry.rewinding) return; // replayed after the rewinding SUB's REPLY
     if (!advance(entry, epoch, offset)) return; // already processed (§7)
     // The message id the server gave this publication (protocol §7): "epoch:topic:offset".
     const pub = { id: `${epoch}:${topic}:${offset}`, topic, event, data, offset, epoch };
@@ -174,7 +204,10 @@ export class Subscriptions {
     const client = this.client;
     const { topic, entry, conn } = sub;
     conn.subscribing.delete(topic);
+    if (sub.rewind) entry.rewinding = (entry.rewinding || 1) - 1;
     if (this.topics.get(topic) !== entry) return; // unsubscribed meanwhile
+    // An earlier SUB answered while a rewind waits: the rewinding SUB's REPLY sets the position.
+    const moves = !entry.rewinding || sub.rewind === true;
     if (status !== "ok") {
       if (sub.quiet) {
         // Only adding presence failed: the subscription made before stands.
@@ -195,9 +228,9 @@ export class Subscriptions {
     if (sub.since) {
       // recovered: the missed PUBs follow. Not recovered: there is a gap; start from the
       // server's position and tell the application so that it reloads its state (§7).
-      if (!recovered && pos) entry.position = pos;
+      if (!recovered && pos && moves) entry.position = pos;
       if (!sub.quiet) client._events.emit("recovered", { topic, recovered });
-    } else if (pos && !(entry.position && entry.position.epoch === pos.epoch && entry.position.offset >= pos.offset)) {
+    } else if (moves && pos && !(entry.position && entry.position.epoch === pos.epoch && entry.position.offset >= pos.offset)) {
       entry.position = pos;
     }
     // The members are known before `ready` resolves.
