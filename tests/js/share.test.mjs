@@ -273,6 +273,22 @@ test("closing the leader hands over quietly; closing the last tab tells the serv
   assert.equal(b.client.state, "closed");
 });
 
+test("pagehide: the last tab of a group says goodbye; a leader with followers hands over instead", async () => {
+  const alone = await openTabs(1);
+  const only = alone.tabs[0];
+  only.window.dispatchEvent(Object.assign(new Event("pagehide"), { persisted: true }));
+  await alone.world.clock.advance(0);
+  assert.equal(framesOf(alone.world.session(0), 9).length, 0, "kept in the bfcache: no goodbye");
+  only.window.dispatchEvent(Object.assign(new Event("pagehide"), { persisted: false }));
+  await until(() => framesOf(alone.world.session(0), 9).length === 1, "the goodbye");
+
+  const { world, tabs } = await openTabs(2);
+  tabs[0].window.dispatchEvent(Object.assign(new Event("pagehide"), { persisted: false }));
+  await world.clock.advance(0);
+  assert.equal(framesOf(world.session(0), 9).length, 0, "a follower remains: no goodbye");
+  assert.equal(tabs[1].client.state, "open");
+});
+
 test("tabs with other credentials do not share, nor do tabs without the browser APIs or with share: false", async () => {
   const world = createWorld();
   const origin = createOrigin();

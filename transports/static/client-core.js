@@ -99,7 +99,7 @@ export class Client {
       wake: () => this._wake(),
       // A page that goes away for good says goodbye: the server frees the session and the
       // others see this client leave a topic's presence now, not when its session expires.
-      leave: () => this.close(),
+      leave: o.closeOnPageHide ? () => this.close() : undefined,
     });
     queueMicrotask(() => this._cycle());
   }

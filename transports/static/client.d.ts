@@ -78,6 +78,9 @@ export interface Options {
    * the same transports and credentials (default true). Where the browser lacks Web Locks,
    * BroadcastChannel or crypto.subtle, the client connects on its own. */
   share?: boolean;
+  /** Close the client (a goodbye to the server) when the page goes away for good: `pagehide` not
+   * into the back-forward cache. Default true. */
+  closeOnPageHide?: boolean;
   /** Names the credentials for tab sharing: tabs share only with tabs of the same key. Default:
    * the `token` string; with a `token` function, tabs share only when this is set. */
   shareKey?: string;

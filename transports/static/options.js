@@ -39,6 +39,8 @@ import { TRANSPORT_NAMES, isTransportName, transportClass } from "./transports.j
  * @property {Storage | null} [storage] where the transport that worked is remembered
  *   (sessionStorage, else localStorage; null to disable)
  * @property {number} [rememberMs] how long that memory is trusted (10 minutes)
+ * @property {boolean} [closeOnPageHide] close the client (a goodbye to the server) when the page
+ *   goes away for good: `pagehide` not into the back-forward cache (default true)
  * @property {boolean} [share] share one connection between the tabs of this origin that connect
  *   to the same URL with the same credentials (default true; share.js)
  * @property {string} [shareKey] names the credentials for tab sharing: tabs share only with tabs
@@ -101,6 +103,7 @@ export function resolveOptions(options) {
     fetch: (url, init) => fetchFn(url, init),
     clock: options.clock || realClock,
     random: options.random || Math.random,
+    closeOnPageHide: options.closeOnPageHide !== false,
     window: options.window !== undefined ? options.window : g.addEventListener ? g : null,
     document: options.document !== undefined ? options.document : g.document || null,
     navigator: options.navigator !== undefined ? options.navigator : g.navigator || null,

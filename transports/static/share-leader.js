@@ -107,7 +107,8 @@ export class Leader {
   start() {
     if (this.stopped || this.hub) return;
     const share = this.share;
-    const hub = new Client(share._url, { ...share._raw, share: false });
+    // The tab-sharing layer decides what a leaving page does (it hands the connection over).
+    const hub = new Client(share._url, { ...share._raw, share: false, closeOnPageHide: false });
     hub.clientKey = this.key; // before its first negotiate (a microtask away)
     this.hub = hub;
     let last = "";

@@ -257,7 +257,14 @@ export class SharedClient {
     }
     const win = this.options.window;
     if (win && typeof win.addEventListener === "function") {
-      const hide = () => { if (!this._leading) this._toLeader({ k: "bye" }); }; // back with `join` on pageshow
+      /** @param {any} event */
+      const hide = (event) => {
+        const leader = this._leading;
+        if (!leader) this._toLeader({ k: "bye" }); // back with `join` on pageshow
+        else if (!(event && event.persisted) && [...leader.tabs.keys()].every((tab) => tab === this._tab)) {
+          if (leader.hub) leader.hub.close(); // the last tab leaves for good: a goodbye to the server
+        }
+      };
       /** @param {any} event */
       const show = (event) => { if (event && event.persisted) this._join(); };
       win.addEventListener("pagehide", hide);
