@@ -30,6 +30,8 @@ export class Failback {
      * @type {{probe: any, stay: any, switch: any}}
      */
     this.timers = { probe: null, stay: null, switch: null };
+    /** the next probe is the one after a fast start: after `fastStart.probeAfterMs` */
+    this.soon = false;
   }
 
   /** @param {Conn} conn @returns {TransportName[]} the allowed transports the server offered */
@@ -39,14 +41,16 @@ export class Failback {
 
   /** Plan the next probe, if the current connection is not on the best offered transport. */
   schedule() {
-    const { failback, clock, random } = this.client.options;
+    const { failback, fastStart, clock, random } = this.client.options;
     const conn = this.client._conn;
     if (!failback || !conn || this.probe || this.timers.probe) return;
-    if (this.offered(conn).indexOf(conn.name) <= 0) return;
+    if (this.offered(conn).indexOf(conn.name) <= 0) return this.client._fastStartSettled(conn);
+    const soon = this.soon && fastStart;
+    this.soon = false;
     this.timers.probe = clock.setTimeout(() => {
       this.timers.probe = null;
       this.run();
-    }, failbackDelay(this.attempt, failback, random));
+    }, soon ? fastStart.probeAfterMs : failbackDelay(this.attempt, failback, random));
   }
 
   /** Negotiate a new session and try each better transport; on success subscribe, then switch. */
@@ -87,6 +91,7 @@ export class Failback {
       this.probe = null;
       client.stats.lastProbe = result.reason || `${name}: failed`;
     }
+    client._fastStartSettled(main);
     this.attempt++;
     this.schedule();
   }
@@ -111,6 +116,8 @@ export class Failback {
     const old = /** @type {Conn} */ (client._conn);
     this.probe = null;
     this.attempt = 0;
+    // The old session is told it is over (an HTTP transport's CLOSE), so the server frees it now.
+    if (old.accepted && old.transport) old.transport.leave();
     client._drop(old); // WebSocket close 1000 / EventSource close / polling stops
     client._conn = null;
     pushHistory(client.stats.switches, { from: old.name, to: probe.name, at: client.options.clock.now() });
