@@ -34,6 +34,7 @@ test("first visit: opens on long-poll, probes WebSocket at once and switches wit
   assert.deepEqual(client.stats.switches.map(({ from, to }) => [from, to]), [["longpoll", "websocket"]]);
   assert.equal(client.stats.fallbacks.length, 0);
   assert.equal(client.fallbackReason, null);
+  assert.equal(log.find(([n]) => n === "transport")[1].reason, "longpoll: fast start, probing the better transports");
   // The long-poll session was told it is over (CLOSE on POST /send), so the server frees it.
   assert.ok(world.sessions[0].received.some((f) => f[0] === 9));
   // The WebSocket subscribed from the long-poll's position.
@@ -53,12 +54,15 @@ test("a fast start is remembered only once the better transports failed (a buffe
   const client = world.connect(FAST);
   await world.clock.advance(0);
   assert.equal(client.transport, "longpoll");
-  assert.equal(client.fallbackReason, "longpoll: fast start, probing the better transports");
   assert.equal(remembered(world), null); // not yet: WebSocket and SSE are being probed
   await world.clock.advance(2500); // the probe: WebSocket refused, SSE silent past its deadline
   assert.equal(client.transport, "longpoll");
   assert.match(client.stats.lastProbe, /^sse: no first event within 2500 ms/);
   assert.equal(remembered(world).transport, "longpoll");
+  // What the probe found is what an ordered start would have: fallbacks, reported to the server.
+  assert.deepEqual(client.stats.fallbacks.map(({ from, to }) => [from, to]), [["websocket", "sse"], ["sse", "longpoll"]]);
+  assert.equal(client.fallbackReason, client.stats.lastProbe);
+  assert.deepEqual(world.negotiations.at(-1).body.fallback, { from: "websocket", to: "sse", reason: "refused" });
   client.close();
 
   // A new tab starts on long-poll as remembered, and probes at the ordinary failback pace.

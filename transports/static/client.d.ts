@@ -96,8 +96,9 @@ export interface Options {
   window?: any;
   /** Target of the visibilitychange listener (default: document; tests). */
   document?: any;
-  /** Online status source (default: navigator; tests). */
-  navigator?: { onLine?: boolean };
+  /** Online status source, and `connection`, whose `change` events mean the network changed
+   * (default: navigator; tests). */
+  navigator?: { onLine?: boolean; connection?: any };
 }
 
 /** Defaults of the {@link Options}: the registry's transports, then the policy's values. */

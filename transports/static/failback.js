@@ -62,7 +62,8 @@ export class Failback {
     const stillCurrent = () => gen === client._gen && client._conn === main;
     client.stats.probes++;
     const offered = this.offered(main);
-    for (const name of offered.slice(0, offered.indexOf(main.name))) {
+    const better = offered.slice(0, offered.indexOf(main.name));
+    for (const [i, name] of better.entries()) {
       let neg;
       try {
         neg = await negotiate(client);
@@ -90,6 +91,9 @@ export class Failback {
       }
       this.probe = null;
       client.stats.lastProbe = result.reason || `${name}: failed`;
+      // After a fast start, the probe is where the client finds out what fails: a fallback
+      // (stats.fallbacks, fallbackReason, and the reason reported in the next negotiate, §3).
+      if (main.fast) client._recordFallback(name, better[i + 1] || main.name, client.stats.lastProbe, result.cause || "error");
     }
     client._fastStartSettled(main);
     this.attempt++;

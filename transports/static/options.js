@@ -54,7 +54,8 @@ import { TRANSPORT_NAMES, isTransportName, transportClass } from "./transports.j
  * @property {() => number} [random] random source in [0, 1) (tests)
  * @property {any} [window] target of online/pageshow listeners (default: globalThis, tests)
  * @property {any} [document] target of visibilitychange listeners (default: document, tests)
- * @property {{onLine?: boolean}} [navigator] online status source (default: navigator, tests)
+ * @property {{onLine?: boolean, connection?: any}} [navigator] online status source, and the
+ *   network's (`connection` change events), default: navigator (tests)
  */
 
 /** Defaults for {@link connect} options: the registry's transports, then the policy's values. */
