@@ -1,6 +1,10 @@
 """Fast start (issue 18): from navigation to open, and to the final transport, per setup.
 
-    .venv/bin/python -m tests.browser.measure_fast [--runs 5] [--strategies a,b] [--json FILE]
+    .venv/bin/python -m tests.browser.measure_fast [--runs 5] [--strategies a,b] [--out DIR]
+    .venv/bin/python -m tests.browser.measure_fast --from-json DIR/fast-start.json --out DIR
+
+``--out bench/results`` writes ``fast-start.json`` (every visit) and ``fast-start.md`` (the
+tables docs/choosing-a-transport.md includes); ``--from-json`` renders them again from the JSON.
 
 Starts the app (tests/browser/serve_app.py), one nginx per profile and the silent-WebSocket
 proxy (tests/proxies.py: it accepts the upgrade, then drops every byte) in front of it, and
@@ -168,6 +172,48 @@ def report(visits: list[Visit], strategies: list[str]) -> str:
     ])
 
 
+BEFORE_AFTER = {"before": "before", "fast": "after"}
+"""The strategies the comparison page sets side by side, and their names there."""
+
+
+def section(name: str, body: str) -> str:
+    return f"<!-- --8<-- [start:{name}] -->\n{body.strip()}\n<!-- --8<-- [end:{name}] -->\n"
+
+
+def render(visits: list[Visit]) -> str:
+    """bench/results/fast-start.md: the sections docs/choosing-a-transport.md includes."""
+    runs = sum(1 for v in visits if (v.setup, v.strategy, v.visit) == (visits[0].setup, visits[0].strategy, "first"))
+    strategies = list(dict.fromkeys(v.strategy for v in visits))
+    pairs = [s for s in BEFORE_AFTER if s in strategies]
+    head = "| setup (final transport) | " + " | ".join(
+        f"{BEFORE_AFTER[s]}: {'first visit' if v == 'first' else v}" for s in pairs for v in VISITS
+    ) + " |"
+
+    def rows(origin: str) -> list[str]:
+        lines = [head, "|---|" + "---:|" * (len(pairs) * len(VISITS))]
+        for setup in SETUPS:
+            cells = [
+                cell([v for v in visits if (v.setup, v.strategy, v.visit) == (setup, s, visit)], origin)
+                for s in pairs
+                for visit in VISITS
+            ]
+            lines.append(f"| {setup} ({FINAL[setup]}) | " + " | ".join(cells) + " |")
+        return lines
+
+    load = median([v.start_ms for v in visits])
+    parts = [
+        "<!-- Rendered by python -m tests.browser.measure_fast --from-json "
+        "bench/results/fast-start.json --out bench/results; do not edit. -->\n",
+        section("method", f"Medians of {runs} runs per cell (a fresh browser context each), in ms."),
+        section("before-after", "\n".join(rows("connect"))),
+        section("navigation", "\n".join(rows("navigation"))
+                + f"\n\nThe page and its modules took {load} ms (median) from the navigation to "
+                "`connect()` on this shared machine; no connect strategy can shorten that part."),
+        section("strategies", table(visits, strategies, "connect")),
+    ]
+    return "\n".join(parts)
+
+
 @contextlib.contextmanager
 def setups(log_dir: Path) -> Any:
     """The app and every setup's base URL."""
@@ -186,11 +232,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--json", type=Path, help="also write every visit here")
     parser.add_argument("--from-json", type=Path, help="only print the tables of an earlier --json")
+    parser.add_argument("--out", type=Path, help="write fast-start.json and fast-start.md here")
     args = parser.parse_args(argv)
     strategies = args.strategies.split(",")
     if args.from_json:
         visits = [Visit(**v) for v in json.loads(args.from_json.read_text())]
         print(report(visits, [s for s in strategies if any(v.strategy == s for v in visits)]))
+        if args.out:
+            (args.out / "fast-start.md").write_text(render(visits))
         return 0
     with contextlib.ExitStack() as stack:
         log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="measure-fast-")))
@@ -203,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     print(report(visits, strategies))
     if args.json:
         args.json.write_text(json.dumps([asdict(v) for v in visits], indent=2))
+    if args.out:
+        (args.out / "fast-start.json").write_text(json.dumps([asdict(v) for v in visits], indent=1) + "\n")
+        (args.out / "fast-start.md").write_text(render(visits))
     return 0
 
 

@@ -10,7 +10,9 @@ several runs are in docs/choosing-a-transport.md (``python -m tests.browser.meas
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +21,7 @@ from playwright.sync_api import Browser
 from tests.proxies import SilentUpgradeProxy, in_thread
 
 from .harness import AppServer, record, wait_for
-from .measure_fast import FINAL, SETUPS, VISITS, final_at, load
+from .measure_fast import FINAL, SETUPS, VISITS, Visit, final_at, load, render
 
 OPEN_BOUND_MS = {"first": 2500, "new tab": 1500}
 """Navigation to open: far above the goal (500 ms), so that a loaded machine fails nothing."""
@@ -67,3 +69,11 @@ def test_fast_start_first_visit_and_new_tab(
             page.close()
     finally:
         context.close()
+
+
+def test_committed_figures_are_rendered_from_the_json() -> None:
+    """bench/results/fast-start.md (included by docs/choosing-a-transport.md) is what
+    ``measure_fast --from-json bench/results/fast-start.json --out bench/results`` renders."""
+    results = Path(__file__).resolve().parents[2] / "bench" / "results"
+    visits = [Visit(**v) for v in json.loads((results / "fast-start.json").read_text())]
+    assert (results / "fast-start.md").read_text() == render(visits)

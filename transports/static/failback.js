@@ -63,12 +63,14 @@ export class Failback {
     client.stats.probes++;
     const offered = this.offered(main);
     const better = offered.slice(0, offered.indexOf(main.name));
+    let unanswered = false; // a negotiate failed: nothing learnt about the transports
     for (const [i, name] of better.entries()) {
       let neg;
       try {
         neg = await negotiate(client);
       } catch (error) {
         client.stats.lastProbe = /** @type {Error} */ (error).message;
+        unanswered = true;
         break;
       }
       if (!stillCurrent()) return;
@@ -95,7 +97,7 @@ export class Failback {
       // (stats.fallbacks, fallbackReason, and the reason reported in the next negotiate, §3).
       if (main.fast) client._recordFallback(name, better[i + 1] || main.name, client.stats.lastProbe, result.cause || "error");
     }
-    client._fastStartSettled(main);
+    if (!unanswered) client._fastStartSettled(main);
     this.attempt++;
     this.schedule();
   }
