@@ -80,8 +80,13 @@ def page_url(base: str, options: dict[str, Any]) -> str:
     return f"{base}/page?start={quote(json.dumps(options))}"
 
 
-def load(context: BrowserContext, base: str, options: dict[str, Any], final: str,
-         timeout_ms: float = 30_000) -> tuple[Page, dict[str, Any]]:
+def load(
+    context: BrowserContext,
+    base: str,
+    options: dict[str, Any],
+    final: str,
+    timeout_ms: float = 30_000,
+) -> tuple[Page, dict[str, Any]]:
     """A new page of ``context`` that connects at once; returned once on ``final``."""
     page = context.new_page()
     page.goto(page_url(base, options), timeout=timeout_ms)
@@ -108,8 +113,15 @@ def measure_pair(browser: Browser, setup: str, base: str, strategy: str) -> list
         for visit in VISITS:
             page, rec = load(context, base, options, final)
             visits.append(
-                Visit(setup, strategy, visit, round(rec["t0"]), rec["openNav"], final_at(rec, final),
-                      rec["transports"])
+                Visit(
+                    setup,
+                    strategy,
+                    visit,
+                    round(rec["t0"]),
+                    rec["openNav"],
+                    final_at(rec, final),
+                    rec["transports"],
+                )
             )
             page.evaluate("() => window.client.close()")
             page.close()
@@ -118,7 +130,9 @@ def measure_pair(browser: Browser, setup: str, base: str, strategy: str) -> list
     return visits
 
 
-def measure_all(browser: Browser, bases: dict[str, str], strategies: list[str], runs: int) -> list[Visit]:
+def measure_all(
+    browser: Browser, bases: dict[str, str], strategies: list[str], runs: int
+) -> list[Visit]:
     """``runs`` pairs per setup and strategy, interleaved so that drift hits all alike."""
     visits: list[Visit] = []
     for _ in range(runs):
@@ -134,6 +148,7 @@ def median(values: list[float]) -> float | None:
 
 def cell(visits: list[Visit], origin: str) -> str:
     """Median "open / final" (ms) of some visits, from the navigation or from connect()."""
+
     def since(at: float | None, visit: Visit) -> float | None:
         return None if at is None else at - (visit.start_ms if origin == "connect" else 0)
 
@@ -145,13 +160,18 @@ def cell(visits: list[Visit], origin: str) -> str:
 def table(visits: list[Visit], strategies: list[str], origin: str = "connect") -> str:
     """Medians per setup, one column per strategy and visit: "open / final" in ms from
     ``origin`` ("connect": connect(), "navigation": the page's navigation)."""
-    head = "| setup (final transport) | " + " | ".join(
-        f"{s}: {v}" for s in strategies for v in VISITS
-    ) + " |"
+    head = (
+        "| setup (final transport) | "
+        + " | ".join(f"{s}: {v}" for s in strategies for v in VISITS)
+        + " |"
+    )
     lines = [head, "|---|" + "---:|" * (len(strategies) * len(VISITS))]
     for setup in dict.fromkeys(v.setup for v in visits):
         cells = [
-            cell([v for v in visits if (v.setup, v.strategy, v.visit) == (setup, strategy, visit)], origin)
+            cell(
+                [v for v in visits if (v.setup, v.strategy, v.visit) == (setup, strategy, visit)],
+                origin,
+            )
             for strategy in strategies
             for visit in VISITS
         ]
@@ -160,16 +180,26 @@ def table(visits: list[Visit], strategies: list[str], origin: str = "connect") -
 
 
 def report(visits: list[Visit], strategies: list[str]) -> str:
-    runs = max(sum(1 for v in visits if (v.setup, v.strategy, v.visit) == (visits[0].setup, visits[0].strategy, "first")), 1)
-    return "\n".join([
-        f"median of {runs} runs; ms open / on the final transport, from connect():",
-        table(visits, strategies, "connect"),
-        "",
-        "from the navigation (the page and its modules loading included):",
-        table(visits, strategies, "navigation"),
-        "",
-        f"navigation -> connect(), median of every visit: {median([v.start_ms for v in visits])} ms",
-    ])
+    load = median([v.start_ms for v in visits])
+    runs = max(
+        sum(
+            1
+            for v in visits
+            if (v.setup, v.strategy, v.visit) == (visits[0].setup, visits[0].strategy, "first")
+        ),
+        1,
+    )
+    return "\n".join(
+        [
+            f"median of {runs} runs; ms open / on the final transport, from connect():",
+            table(visits, strategies, "connect"),
+            "",
+            "from the navigation (the page and its modules loading included):",
+            table(visits, strategies, "navigation"),
+            "",
+            f"navigation -> connect(), median of every visit: {load} ms",
+        ]
+    )
 
 
 BEFORE_AFTER = {"before": "before", "fast": "after"}
@@ -182,18 +212,31 @@ def section(name: str, body: str) -> str:
 
 def render(visits: list[Visit]) -> str:
     """bench/results/fast-start.md: the sections docs/choosing-a-transport.md includes."""
-    runs = sum(1 for v in visits if (v.setup, v.strategy, v.visit) == (visits[0].setup, visits[0].strategy, "first"))
+    runs = sum(
+        1
+        for v in visits
+        if (v.setup, v.strategy, v.visit) == (visits[0].setup, visits[0].strategy, "first")
+    )
     strategies = list(dict.fromkeys(v.strategy for v in visits))
     pairs = [s for s in BEFORE_AFTER if s in strategies]
-    head = "| setup (final transport) | " + " | ".join(
-        f"{BEFORE_AFTER[s]}: {'first visit' if v == 'first' else v}" for s in pairs for v in VISITS
-    ) + " |"
+    head = (
+        "| setup (final transport) | "
+        + " | ".join(
+            f"{BEFORE_AFTER[s]}: {'first visit' if v == 'first' else v}"
+            for s in pairs
+            for v in VISITS
+        )
+        + " |"
+    )
 
     def rows(origin: str) -> list[str]:
         lines = [head, "|---|" + "---:|" * (len(pairs) * len(VISITS))]
         for setup in SETUPS:
             cells = [
-                cell([v for v in visits if (v.setup, v.strategy, v.visit) == (setup, s, visit)], origin)
+                cell(
+                    [v for v in visits if (v.setup, v.strategy, v.visit) == (setup, s, visit)],
+                    origin,
+                )
                 for s in pairs
                 for visit in VISITS
             ]
@@ -204,11 +247,16 @@ def render(visits: list[Visit]) -> str:
     parts = [
         "<!-- Rendered by python -m tests.browser.measure_fast --from-json "
         "bench/results/fast-start.json --out bench/results; do not edit. -->\n",
-        section("method", f"Medians of {runs} runs per cell (a fresh browser context each), in ms."),
+        section(
+            "method", f"Medians of {runs} runs per cell (a fresh browser context each), in ms."
+        ),
         section("before-after", "\n".join(rows("connect"))),
-        section("navigation", "\n".join(rows("navigation"))
-                + f"\n\nThe page and its modules took {load} ms (median) from the navigation to "
-                "`connect()` on this shared machine; no connect strategy can shorten that part."),
+        section(
+            "navigation",
+            "\n".join(rows("navigation"))
+            + f"\n\nThe page and its modules took {load} ms (median) from the navigation to "
+            "`connect()` on this shared machine; no connect strategy can shorten that part.",
+        ),
         section("strategies", table(visits, strategies, "connect")),
     ]
     return "\n".join(parts)
@@ -227,7 +275,9 @@ def setups(log_dir: Path) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.browser.measure_fast", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.browser.measure_fast", description=__doc__
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--json", type=Path, help="also write every visit here")
@@ -253,7 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps([asdict(v) for v in visits], indent=2))
     if args.out:
-        (args.out / "fast-start.json").write_text(json.dumps([asdict(v) for v in visits], indent=1) + "\n")
+        (args.out / "fast-start.json").write_text(
+            json.dumps([asdict(v) for v in visits], indent=1) + "\n"
+        )
         (args.out / "fast-start.md").write_text(render(visits))
     return 0
 

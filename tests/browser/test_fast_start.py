@@ -77,3 +77,31 @@ def test_committed_figures_are_rendered_from_the_json() -> None:
     results = Path(__file__).resolve().parents[2] / "bench" / "results"
     visits = [Visit(**v) for v in json.loads((results / "fast-start.json").read_text())]
     assert (results / "fast-start.md").read_text() == render(visits)
+
+
+def test_a_stale_memory_costs_a_second_not_the_deadlines(browser: Browser, silent_ws: str) -> None:
+    """The network changed while no page was open: localStorage says WebSocket worked, but the
+    path now accepts the upgrade and passes nothing. The page gets the remembered transport for
+    ``fastStart.rememberedDeadlineMs`` (1 s), then opens on long-poll and the probe moves it to
+    SSE, nothing lost or doubled."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(silent_ws + "/page")
+        page.evaluate(
+            "() => localStorage.setItem(`transports:last:${location.origin}/realtime`,"
+            " JSON.stringify({transport: 'websocket', at: Date.now()}))"
+        )
+        page.close()
+        page, rec = load(context, silent_ws, {}, "sse")
+        wait_for(page, "(n) => window.rec.ticks > n + 5", 10_000, arg=rec["ticks"])
+        rec = record(page)
+        print(f"\nstale memory: open {rec['openNav']} ms, on sse {final_at(rec, 'sse')} ms")
+        assert rec["transports"] == ["longpoll", "sse"]
+        fallbacks = rec["info"]["stats"]["fallbacks"]
+        assert fallbacks[0]["reason"] == "websocket: no round trip within 1000 ms", fallbacks
+        assert rec["openNav"] < OPEN_BOUND_MS["first"] + 1000
+        assert rec["tickGaps"] == [] and rec["states"] == ["open"]
+        page.evaluate("() => window.client.close()")
+    finally:
+        context.close()
