@@ -205,3 +205,29 @@ test("no fast start when long-poll is not allowed, or comes first anyway", async
   assert.equal(pollFirst.stats.probes, 0);
   pollFirst.close();
 });
+
+test("at the switch, the long-poll session's CLOSE waits for the POST in flight (one POST at a time, §6.2)", async () => {
+  const world = createWorld();
+  let active = 0;
+  let most = 0;
+  world.sendHook = async (init, session) => {
+    if (!session || session.n !== 0) return undefined;
+    active++;
+    most = Math.max(most, active);
+    // Every POST of the long-poll session takes 50 ms to answer.
+    await new Promise((resolve) => world.clock.setTimeout(resolve, 50));
+    active--;
+    return undefined;
+  };
+  const client = world.connect({ fastStart: { probeAfterMs: 10 } });
+  client.subscribe("news", () => {});
+  await world.clock.advance(0);
+  assert.equal(client.transport, "longpoll"); // its SUB POST is in flight
+  await world.clock.advance(10); // the probe switches to WebSocket meanwhile
+  assert.equal(client.transport, "websocket");
+  await world.clock.advance(200);
+  const closes = world.postLog.filter(({ session, body }) => session === world.sessions[0] && body.includes("[9,"));
+  assert.equal(closes.length, 1);
+  assert.equal(most, 1);
+  client.close();
+});
