@@ -5,7 +5,8 @@
  *
  * `?transports=sse,longpoll` (any subset, any order) is passed to connect() as the order to try,
  * and the transport that worked is then not remembered (so the order in the URL is the order
- * used). Without it the client tries websocket, then sse, then longpoll.
+ * used). Without it the client's defaults apply: the transport remembered from an earlier page,
+ * else a fast start on longpoll that moves up to sse or websocket once a probe finds them working.
  *
  * For tests and the curious, `window.demo` holds the client, the feed and a few helpers.
  */

@@ -4,7 +4,8 @@
 
 Starts the app (tests/browser/serve_app.py), one nginx per profile in front of it and Debian's
 Chromium, then for each setup ("direct" and every profile) opens the test page ``runs`` times,
-each in a fresh browser context (no remembered transport), and measures in the page, with
+each in a fresh browser context (no remembered transport) with the ordered start (`fastStart:
+false`; the default fast start is measured by measure_fast.py), and measures in the page, with
 ``performance.now()``:
 
 * ``open``: from ``connect("/realtime")`` to the client's state "open";
@@ -65,13 +66,18 @@ class Summary:
     median_open_ms: float
 
 
+ORDERED = {"fastStart": False}
+"""The ordered start this measures (each transport in turn, full deadlines); the fast start, the
+default, is measured by measure_fast.py."""
+
+
 def measure_once(browser: Browser, setup: str, base: str, timeout_ms: float = 30_000) -> Run:
     """One page load in a fresh context: connect, wait for the first message, read the times."""
     context = browser.new_context()
     try:
         page = context.new_page()
         open_page(page, base)
-        start_client(page)
+        start_client(page, ORDERED)
         page.wait_for_function("window.rec.firstTick !== null", timeout=timeout_ms)
         rec = record(page)
         page.evaluate("() => window.client.close()")

@@ -44,7 +44,8 @@ import { connect } from "/realtime/client.js";
 // Everything the tests read, as plain JSON. Times are ms since connect() (performance.now()).
 const rec = { t0: null, states: [], transports: [], recovered: [], errors: [], pubs: {},
               firstTick: null, ticks: 0, lastTick: null, openAt: null, tickGaps: [],
-              messages: [], leaders: [], firstOffset: null, lastOffset: null };
+              messages: [], leaders: [], firstOffset: null, lastOffset: null, openNav: null,
+              transportsNav: [] };
 window.rec = rec;
 const since = () => Math.round((performance.now() - rec.t0) * 10) / 10;
 
@@ -52,13 +53,23 @@ window.harness = {
   /** Connect and subscribe to the ticker at once; the first tick marks "first message". */
   start(options) {
     rec.t0 = performance.now();
-    const client = connect("/realtime", options || {});
+    options = options || {};
+    // JSON cannot carry a Storage: "session" and "local" name the page's own.
+    if (options.storage === "session") options.storage = sessionStorage;
+    if (options.storage === "local") options.storage = localStorage;
+    const client = connect("/realtime", options);
     window.client = client;
     client.on("state", (s) => {
       rec.states.push(s.state);
-      if (s.state === "open" && rec.openAt === null) rec.openAt = since();
+      if (s.state === "open" && rec.openAt === null) {
+        rec.openAt = since();
+        rec.openNav = Math.round(performance.now()); // ms since the navigation started
+      }
     });
-    client.on("transport", (t) => rec.transports.push(t.transport));
+    client.on("transport", (t) => {
+      rec.transports.push(t.transport);
+      rec.transportsNav.push([t.transport, Math.round(performance.now())]);
+    });
     client.on("recovered", (r) => rec.recovered.push({ topic: r.topic, recovered: r.recovered }));
     client.on("error", (e) => rec.errors.push(`${e.type}: ${e.message}`));
     client.on("message", (m) => rec.messages.push({ event: m.event, data: m.data }));
@@ -92,6 +103,10 @@ window.harness = {
   },
 };
 window.harnessReady = true;
+// /page?start=<JSON options>: connect as the module runs (times from the navigation, no test
+// round trip in between).
+const autostart = new URLSearchParams(location.search).get("start");
+if (autostart !== null) window.harness.start(JSON.parse(autostart || "{}"));
 </script>
 """
 

@@ -52,7 +52,7 @@ def test_a_flapping_websocket_is_demoted_to_sse_and_comes_back_via_the_probe(
         assert info["transport"] == "sse"
         assert info["stats"]["probes"] > probes
         assert proxy.upgrades - upgrades <= info["stats"]["probes"] - probes
-        saved = page.evaluate("() => JSON.stringify(Object.values({...sessionStorage}))")
+        saved = page.evaluate("() => JSON.stringify(Object.values({...localStorage}))")
         assert "demoted" in saved and "websocket" in saved
 
         # Fixed: the next probe lives, stays up 4 s, and the client switches back.

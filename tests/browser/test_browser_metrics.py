@@ -33,7 +33,8 @@ def test_a_fallback_through_nginx_without_upgrade_is_counted(page: Page, log_dir
         assert fallbacks(app.url) == {}
         open_page(page, proxy.url)
         start_client(page)
-        wait_for(page, "() => window.client && window.client.state === 'open'", 30_000)
+        # A fast start opens on long-poll; its probe finds the upgrade refused and moves to SSE.
+        wait_for(page, "() => window.client && window.client.transport === 'sse'", 30_000)
         info = record(page)["info"]
         assert info["transport"] == "sse"
         assert [f["from"] for f in info["stats"]["fallbacks"]] == ["websocket"]

@@ -116,7 +116,10 @@ def test_two_pages_see_each_other_then_the_leave(
         query = "" if transport == "websocket" else f"?transports={transport}"
         a = open_demo(first, f"{cluster}/{query}")
         b = open_demo(second, f"{cluster}/{query}")
-        assert second.evaluate("() => window.demo.client.transport") == transport
+        # Without ?transports=, a fast start opens on long-poll and moves up to WebSocket.
+        second.wait_for_function(
+            "(t) => window.demo.client.transport === t", arg=transport, timeout=15_000
+        )
         name_a, name_b = (
             p.evaluate("() => localStorage.getItem('demo:name')") for p in (first, second)
         )

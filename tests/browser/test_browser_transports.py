@@ -53,6 +53,10 @@ FALLBACKS = {
     ],
 }
 
+ORDERED = {"fastStart": False}
+"""The ordered start (each transport in turn with its full deadline) these tests check; the fast
+start, the default, is test_fast_start.py's."""
+
 _topics = itertools.count(1)
 
 
@@ -103,7 +107,7 @@ def check_round_trip(page: Page, base: str, topic: str) -> None:
 def test_default_order_reaches_best_transport(page: Page, base_url: Any, setup: str) -> None:
     base = base_url(setup)
     open_page(page, base)
-    start_client(page)
+    start_client(page, ORDERED)
     rec = wait_first_tick(page)
     info = rec["info"]
     TIMINGS.append(
@@ -209,13 +213,13 @@ def test_remembered_transport_after_reload(page: Page, proxies: dict[str, Nginx]
     """After a load that fell back to SSE, a reload starts on SSE without trying WebSocket."""
     base = proxies["a-no-upgrade"].url
     open_page(page, base)
-    start_client(page)
+    start_client(page, ORDERED)
     first = wait_open(page)
     assert first["info"]["transport"] == "sse"
     assert len(first["info"]["stats"]["fallbacks"]) == 1
     page.reload()
     page.wait_for_function("window.harnessReady === true", timeout=10_000)
-    start_client(page)
+    start_client(page, ORDERED)
     again = wait_first_tick(page)
     assert again["info"]["transport"] == "sse"
     assert again["info"]["stats"]["fallbacks"] == []
@@ -236,7 +240,7 @@ def test_switches_up_when_the_proxy_is_fixed(page: Page, app: AppServer) -> None
     to WebSocket without a gap, a duplicate or a state change."""
     with nginx_proxy("a-no-upgrade", app.port) as proxy:
         open_page(page, proxy.url)
-        start_client(page, {"failback": {"min": 1000, "max": 2000}})
+        start_client(page, {"failback": {"min": 1000, "max": 2000}, **ORDERED})
         first = wait_first_tick(page)
         assert first["info"]["transport"] == "sse"
         topic = fresh_topic("switch")
@@ -314,7 +318,7 @@ def test_server_killed_and_restarted(
     receives what is published after the restart."""
     with contextlib_proxy(setup, own_app) as base:
         open_page(page, base)
-        start_client(page, {"transports": transports} if transports else {})
+        start_client(page, {"transports": transports} if transports else ORDERED)
         before = wait_first_tick(page)
         transport = before["info"]["transport"]
         assert transport == (transports[0] if transports else "websocket")

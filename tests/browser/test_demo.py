@@ -287,7 +287,11 @@ def test_fallback_is_explained(page: Page, demo: DemoServer) -> None:
     """Behind a proxy that drops the WebSocket upgrade the page ends on SSE and says why."""
     with nginx_proxy("a-no-upgrade", demo.port) as proxy:
         open_demo(page, proxy.url)
-        assert text_of(page, "transport") == "sse"
+        # A fast start opens on long-poll; the probe finds the upgrade refused, moves to SSE.
+        page.wait_for_function(
+            "() => document.querySelector('[data-testid=transport]')?.textContent === 'sse'",
+            timeout=15_000,
+        )
         why = text_of(page, "negotiated")
         assert "Negotiated sse, not websocket: websocket: closed with 1006" in why, why
         assert (

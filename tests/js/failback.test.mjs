@@ -26,7 +26,7 @@ test("the transport that worked is remembered per endpoint and the next page loa
 
 test("the memory is ignored after rememberMs", async () => {
   const world = createWorld();
-  world.storage.setItem(KEY, JSON.stringify({ transport: "longpoll", at: world.clock.now() - 11 * 60 * 1000 }));
+  world.storage.setItem(KEY, JSON.stringify({ transport: "longpoll", at: world.clock.now() - 25 * 60 * 60 * 1000 }));
   const client = world.connect();
   await world.clock.advance(0);
   assert.equal(client.transport, "websocket");
@@ -209,7 +209,7 @@ test("close() removes the page listeners", async () => {
   await world.clock.advance(0);
   // The handlers guard themselves on state "closed", so only the listener lists can tell
   // whether close() took them off the page.
-  assert.deepEqual(window.types(), ["online", "pagehide", "pageshow"]);
+  assert.deepEqual(window.types(), ["offline", "online", "pagehide", "pageshow"]);
   assert.deepEqual(document.types(), ["visibilitychange"]);
   client.close();
   assert.deepEqual(window.types(), []);

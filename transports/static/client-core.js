@@ -13,7 +13,7 @@ import { Emitter } from "./events.js";
 import { Failback } from "./failback.js";
 import { negotiate, offers, randomKey } from "./negotiate.js";
 import { orderTransports, resolveOptions } from "./options.js";
-import { bindPage, isOffline, recallDemoted, recallTransport, rememberTransport } from "./page.js";
+import { bindPage, forgetTransport, isOffline, recallDemoted, recallTransport, rememberTransport } from "./page.js";
 import { toListing } from "./presence.js";
 import { afterClose, flapCount, isStable, positive, reconnectDelay, serverHint } from "./policy.js";
 import { Requests } from "./requests.js";
@@ -88,6 +88,8 @@ export class Client {
     this._timers = {};
     /** @type {TransportName | null} */
     this._preferred = recallTransport(o, this.storageKey);
+    /** the preferred transport came from the memory (another page), not from this client */
+    this._remembered = this._preferred !== null;
     /** @type {Partial<Record<TransportName, number>>} transports demoted for flapping, and when */
     this._demoted = recallDemoted(o, this.storageKey);
     if (this._preferred && this._preferred !== o.transports[0]) {
@@ -100,7 +102,8 @@ export class Client {
       // A page that goes away for good says goodbye: the server frees the session and the
       // others see this client leave a topic's presence now, not when its session expires.
       leave: o.closeOnPageHide ? () => this.close() : undefined,
-    });
+      network: () => this._networkChanged(),
+    }, o.navigator);
     queueMicrotask(() => this._cycle());
   }
 
@@ -206,7 +209,8 @@ export class Client {
     this.stats.attempts++;
     const gen = this._gen;
     try {
-      const order = orderTransports(this.options.transports, this._preferred, Object.keys(this._demoted));
+      const plan = this._fastStartPlan(orderTransports(this.options.transports, this._preferred, Object.keys(this._demoted)));
+      const order = plan.order;
       let neg = null;
       for (let i = 0; i < order.length; i++) {
         const name = order[i];
@@ -226,8 +230,9 @@ export class Client {
           continue;
         }
         const conn = new Conn(name, neg);
+        conn.fast = name === plan.fast;
         neg = null; // the ticket is single use: renegotiate before the next attempt
-        const result = await conn.open(this);
+        const result = await conn.open(this, i === 0 ? plan.deadline : undefined);
         if (gen !== this._gen) return this._drop(conn);
         if (result.ok) return this._attach(conn, null);
         this._recordFallback(name, next, result.reason || `${name}: failed`, result.cause || "error");
@@ -236,6 +241,45 @@ export class Client {
     } finally {
       this._connecting = false;
     }
+  }
+
+  /**
+   * This cycle's order and the fast start's part in it (options.fastStart): with no transport
+   * known (no memory, or the network changed), the fast one first; on the page's first
+   * connection, a remembered transport other than it gets the shorter `rememberedDeadlineMs`,
+   * with the fast one next. `fast`: the transport whose connection is a fast start (the better
+   * ones are probed soon after it opens, and it is remembered only once they failed).
+   * @param {TransportName[]} order
+   * @returns {{order: TransportName[], fast: TransportName | null, deadline?: number}}
+   */
+  _fastStartPlan(order) {
+    const fast = this.options.fastStart;
+    if (!fast || order[0] === fast.transport || this._demoted[fast.transport]) return { order, fast: null };
+    const rest = order.filter((name) => name !== fast.transport);
+    if (!this._preferred) return { order: [fast.transport, ...rest], fast: fast.transport };
+    if (this._everOpen || !this._remembered) return { order, fast: null };
+    return { order: [order[0], fast.transport, ...rest.slice(1)], fast: fast.transport, deadline: fast.rememberedDeadlineMs };
+  }
+
+  /**
+   * The fast start's connection stays: the probe found no better transport working. Now it is
+   * the transport known to work, and remembered.
+   * @param {Conn} conn
+   */
+  _fastStartSettled(conn) {
+    if (!conn.fast || conn !== this._conn) return;
+    conn.fast = false;
+    this._preferred = conn.name;
+    rememberTransport(this.options, this.storageKey, conn.name, this._demoted);
+  }
+
+  /** The network may have changed (online, offline, connection change): what worked may not. */
+  _networkChanged() {
+    forgetTransport(this.options, this.storageKey);
+    this._preferred = null;
+    this._remembered = false;
+    this._demoted = {};
+    this._flaps = {};
   }
 
   /** @param {any} error */
@@ -281,7 +325,8 @@ export class Client {
     this._everOpen = true;
     this.transport = conn.name;
     this.id = conn.neg.id == null ? null : String(conn.neg.id);
-    this._lastTransport = this._preferred = conn.name;
+    this._lastTransport = conn.name;
+    if (!conn.fast) this._preferred = conn.name;
     this._retryHint = serverHint(conn.neg.retry);
     if (reconnect) this.stats.reconnects++;
     if (this._reauth && !switchedFrom) {
@@ -290,8 +335,11 @@ export class Client {
       this.stats.reauthentications++;
     }
     if (conn.name === this.options.transports[0]) this.fallbackReason = null;
+    else if (conn.fast && !this.fallbackReason) this.fallbackReason = `${conn.name}: fast start, probing the better transports`;
     const reason = switchedFrom ? `${conn.name} works again (was ${switchedFrom.name})` : this.fallbackReason;
-    rememberTransport(this.options, this.storageKey, conn.name, this._demoted);
+    // A fast start proves nothing about the better transports: remembered once they failed.
+    if (!conn.fast) rememberTransport(this.options, this.storageKey, conn.name, this._demoted);
+    else this._failback.soon = true;
     conn.lastRx = conn.attachedAt = this.options.clock.now();
     conn.watch(this, conn.left(conn.lastRx));
     this._subscriptions.resubscribe(conn);

@@ -69,10 +69,11 @@ export interface Options {
   sendTimeout?: number;
   /** Sends kept while not connected; more reject with code "queue_full" (1000). */
   maxQueue?: number;
-  /** Where the transport that worked is remembered (sessionStorage, else localStorage; null
-   * disables it). */
+  /** Where the transport that worked is remembered, per origin and prefix, shared by the tabs
+   * (localStorage, else sessionStorage; null disables it). Forgotten when the network changes
+   * (online, offline, a navigator.connection change). */
   storage?: Storage | null;
-  /** How long that memory is trusted, in ms (600000: 10 minutes). */
+  /** How long that memory is trusted, in ms (86400000: 24 hours). */
   rememberMs?: number;
   /** Share one connection between the tabs of this origin that connect to the same URL, with
    * the same transports and credentials (default true). Where the browser lacks Web Locks,
@@ -88,6 +89,13 @@ export interface Options {
   BroadcastChannel?: any;
   /** LockManager to use instead of `navigator.locks` (tests). */
   locks?: any;
+  /** With no transport remembered, open on `transport` (long-poll, which passes every proxy)
+   * and probe the better ones in the background `probeAfterMs` after it opened (0), switching
+   * to the best that works without loss; a remembered transport other than `transport` gets
+   * `rememberedDeadlineMs` (1000) on the page's first connection before `transport` is tried.
+   * `false`: the transports in order, the remembered one first, each with its full deadline.
+   * No fast start with `failback: false`. */
+  fastStart?: { transport?: TransportName; probeAfterMs?: number; rememberedDeadlineMs?: number } | false;
   /** WebSocket constructor to use instead of the global one (tests). */
   WebSocket?: any;
   /** EventSource constructor to use instead of the global one (tests). */
@@ -102,8 +110,9 @@ export interface Options {
   window?: any;
   /** Target of the visibilitychange listener (default: document; tests). */
   document?: any;
-  /** Online status source (default: navigator; tests). */
-  navigator?: { onLine?: boolean };
+  /** Online status source, and `connection`, whose `change` events mean the network changed
+   * (default: navigator; tests). */
+  navigator?: { onLine?: boolean; connection?: any };
 }
 
 /** Defaults of the {@link Options}: the registry's transports, then the policy's values. */
@@ -116,6 +125,7 @@ export declare const DEFAULTS: Readonly<{
   flapping: Readonly<{ upForLessThanMs: number; times: number; stayUpMs: number }>;
   maxQueue: number;
   rememberMs: number;
+  fastStart: Readonly<{ transport: string; probeAfterMs: number; rememberedDeadlineMs: number }>;
 }>;
 
 /**

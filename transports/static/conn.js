@@ -30,6 +30,7 @@ export class Conn {
     this.accepted = this.closed = false;
     this.opened = false; // the transport opened (an upgrade or a request was accepted)
     this.reauthenticated = false; // opened by a re-authentication (the policy's reauthenticate)
+    this.fast = false; // opened by a fast start (options.fastStart): the better ones are probed soon
     this.lastRx = 0; // when the server was last heard from (a frame, or any poll response)
     this.attachedAt = 0; // when the client made it its connection
     this.heartbeat = positive(neg.heartbeat, SESSION_DEFAULTS.heartbeat);
@@ -61,10 +62,10 @@ export class Conn {
   /**
    * Start the transport and wait until it proves itself within its deadline.
    * @param {Client} client
+   * @param {number} [ms] the deadline, when not the transport's own (a fast start's shorter one)
    * @returns {Promise<OpenResult>}
    */
-  open(client) {
-    const ms = client.options.deadlines[this.name] ?? deadline(this.name);
+  open(client, ms = client.options.deadlines[this.name] ?? deadline(this.name)) {
     return new Promise((resolve) => {
       const deadline = startDeadline(client.options.clock, ms, () =>
         client._drop(this, `${this.name}: no ${this.kind.awaiting} within ${ms} ms`, "timeout"));

@@ -30,6 +30,8 @@ export class Failback {
      * @type {{probe: any, stay: any, switch: any}}
      */
     this.timers = { probe: null, stay: null, switch: null };
+    /** the next probe is the one after a fast start: after `fastStart.probeAfterMs` */
+    this.soon = false;
   }
 
   /** @param {Conn} conn @returns {TransportName[]} the allowed transports the server offered */
@@ -39,14 +41,16 @@ export class Failback {
 
   /** Plan the next probe, if the current connection is not on the best offered transport. */
   schedule() {
-    const { failback, clock, random } = this.client.options;
+    const { failback, fastStart, clock, random } = this.client.options;
     const conn = this.client._conn;
     if (!failback || !conn || this.probe || this.timers.probe) return;
-    if (this.offered(conn).indexOf(conn.name) <= 0) return;
+    if (this.offered(conn).indexOf(conn.name) <= 0) return this.client._fastStartSettled(conn);
+    const soon = this.soon && fastStart;
+    this.soon = false;
     this.timers.probe = clock.setTimeout(() => {
       this.timers.probe = null;
       this.run();
-    }, failbackDelay(this.attempt, failback, random));
+    }, soon ? fastStart.probeAfterMs : failbackDelay(this.attempt, failback, random));
   }
 
   /** Negotiate a new session and try each better transport; on success subscribe, then switch. */
@@ -58,12 +62,15 @@ export class Failback {
     const stillCurrent = () => gen === client._gen && client._conn === main;
     client.stats.probes++;
     const offered = this.offered(main);
-    for (const name of offered.slice(0, offered.indexOf(main.name))) {
+    const better = offered.slice(0, offered.indexOf(main.name));
+    let unanswered = false; // a negotiate failed: nothing learnt about the transports
+    for (const [i, name] of better.entries()) {
       let neg;
       try {
         neg = await negotiate(client);
       } catch (error) {
         client.stats.lastProbe = /** @type {Error} */ (error).message;
+        unanswered = true;
         break;
       }
       if (!stillCurrent()) return;
@@ -86,7 +93,11 @@ export class Failback {
       }
       this.probe = null;
       client.stats.lastProbe = result.reason || `${name}: failed`;
+      // After a fast start, the probe is where the client finds out what fails: a fallback
+      // (stats.fallbacks, fallbackReason, and the reason reported in the next negotiate, §3).
+      if (main.fast) client._recordFallback(name, better[i + 1] || main.name, client.stats.lastProbe, result.cause || "error");
     }
+    if (!unanswered) client._fastStartSettled(main);
     this.attempt++;
     this.schedule();
   }
@@ -111,6 +122,8 @@ export class Failback {
     const old = /** @type {Conn} */ (client._conn);
     this.probe = null;
     this.attempt = 0;
+    // The old session is told it is over (an HTTP transport's CLOSE), so the server frees it now.
+    if (old.accepted && old.transport) old.transport.leave();
     client._drop(old); // WebSocket close 1000 / EventSource close / polling stops
     client._conn = null;
     pushHistory(client.stats.switches, { from: old.name, to: probe.name, at: client.options.clock.now() });

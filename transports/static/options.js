@@ -36,9 +36,17 @@ import { TRANSPORT_NAMES, isTransportName, transportClass } from "./transports.j
  * @property {number} [sendTimeout] ms send()/publish() wait for their REPLY once sent (10000)
  * @property {number} [maxQueue] sends kept while not connected; more reject with
  *   code "queue_full" (1000)
- * @property {Storage | null} [storage] where the transport that worked is remembered
- *   (sessionStorage, else localStorage; null to disable)
- * @property {number} [rememberMs] how long that memory is trusted (10 minutes)
+ * @property {Storage | null} [storage] where the transport that worked is remembered, shared
+ *   by the tabs of the origin (localStorage, else sessionStorage; null to disable); forgotten
+ *   when the network changes (online, offline, navigator.connection change)
+ * @property {number} [rememberMs] how long that memory is trusted (24 hours)
+ * @property {{transport?: TransportName, probeAfterMs?: number, rememberedDeadlineMs?: number} | false} [fastStart]
+ *   with no transport remembered, open on `transport` (long-poll: it passes every proxy) and
+ *   probe the better ones in the background `probeAfterMs` after it opened (0), switching
+ *   without loss (failback); a remembered transport other than `transport` gets
+ *   `rememberedDeadlineMs` (1000) on the page's first connection before `transport` is tried.
+ *   false: the transports in order (the remembered one first), each with its full deadline.
+ *   Needs failback: with `failback: false` there is no fast start
  * @property {boolean} [closeOnPageHide] close the client (a goodbye to the server) when the page
  *   goes away for good: `pagehide` not into the back-forward cache (default true)
  * @property {boolean} [share] share one connection between the tabs of this origin that connect
@@ -54,7 +62,8 @@ import { TRANSPORT_NAMES, isTransportName, transportClass } from "./transports.j
  * @property {() => number} [random] random source in [0, 1) (tests)
  * @property {any} [window] target of online/pageshow listeners (default: globalThis, tests)
  * @property {any} [document] target of visibilitychange listeners (default: document, tests)
- * @property {{onLine?: boolean}} [navigator] online status source (default: navigator, tests)
+ * @property {{onLine?: boolean, connection?: any}} [navigator] online status source, and the
+ *   network's (`connection` change events), default: navigator (tests)
  */
 
 /** Defaults for {@link connect} options: the registry's transports, then the policy's values. */
@@ -84,13 +93,17 @@ export function resolveOptions(options) {
   if (!transports.length) throw new TypeError("transports: no usable transport");
   let storage = options.storage;
   if (storage === undefined) {
-    try { storage = g.sessionStorage || g.localStorage || null; } catch (_) { storage = null; }
+    try { storage = g.localStorage || g.sessionStorage || null; } catch (_) { storage = null; }
   }
+  const failback = options.failback === false ? null : { ...DEFAULTS.failback, ...options.failback };
+  const fastStart = options.fastStart === false || !failback ? null : { ...DEFAULTS.fastStart, ...options.fastStart };
   return {
     transports,
     deadlines: /** @type {Record<string, number>} */ ({ ...DEFAULTS.deadlines, ...options.deadlines }),
     backoff: { ...DEFAULTS.backoff, ...options.backoff },
-    failback: options.failback === false ? null : { ...DEFAULTS.failback, ...options.failback },
+    failback,
+    /** @type {{transport: TransportName, probeAfterMs: number, rememberedDeadlineMs: number} | null} */
+    fastStart: fastStart && transports.includes(fastStart.transport) ? fastStart : null,
     flapping: options.flapping === false ? null : { ...DEFAULTS.flapping, ...options.flapping },
     token: options.token,
     sendTimeout: options.sendTimeout ?? DEFAULTS.sendTimeout,

@@ -9,16 +9,20 @@
 /**
  * Listen to the page: `online` when the browser is back online, `wake` when the tab becomes
  * visible or is restored from the back-forward cache, `leave` when the page goes away for good
- * (`pagehide` not into the back-forward cache).
- * @param {any} win target of online/pageshow/pagehide (or null) @param {any} doc target of visibilitychange (or null)
- * @param {{online: () => void, wake: () => void, leave?: () => void}} on
+ * (`pagehide` not into the back-forward cache), `network` when the network may have changed
+ * (`online`, `offline`, a `change` of `navigator.connection` where it exists; before `online`).
+ * @param {any} win target of online/offline/pageshow/pagehide (or null) @param {any} doc target of visibilitychange (or null)
+ * @param {{online: () => void, wake: () => void, leave?: () => void, network?: () => void}} on
+ * @param {any} [nav] the navigator, whose `connection` (if any) says when the network changes
  * @returns {() => void} removes exactly the listeners it added
  */
-export function bindPage(win, doc, on) {
+export function bindPage(win, doc, on, nav = null) {
   /** @type {[any, string, (event: any) => void][]} */
   const bindings = [];
+  const network = on.network || (() => {});
   if (win && typeof win.addEventListener === "function") {
-    bindings.push([win, "online", () => on.online()]);
+    bindings.push([win, "online", () => { network(); on.online(); }]);
+    bindings.push([win, "offline", () => network()]);
     bindings.push([win, "pageshow", (event) => { if (event && event.persisted) on.wake(); }]);
     const leave = on.leave;
     if (leave) bindings.push([win, "pagehide", (event) => { if (!(event && event.persisted)) leave(); }]);
@@ -26,6 +30,8 @@ export function bindPage(win, doc, on) {
   if (doc && typeof doc.addEventListener === "function") {
     bindings.push([doc, "visibilitychange", () => { if (doc.visibilityState === "visible") on.wake(); }]);
   }
+  const connection = nav && nav.connection;
+  if (connection && typeof connection.addEventListener === "function") bindings.push([connection, "change", () => network()]);
   for (const [target, name, fn] of bindings) target.addEventListener(name, fn);
   return () => {
     for (const [target, name, fn] of bindings) target.removeEventListener(name, fn);
@@ -89,4 +95,14 @@ export function rememberTransport({ storage, clock }, key, name, demoted = {}) {
     if (Object.keys(demoted).length) entry.demoted = demoted;
     if (storage) storage.setItem(key, JSON.stringify(entry));
   } catch (_) { /* storage full or blocked */ }
+}
+
+/**
+ * Forget what is remembered for this endpoint (the network changed: what worked may not).
+ * @param {Memory} memory @param {string} key
+ */
+export function forgetTransport({ storage }, key) {
+  try {
+    if (storage) storage.removeItem(key);
+  } catch (_) { /* storage blocked */ }
 }

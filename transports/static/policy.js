@@ -108,7 +108,13 @@ export const OPTION_DEFAULTS = Object.freeze({
   failback: Object.freeze({ min: 30000, max: 600000 }),
   sendTimeout: 10000,
   maxQueue: 1000,
-  rememberMs: 10 * 60 * 1000,
+  rememberMs: 24 * 60 * 60 * 1000,
+  /**
+   * the fast start: with nothing known of the network, open on `transport` (the one that passes
+   * every proxy) and probe the better ones `probeAfterMs` after it opened; a transport
+   * remembered from another page gets `rememberedDeadlineMs` before the fast start takes over
+   */
+  fastStart: Object.freeze({ transport: "longpoll", probeAfterMs: 0, rememberedDeadlineMs: 1000 }),
   /** when a transport counts as flapping and how long its probe must stay up (policy `flapping`) */
   flapping: Object.freeze({
     upForLessThanMs: POLICY.flapping.upForLessThanMs,

@@ -31,6 +31,8 @@ export class HttpTransport extends BaseTransport {
     /** @type {string[]} encoded frames waiting for a POST */
     this.outbox = [];
     this.posting = false;
+    /** @type {Promise<void> | null} the POST in flight, if any */
+    this.inflight = null;
     /** frames per POST now: halved after a 413 (or a repeated 429), grows back after a success */
     this.cap = options.batch;
     /** the retries of POST /send on this transport */
@@ -49,7 +51,11 @@ export class HttpTransport extends BaseTransport {
   async flush() {
     if (this.posting) return;
     this.posting = true;
-    while (this.outbox.length && this.readyState !== READY.CLOSED) await this.post(this.takeBatch());
+    while (this.outbox.length && this.readyState !== READY.CLOSED) {
+      this.inflight = this.post(this.takeBatch());
+      await this.inflight;
+    }
+    this.inflight = null;
     this.posting = false;
   }
 
@@ -58,10 +64,16 @@ export class HttpTransport extends BaseTransport {
     const headers = { "Content-Type": "application/json", "X-Realtime-Session": this.token };
     const body = `[[${FRAME.CLOSE},1000,"closed by the client"]]`;
     // keepalive: the request outlives the page when close() runs on unload
-    try {
-      Promise.resolve(this.options.fetch(this.sendUrl, { method: "POST", headers, body, cache: "no-store", keepalive: true }))
-        .catch(() => {});
-    } catch (_) { /* best effort: the session expires anyway */ }
+    const send = () => {
+      try {
+        Promise.resolve(this.options.fetch(this.sendUrl, { method: "POST", headers, body, cache: "no-store", keepalive: true }))
+          .catch(() => {});
+      } catch (_) { /* best effort: the session expires anyway */ }
+    };
+    // One POST per session at a time (§6.2: a second one is refused with 409): after the one
+    // in flight, if any.
+    if (this.inflight) this.inflight.then(send, send);
+    else send();
   }
 
   /** @returns {string[]} the next batch, taken off the outbox: at least one frame */
