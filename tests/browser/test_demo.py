@@ -136,6 +136,15 @@ def unique(prefix: str) -> str:
 # --- tests ---------------------------------------------------------------------------------------
 
 
+def wait_transport(page: Page, name: str, timeout_ms: float = 15_000) -> None:
+    """Wait until the status line shows ``name`` (the final transport after a fast start)."""
+    page.wait_for_function(
+        "(name) => document.querySelector('[data-testid=transport]')?.textContent === name",
+        arg=name,
+        timeout=timeout_ms,
+    )
+
+
 def test_producer_notifications_arrive(page: Page, demo: DemoServer) -> None:
     """On load the page shows the recent feed, then the producer's notifications arrive live,
     unread, with a timestamp; everything the page loads comes from the app."""
@@ -143,7 +152,7 @@ def test_producer_notifications_arrive(page: Page, demo: DemoServer) -> None:
     page.on("request", lambda request: requested.append(request.url))
     page.on("websocket", lambda ws: requested.append(ws.url))
     open_demo(page, demo.url)
-    assert text_of(page, "transport") == "websocket"
+    wait_transport(page, "websocket")  # a fast start opens on long-poll, then moves up
     assert "first choice" in text_of(page, "negotiated")
     page.wait_for_selector(NOTE, timeout=10_000)  # the recent feed, loaded on open
     before = ids(page)
@@ -267,7 +276,7 @@ def test_forced_transports_work_end_to_end(
     sockets: list[str] = []
     page.on("websocket", lambda ws: sockets.append(ws.url))
     open_demo(page, demo.url, f"?transports={query}")
-    assert text_of(page, "transport") == expected
+    wait_transport(page, expected)
     assert "Order from the URL: " + query.replace(",", " → ") in text_of(page, "order-note")
     assert f"Negotiated {expected}: the first choice" in text_of(page, "negotiated")
     assert page.evaluate("() => window.demo.client.transport") == expected
