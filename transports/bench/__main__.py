@@ -32,20 +32,30 @@ from .workloads import (
     wire,
 )
 
-WORKLOADS = ("connect", "messages", "fanout", "memory", "wire", "idle")
+WORKLOADS = ("connect", "messages", "fanout", "burst", "memory", "wire", "idle")
 MESSAGE_CONFIGS = [
     "raw-ws",
     "raw-sse",
     "raw-http",
+    "thin-ws",
     "websocket",
     "sse",
     "longpoll",
     "sio-ws",
     "sio-polling",
 ]
-FANOUT_CONFIGS = ["raw-ws", "raw-sse", "websocket", "sse", "longpoll", "sio-ws", "sio-polling"]
-MEMORY_CONFIGS = FANOUT_CONFIGS
-WIRE_CONFIGS = FANOUT_CONFIGS
+FANOUT_CONFIGS = [
+    "raw-ws",
+    "raw-sse",
+    "thin-ws",
+    "websocket",
+    "sse",
+    "longpoll",
+    "sio-ws",
+    "sio-polling",
+]
+MEMORY_CONFIGS = [c for c in FANOUT_CONFIGS if c != "thin-ws"]
+WIRE_CONFIGS = MEMORY_CONFIGS
 CONNECT_DIRECT = [
     "raw-ws",
     "raw-sse",
@@ -233,6 +243,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if "fanout" in workloads:
             for config in rotate(variants(FANOUT_CONFIGS), rep):
                 await run_.measure("fanout", config, partial(fanout, config, plan), rep)
+        if "burst" in workloads:
+            for config in rotate(variants(FANOUT_CONFIGS), rep):
+                await run_.measure("burst", config, partial(fanout, config, plan, False), rep)
         if "memory" in workloads:
             for config in rotate(variants(MEMORY_CONFIGS), rep):
                 await run_.measure("memory", config, partial(memory, config, plan), rep)
@@ -288,8 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--servers",
         default="hypercorn",
-        help="ASGI servers to run raw Quart and the library on: hypercorn, "
-        "uvicorn or both (python-socketio always runs on Hypercorn)",
+        help="comma-separated ASGI servers to run raw Quart and the library on: hypercorn, "
+        "uvicorn, granian (python-socketio always runs on Hypercorn); each configuration is "
+        "compared with raw Quart on its own server",
     )
     parser.add_argument(
         "--workers",

@@ -43,9 +43,11 @@ def ceiling_of(workload: str, config: str) -> str | None:
         return "direct/raw-ws"
     if workload == "idle":
         return None
+    at = "@" + server if server else ""
     if workload == "memory":
-        return MEMORY_CEILING.get(name)
-    return "raw-ws"
+        ceiling = MEMORY_CEILING.get(name)
+        return ceiling + at if ceiling else None
+    return "raw-ws" + at
 
 
 def _numbers(runs: list[dict[str, Any] | None], key: str) -> list[float | None]:
@@ -241,6 +243,22 @@ def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
             None if ratio is None else ratio >= 0.9,
             f"{fmt(_pair_ratio(data, 'fanout', config, 'sio-ws', 'deliv_s'))}x sio-ws",
         )
+    for config, label in (("websocket", "WebSocket"), ("thin-ws", "WebSocket, thin client")):
+        entry = _get(s, "burst", config, "deliv_s")
+        first = _get(s, "burst", config, "first_ms")
+        if entry is None:
+            continue
+        ratio = entry.get("ratio")
+        first_ratio = first.get("ratio") if first else None
+        add(
+            f"burst fan-out, 1,000 subscribers x 100 messages, {label}",
+            ">= 1.5x ceiling, first delivery <= ceiling's",
+            ratio,
+            f"{fmt(entry['median'], 0)} deliveries/s; first delivery "
+            f"{fmt(first['median'] if first else None, 1)} ms ({fmt(first_ratio)}x)",
+            "",
+            None if ratio is None or first_ratio is None else (ratio >= 1.5 and first_ratio <= 1.0),
+        )
     entry = _get(s, "fanout", "longpoll", "deliv_s")
     all_ok = _get(s, "fanout", "longpoll", "all_ok")
     connected = _get(s, "fanout", "longpoll", "connected")
@@ -307,6 +325,8 @@ FANOUT_COLUMNS = [
     ("all_ok", "got all", 0),
     ("last_s", "last client s", 2),
     ("deliv_s", "deliveries/s", 0),
+    ("first_ms", "first delivery ms", 1),
+    ("first_p50_ms", "first delivery p50 ms", 0),
     ("lat_p50_ms", "lat p50 ms", 0),
     ("lat_p99_ms", "lat p99 ms", 0),
     ("srv_us", "srv us/delivery", 0),
@@ -432,9 +452,23 @@ def markdown(data: dict[str, Any]) -> str:
         ),
         (
             "fanout",
-            "Broadcast fan-out",
+            "Broadcast fan-out, publisher yielding after each message",
             FANOUT_COLUMNS,
-            [("deliv_s", "deliveries/s / ceiling"), ("srv_us", "srv us / ceiling")],
+            [
+                ("deliv_s", "deliveries/s / ceiling"),
+                ("first_ms", "first / ceiling"),
+                ("srv_us", "srv us / ceiling"),
+            ],
+        ),
+        (
+            "burst",
+            "Broadcast fan-out, publisher in one burst (never yielding)",
+            FANOUT_COLUMNS,
+            [
+                ("deliv_s", "deliveries/s / ceiling"),
+                ("first_ms", "first / ceiling"),
+                ("srv_us", "srv us / ceiling"),
+            ],
         ),
         (
             "memory",
@@ -468,6 +502,7 @@ def markdown(data: dict[str, Any]) -> str:
             "",
         ]
     lines += _uvicorn_section(data)
+    lines += _uvicorn_section(data, "granian")
     if data.get("errors"):
         lines += ["### Errors", ""]
         for e in data["errors"]:
@@ -484,26 +519,29 @@ UVICORN_FIGURES = [
     ("messages", "rtt_p50_ms", "RTT p50"),
     ("fanout", "deliv_s", "fan-out deliveries/s"),
     ("fanout", "srv_us", "srv us/delivery"),
+    ("burst", "deliv_s", "burst deliveries/s"),
+    ("burst", "first_ms", "burst first delivery"),
     ("memory", "kib_per_conn", "KiB/conn"),
 ]
 
 
-def _uvicorn_section(data: dict[str, Any]) -> list[str]:
-    """Same configuration on uvicorn / on Hypercorn, same repetition (when both ran)."""
+def _uvicorn_section(data: dict[str, Any], server: str = "uvicorn") -> list[str]:
+    """Same configuration on ``server`` / on Hypercorn, same repetition (when both ran)."""
     rows = []
+    suffix = "@" + server
     names = sorted(
         {
             c.partition("@")[0]
             for configs in data["results"].values()
             for c in configs
-            if c.endswith("@uvicorn")
+            if c.endswith(suffix)
         }
     )
     for name in names:
         cells = []
         for workload, key, _ in UVICORN_FIGURES:
-            ratio = _pair_ratio(data, workload, f"{name}@uvicorn", name, key)
-            absolute = _get(data["summary"], workload, f"{name}@uvicorn", key)
+            ratio = _pair_ratio(data, workload, name + suffix, name, key)
+            absolute = _get(data["summary"], workload, name + suffix, key)
             cells.append(
                 "-"
                 if ratio is None
@@ -514,18 +552,20 @@ def _uvicorn_section(data: dict[str, Any]) -> list[str]:
         return []
     head = ["config", *[label for _, _, label in UVICORN_FIGURES]]
     return [
-        "### uvicorn / Hypercorn",
+        f"### {server} / Hypercorn",
         "",
-        "<!-- --8<-- [start:uvicorn] -->",
+        f"<!-- --8<-- [start:{server}] -->",
         "",
-        "Each cell: the figure on uvicorn divided by the same configuration's on Hypercorn in "
-        "the same repetition (median), and the uvicorn figure itself.",
+        f"Each cell: the figure on {server} divided by the same configuration's on Hypercorn in "
+        f"the same repetition (median), and the {server} figure itself. Each configuration's "
+        f"ratio to the ceiling on {server} (raw Quart on {server}) is in the tables above, "
+        f"under its name with @{server}.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
         *rows,
         "",
-        "<!-- --8<-- [end:uvicorn] -->",
+        f"<!-- --8<-- [end:{server}] -->",
         "",
     ]
 
