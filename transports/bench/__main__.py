@@ -22,6 +22,7 @@ from . import report
 from .procs import ROOT, Nginx
 from .server import raise_fd_limit
 from .workloads import (
+    BEFORE,
     Figures,
     Plan,
     connect_time,
@@ -200,6 +201,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"unknown workloads: {', '.join(sorted(unknown))}")
     servers = [s for s in args.servers.split(",") if s]
     only = set(args.configs.split(",")) if args.configs else None
+    before = {c for c in args.before.split(",") if c}
+    if before and not os.environ.get("BENCH_BEFORE"):
+        raise SystemExit("--before needs BENCH_BEFORE: the source tree to compare with")
 
     def variants(configs: list[str]) -> list[str]:
         out = []
@@ -207,10 +211,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for config in configs:
                 if only is not None and config not in only:
                     continue
-                if server == "hypercorn":
-                    out.append(config)
-                elif not config.startswith("sio"):
-                    out.append(f"{config}@{server}")
+                names = [config] + ([config + BEFORE] if config in before else [])
+                for name in names:
+                    if server == "hypercorn":
+                        out.append(name)
+                    elif not name.startswith("sio"):
+                        out.append(f"{name}@{server}")
         return out
 
     run_ = Run(plan)
@@ -304,6 +310,12 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated ASGI servers to run raw Quart and the library on: hypercorn, "
         "uvicorn, granian (python-socketio always runs on Hypercorn); each configuration is "
         "compared with raw Quart on its own server",
+    )
+    parser.add_argument(
+        "--before",
+        default="",
+        help="also run these configurations' servers from the source tree in $BENCH_BEFORE "
+        "(another checkout), as NAME~before, interleaved: a change against the code before it",
     )
     parser.add_argument(
         "--workers",

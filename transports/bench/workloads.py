@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -71,14 +72,20 @@ class Plan:
         )
 
 
+BEFORE = "~before"
+"""A configuration named ``name~before`` (or ``name~before@server``) runs its server from the
+source tree in ``$BENCH_BEFORE`` (another checkout): a change measured against the code before
+it, interleaved in one run, as ratios of the two."""
+
+
 def app_and_server(config: str, plan: Plan) -> tuple[str, str]:
     """The server app and ASGI server of ``config`` (``name@uvicorn`` runs on uvicorn)."""
     name, _, server = config.partition("@")
-    return APP_OF[name], server or plan.server
+    return APP_OF[name.removesuffix(BEFORE)], server or plan.server
 
 
 def base_config(config: str) -> str:
-    return config.partition("@")[0]
+    return config.partition("@")[0].removesuffix(BEFORE)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -122,7 +129,12 @@ def server_for(config: str, plan: Plan, label: str) -> Server:
     profile = None
     if plan.profile_dir is not None:
         profile = plan.profile_dir / f"{label}-{config}.txt"
-    return Server(app, server, profile).start()
+    root = None
+    if BEFORE in config:
+        root = os.environ.get("BENCH_BEFORE")
+        if not root:
+            raise RuntimeError(f"{config}: set BENCH_BEFORE to the source tree to compare with")
+    return Server(app, server, profile, root=root).start()
 
 
 async def burst(base: str, n: int, pause: bool = True) -> float:
