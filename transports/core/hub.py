@@ -44,8 +44,11 @@ _GATHER_TURNS = 16
 alone (see :meth:`Hub._gather`)."""
 _GATHER_MAX = 16
 """Most publications delivered together."""
-_STREAMING = 0.05
-"""Seconds since the last delivery under which publications count as a stream (gathered)."""
+_STREAMING = 1.0
+"""Seconds since the last delivery under which publications count as a stream (gathered). A
+generous bound: gathering costs a publication that turns out to be alone one turn of the loop
+(the first turn that brings nothing ends it), while a bound shorter than one round of the
+subscribers' writes (1,000 writers take tens of milliseconds) would never gather."""
 _GATHER_MIN_SUBSCRIBERS = 2
 """A topic with fewer local subscribers is delivered at once: little to save."""
 
