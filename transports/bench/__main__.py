@@ -75,6 +75,7 @@ VERSIONS = (
     "quart",
     "hypercorn",
     "uvicorn",
+    "granian",
     "websockets",
     "wsproto",
     "h11",
