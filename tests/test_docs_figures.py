@@ -130,7 +130,9 @@ def without_placeholders(template: str) -> str:
 # --- the rendered files are current -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("directory", ["", "uvicorn"])
+@pytest.mark.parametrize(
+    "directory", ["", "uvicorn", "issue19/servers", "issue19/messages", "issue19/fanout"]
+)
 def test_results_tables_are_rendered_from_the_json(directory: str) -> None:
     """results.md is what --from-json renders from results.json (same directory)."""
     folder = RESULTS / directory

@@ -144,6 +144,11 @@ class Broker(abc.ABC):
         raises while the backplane is away: it waits. Only one task calls this (the hub's
         listener)."""
 
+    def backlog(self) -> int:
+        """How many publications :meth:`receive` would return now without waiting (0 when
+        the backplane cannot tell). A hint for the hub's scheduling, never for correctness."""
+        return 0
+
     @abc.abstractmethod
     async def history(self, topic: str, since: Position | None) -> History:
         """The topic's position and, when ``since`` is given, every publication after it.

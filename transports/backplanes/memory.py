@@ -132,6 +132,9 @@ class MemoryBackplane(Backplane):
     async def receive(self) -> Published:
         return await self._queue.get()
 
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
     async def history(self, topic: str, since: Position | None) -> History:
         now = self._clock()
         log = self._log(topic, now)

@@ -657,6 +657,9 @@ class RedisBackplane(Backplane):
     async def receive(self) -> Published:
         return await self._queue.get()
 
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
     # --- process inboxes --------------------------------------------------------------------
 
     async def open_inbox(self, node: str) -> None:

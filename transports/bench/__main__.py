@@ -22,6 +22,7 @@ from . import report
 from .procs import ROOT, Nginx
 from .server import raise_fd_limit
 from .workloads import (
+    BEFORE,
     Figures,
     Plan,
     connect_time,
@@ -32,20 +33,30 @@ from .workloads import (
     wire,
 )
 
-WORKLOADS = ("connect", "messages", "fanout", "memory", "wire", "idle")
+WORKLOADS = ("connect", "messages", "fanout", "burst", "memory", "wire", "idle")
 MESSAGE_CONFIGS = [
     "raw-ws",
     "raw-sse",
     "raw-http",
+    "thin-ws",
     "websocket",
     "sse",
     "longpoll",
     "sio-ws",
     "sio-polling",
 ]
-FANOUT_CONFIGS = ["raw-ws", "raw-sse", "websocket", "sse", "longpoll", "sio-ws", "sio-polling"]
-MEMORY_CONFIGS = FANOUT_CONFIGS
-WIRE_CONFIGS = FANOUT_CONFIGS
+FANOUT_CONFIGS = [
+    "raw-ws",
+    "raw-sse",
+    "thin-ws",
+    "websocket",
+    "sse",
+    "longpoll",
+    "sio-ws",
+    "sio-polling",
+]
+MEMORY_CONFIGS = [c for c in FANOUT_CONFIGS if c != "thin-ws"]
+WIRE_CONFIGS = MEMORY_CONFIGS
 CONNECT_DIRECT = [
     "raw-ws",
     "raw-sse",
@@ -64,6 +75,7 @@ VERSIONS = (
     "quart",
     "hypercorn",
     "uvicorn",
+    "granian",
     "websockets",
     "wsproto",
     "h11",
@@ -190,6 +202,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"unknown workloads: {', '.join(sorted(unknown))}")
     servers = [s for s in args.servers.split(",") if s]
     only = set(args.configs.split(",")) if args.configs else None
+    before = {c for c in args.before.split(",") if c}
+    if before and not os.environ.get("BENCH_BEFORE"):
+        raise SystemExit("--before needs BENCH_BEFORE: the source tree to compare with")
 
     def variants(configs: list[str]) -> list[str]:
         out = []
@@ -197,10 +212,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for config in configs:
                 if only is not None and config not in only:
                     continue
-                if server == "hypercorn":
-                    out.append(config)
-                elif not config.startswith("sio"):
-                    out.append(f"{config}@{server}")
+                names = [config] + ([config + BEFORE] if config in before else [])
+                for name in names:
+                    if server == "hypercorn":
+                        out.append(name)
+                    elif not name.startswith("sio"):
+                        out.append(f"{name}@{server}")
         return out
 
     run_ = Run(plan)
@@ -233,6 +250,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if "fanout" in workloads:
             for config in rotate(variants(FANOUT_CONFIGS), rep):
                 await run_.measure("fanout", config, partial(fanout, config, plan), rep)
+        if "burst" in workloads:
+            for config in rotate(variants(FANOUT_CONFIGS), rep):
+                await run_.measure("burst", config, partial(fanout, config, plan, False), rep)
         if "memory" in workloads:
             for config in rotate(variants(MEMORY_CONFIGS), rep):
                 await run_.measure("memory", config, partial(memory, config, plan), rep)
@@ -288,8 +308,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--servers",
         default="hypercorn",
-        help="ASGI servers to run raw Quart and the library on: hypercorn, "
-        "uvicorn or both (python-socketio always runs on Hypercorn)",
+        help="comma-separated ASGI servers to run raw Quart and the library on: hypercorn, "
+        "uvicorn, granian (python-socketio always runs on Hypercorn); each configuration is "
+        "compared with raw Quart on its own server",
+    )
+    parser.add_argument(
+        "--before",
+        default="",
+        help="also run these configurations' servers from the source tree in $BENCH_BEFORE "
+        "(another checkout), as NAME~before, interleaved: a change against the code before it",
     )
     parser.add_argument(
         "--workers",

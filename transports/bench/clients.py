@@ -3,6 +3,8 @@
 * ``websocket``, ``sse``, ``longpoll``, ``auto``: the library's public Python client
   (:func:`transports.client.connect`; ``auto`` lets it negotiate WebSocket -> SSE -> long-poll);
 * ``raw-ws``, ``raw-sse``: aiohttp against the bare Quart routes (the ceiling);
+* ``thin-ws``: the library's server through protocol v1 spoken by a bare aiohttp WebSocket (no
+  client library: what the server costs, measured as the ceiling is, with the same client);
 * ``sio-ws``, ``sio-polling``, ``sio-auto``: python-socketio's own ``socketio.AsyncClient``
   (the peer's public client; ``sio-auto`` is its default, polling then upgrade).
 """
@@ -28,14 +30,15 @@ PAYLOAD_TEXT = json.dumps(PAYLOAD)
 LIBRARY = ("websocket", "sse", "longpoll")
 RAW = ("raw-ws", "raw-sse", "raw-http")
 PEER = ("sio-ws", "sio-polling")
-BIDIRECTIONAL = ("raw-ws", "raw-http", *LIBRARY, *PEER)
+BIDIRECTIONAL = ("raw-ws", "raw-http", "thin-ws", *LIBRARY, *PEER)
 """Configurations that can echo (raw SSE has no upstream)."""
-SUBSCRIBERS = ("raw-ws", "raw-sse", *LIBRARY, *PEER)
+SUBSCRIBERS = ("raw-ws", "raw-sse", "thin-ws", *LIBRARY, *PEER)
 """Configurations that can receive a server burst (a bare HTTP echo cannot)."""
 APP_OF = {
     "raw-ws": "raw",
     "raw-sse": "raw",
     "raw-http": "raw",
+    "thin-ws": "realtime",
     "websocket": "realtime",
     "sse": "realtime",
     "longpoll": "realtime",
@@ -250,6 +253,102 @@ class RawWSConn(Conn):
             await self.session.close()
 
 
+class ThinWSConn(Conn):
+    """Protocol v1 over a bare aiohttp WebSocket: negotiate, ``/realtime/ws?ticket=``, then
+    EVENT frames answered by REPLY frames, a SUB and PUB frames; PINGs answered. No retries,
+    no validation beyond what the measurement needs: the library's server measured with the
+    client the ceiling is measured with."""
+
+    ws: aiohttp.ClientWebSocketResponse
+
+    def __init__(self, base: str, session: aiohttp.ClientSession | None = None) -> None:
+        super().__init__(base, session)
+        self.own = session is None
+        self.transport = "websocket"
+        self.ref = 0
+        self.echo_text = ""
+
+    async def open(self, timeout: float = 30.0) -> None:
+        if self.session is None:
+            self.session = new_session()
+        async with asyncio.timeout(timeout):
+            async with self.session.post(
+                self.base + "/realtime/negotiate",
+                data=json.dumps({"v": 1, "transports": ["websocket"]}),
+                headers={"Content-Type": "application/json"},
+            ) as response:
+                if response.status != 200:
+                    raise OSError(f"negotiate answered {response.status}")
+                info = await response.json()
+            url = self.base.replace("http", "ws", 1) + info["urls"]["websocket"]
+            self.ws = await self.session.ws_connect(
+                url + "?ticket=" + info["ticket"],
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
+                max_msg_size=0,
+            )
+            hello = await self._frame()
+            if hello[0] != 0:
+                raise OSError(f"no HELLO: {hello!r}")
+
+    async def _frame(self) -> list[Any]:
+        while True:
+            message = await self.ws.receive()
+            if message.type is not aiohttp.WSMsgType.TEXT:
+                raise OSError(f"websocket ended: {message.type!r}")
+            frame: list[Any] = json.loads(message.data)
+            if frame[0] == 7:  # PING
+                await self.ws.send_str("[8]")
+                continue
+            return frame
+
+    def _event(self, event: str) -> str:
+        self.ref += 1
+        return f'[3,{self.ref},"{event}",{PAYLOAD_TEXT}]'
+
+    async def _reply(self) -> None:
+        frame = await self._frame()
+        if frame[0] != 4 or frame[2] != "ok":
+            raise OSError(f"unexpected frame {frame!r}"[:200])
+
+    async def echo(self) -> None:
+        await self.ws.send_str(self._event("echo"))
+        await self._reply()
+
+    async def pipelined(self, n: int, window: int, event: str = "echo") -> None:
+        sent = received = 0
+        while sent < min(window, n):
+            await self.ws.send_str(self._event(event))
+            sent += 1
+        while received < n:
+            await self._reply()
+            received += 1
+            if sent < n:
+                await self.ws.send_str(self._event(event))
+                sent += 1
+
+    async def up(self, n: int, window: int) -> None:
+        await self.pipelined(n, window, "sink")
+
+    async def subscribe(self) -> None:
+        self.ref += 1
+        await self.ws.send_str(f'[5,{self.ref},"bench",null]')
+        await self._reply()
+
+    async def next_message(self, timeout: float | None = None) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self._frame()
+                if frame[0] == 1:
+                    data: dict[str, Any] = frame[3]
+                    return data
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close()
+        if self.own and self.session is not None:
+            await self.session.close()
+
+
 class RawHTTPConn(Conn):
     """aiohttp POSTs to a bare Quart route that answers with the body (one request per
     message: the floor under any transport that sends client messages as requests)."""
@@ -409,6 +508,8 @@ def make_conn(
         return RawSSEConn(base, session)
     if config == "raw-http":
         return RawHTTPConn(base, session)
+    if config == "thin-ws":
+        return ThinWSConn(base, session)
     if config == "sio-ws":
         return SioConn(base, ["websocket"], session)
     if config == "sio-polling":

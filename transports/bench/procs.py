@@ -69,8 +69,16 @@ def _wait_port(proc: subprocess.Popen[bytes], port: int, what: str, timeout: flo
 class Server:
     """``python -m transports.bench.server`` in a subprocess, with CPU and RSS readings."""
 
-    def __init__(self, app: str, server: str = "hypercorn", profile: Path | None = None) -> None:
+    def __init__(
+        self,
+        app: str,
+        server: str = "hypercorn",
+        profile: Path | None = None,
+        root: str | None = None,
+    ) -> None:
         self.app = app
+        self.root = root
+        """Run the server from this source tree instead of the harness's own."""
         self.server = server
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -82,7 +90,13 @@ class Server:
     def start(self, timeout: float = 30.0) -> Server:
         argv = [sys.executable, "-m", "transports.bench.server", "--app", self.app]
         argv += ["--server", self.server, "--port", str(self.port)]
-        self.proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL)
+        env = None
+        if self.root is not None:
+            paths = [self.root, *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+            paths = [p for p in paths if p and Path(p).resolve() != ROOT]
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+        cwd = self.root or ROOT
+        self.proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, env=env)
         _wait_port(self.proc, self.port, f"bench server ({self.app}/{self.server})", timeout)
         self.ps = psutil.Process(self.proc.pid)
         if self.profile is not None and os.path.exists(PYSPY):

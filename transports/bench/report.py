@@ -43,9 +43,11 @@ def ceiling_of(workload: str, config: str) -> str | None:
         return "direct/raw-ws"
     if workload == "idle":
         return None
+    at = "@" + server if server else ""
     if workload == "memory":
-        return MEMORY_CEILING.get(name)
-    return "raw-ws"
+        ceiling = MEMORY_CEILING.get(name)
+        return ceiling + at if ceiling else None
+    return "raw-ws" + at
 
 
 def _numbers(runs: list[dict[str, Any] | None], key: str) -> list[float | None]:
@@ -241,6 +243,61 @@ def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
             None if ratio is None else ratio >= 0.9,
             f"{fmt(_pair_ratio(data, 'fanout', config, 'sio-ws', 'deliv_s'))}x sio-ws",
         )
+    if "thin-ws" in s.get("messages", {}):  # issue 19's goals, on the server alone
+        for key, label, floor in (
+            ("pipe_msg_s", "1 client pipelined (window 16)", 0.95),
+            ("c50_msg_s", "50 clients", 0.95),
+        ):
+            entry = _get(s, "messages", "thin-ws", key)
+            ratio = entry.get("ratio") if entry else None
+            add(
+                f"WebSocket echo, thin client, {label}",
+                f">= {floor}x ceiling",
+                ratio,
+                f"{fmt(entry['median'] if entry else None, 0)} msg/s",
+                "",
+                None if ratio is None else ratio >= floor,
+            )
+        p50 = _get(s, "messages", "thin-ws", "rtt_p50_ms")
+        r50 = p50.get("ratio") if p50 else None
+        add(
+            "round trip p50, thin client, WebSocket",
+            "<= 1.1x ceiling",
+            r50,
+            f"p50 {fmt(p50['median'] if p50 else None, 3)} ms",
+            "",
+            None if r50 is None else r50 <= 1.1,
+        )
+    if "thin-ws" in s.get("fanout", {}) and "burst" in data["results"]:
+        entry = _get(s, "fanout", "thin-ws", "deliv_s")
+        first = _get(s, "fanout", "thin-ws", "first_ms")
+        ratio = entry.get("ratio") if entry else None
+        add(
+            "fan-out, 1,000 subscribers x 100 messages, publisher yielding, thin client",
+            ">= 1.0x ceiling",
+            ratio,
+            f"{fmt(entry['median'] if entry else None, 0)} deliveries/s; first delivery "
+            f"{fmt(first['median'] if first else None, 1)} ms "
+            f"({fmt(first.get('ratio') if first else None)}x)",
+            "",
+            None if ratio is None else ratio >= 1.0,
+        )
+    for config, label in (("websocket", "WebSocket"), ("thin-ws", "WebSocket, thin client")):
+        entry = _get(s, "burst", config, "deliv_s")
+        first = _get(s, "burst", config, "first_ms")
+        if entry is None:
+            continue
+        ratio = entry.get("ratio")
+        first_ratio = first.get("ratio") if first else None
+        add(
+            f"burst fan-out, 1,000 subscribers x 100 messages, {label}",
+            ">= 1.5x ceiling, first delivery <= ceiling's",
+            ratio,
+            f"{fmt(entry['median'], 0)} deliveries/s; first delivery "
+            f"{fmt(first['median'] if first else None, 1)} ms ({fmt(first_ratio)}x)",
+            "",
+            None if ratio is None or first_ratio is None else (ratio >= 1.5 and first_ratio <= 1.0),
+        )
     entry = _get(s, "fanout", "longpoll", "deliv_s")
     all_ok = _get(s, "fanout", "longpoll", "all_ok")
     connected = _get(s, "fanout", "longpoll", "connected")
@@ -307,6 +364,8 @@ FANOUT_COLUMNS = [
     ("all_ok", "got all", 0),
     ("last_s", "last client s", 2),
     ("deliv_s", "deliveries/s", 0),
+    ("first_ms", "first delivery ms", 1),
+    ("first_p50_ms", "first delivery p50 ms", 0),
     ("lat_p50_ms", "lat p50 ms", 0),
     ("lat_p99_ms", "lat p99 ms", 0),
     ("srv_us", "srv us/delivery", 0),
@@ -347,6 +406,7 @@ def _table(
     if not configs:
         return []
     present = [c for c in columns if any(c[0] in f for f in configs.values())]
+    ratio_keys = [r for r in ratio_keys if any(r[0] in f for f in configs.values())]
     head = ["config", *[c[1] for c in present], *[r[1] for r in ratio_keys]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for config, figures in configs.items():
@@ -432,9 +492,26 @@ def markdown(data: dict[str, Any]) -> str:
         ),
         (
             "fanout",
-            "Broadcast fan-out",
+            # Before issue 19 the library's publisher was a burst and the raw routes' yielded.
+            "Broadcast fan-out, publisher yielding after each message"
+            if "burst" in data["results"]
+            else "Broadcast fan-out",
             FANOUT_COLUMNS,
-            [("deliv_s", "deliveries/s / ceiling"), ("srv_us", "srv us / ceiling")],
+            [
+                ("deliv_s", "deliveries/s / ceiling"),
+                ("first_ms", "first / ceiling"),
+                ("srv_us", "srv us / ceiling"),
+            ],
+        ),
+        (
+            "burst",
+            "Broadcast fan-out, publisher in one burst (never yielding)",
+            FANOUT_COLUMNS,
+            [
+                ("deliv_s", "deliveries/s / ceiling"),
+                ("first_ms", "first / ceiling"),
+                ("srv_us", "srv us / ceiling"),
+            ],
         ),
         (
             "memory",
@@ -468,6 +545,7 @@ def markdown(data: dict[str, Any]) -> str:
             "",
         ]
     lines += _uvicorn_section(data)
+    lines += _uvicorn_section(data, "granian")
     if data.get("errors"):
         lines += ["### Errors", ""]
         for e in data["errors"]:
@@ -484,26 +562,29 @@ UVICORN_FIGURES = [
     ("messages", "rtt_p50_ms", "RTT p50"),
     ("fanout", "deliv_s", "fan-out deliveries/s"),
     ("fanout", "srv_us", "srv us/delivery"),
+    ("burst", "deliv_s", "burst deliveries/s"),
+    ("burst", "first_ms", "burst first delivery"),
     ("memory", "kib_per_conn", "KiB/conn"),
 ]
 
 
-def _uvicorn_section(data: dict[str, Any]) -> list[str]:
-    """Same configuration on uvicorn / on Hypercorn, same repetition (when both ran)."""
+def _uvicorn_section(data: dict[str, Any], server: str = "uvicorn") -> list[str]:
+    """Same configuration on ``server`` / on Hypercorn, same repetition (when both ran)."""
     rows = []
+    suffix = "@" + server
     names = sorted(
         {
             c.partition("@")[0]
             for configs in data["results"].values()
             for c in configs
-            if c.endswith("@uvicorn")
+            if c.endswith(suffix)
         }
     )
     for name in names:
         cells = []
         for workload, key, _ in UVICORN_FIGURES:
-            ratio = _pair_ratio(data, workload, f"{name}@uvicorn", name, key)
-            absolute = _get(data["summary"], workload, f"{name}@uvicorn", key)
+            ratio = _pair_ratio(data, workload, name + suffix, name, key)
+            absolute = _get(data["summary"], workload, name + suffix, key)
             cells.append(
                 "-"
                 if ratio is None
@@ -514,18 +595,20 @@ def _uvicorn_section(data: dict[str, Any]) -> list[str]:
         return []
     head = ["config", *[label for _, _, label in UVICORN_FIGURES]]
     return [
-        "### uvicorn / Hypercorn",
+        f"### {server} / Hypercorn",
         "",
-        "<!-- --8<-- [start:uvicorn] -->",
+        f"<!-- --8<-- [start:{server}] -->",
         "",
-        "Each cell: the figure on uvicorn divided by the same configuration's on Hypercorn in "
-        "the same repetition (median), and the uvicorn figure itself.",
+        f"Each cell: the figure on {server} divided by the same configuration's on Hypercorn in "
+        f"the same repetition (median), and the {server} figure itself. Each configuration's "
+        f"ratio to the ceiling on {server} (raw Quart on {server}) is in the tables above, "
+        f"under its name with @{server}.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
         *rows,
         "",
-        "<!-- --8<-- [end:uvicorn] -->",
+        f"<!-- --8<-- [end:{server}] -->",
         "",
     ]
 

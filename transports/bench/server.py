@@ -1,21 +1,26 @@
-"""The benchmark server, run as a subprocess: one app per process, on Hypercorn or uvicorn.
+"""The benchmark server, run as a subprocess: one app per process, on Hypercorn, uvicorn or
+granian.
 
-``python -m transports.bench.server --app APP --port P [--server hypercorn|uvicorn]``
+``python -m transports.bench.server --app APP --port P [--server hypercorn|uvicorn|granian]``
 
-Apps (every one also answers ``POST /bench/burst`` ``{"n": N}``: send N messages of about 100
-bytes, ``{"i": i, "t": <monotonic time>, "pad": ...}``, to everything subscribed, as fast as the
-server can):
+Apps (every one also answers ``POST /bench/burst`` ``{"n": N, "yield": Y}``: send N messages of
+about 100 bytes, ``{"i": i, "t": <monotonic time>, "pad": ...}``, to everything subscribed, as
+fast as the server can, and answer ``{"started": <monotonic time the first was sent>}``. The
+publisher is the same loop on every app: with ``"yield": true`` (the default) it yields to the
+event loop after each message, as a publisher that awaits anything (a backplane, a database)
+does; with ``"yield": false`` it never yields until the N messages are handed over, a burst):
 
 * ``realtime``: the library (:class:`transports.Realtime`) with an ``echo`` handler (returns
   its data) and a ``sink`` handler (returns nothing); bursts are ``rt.publish`` on topic
   ``bench``. The limits that cap one client's rate are lifted (``rate_limit``,
   ``negotiate_rate``, ``max_sessions_per_address``) and the outbox is large enough for a
   10,000-message burst; everything else is the library's default (heartbeats 25 s).
+  Under ``/realtime`` on every server.
 * ``raw``: bare Quart routes, the ceiling: ``websocket /raw/ws`` (echo), ``POST /raw/echo``
   (an HTTP echo: the ceiling of a transport that sends each client message as a request),
   ``websocket /raw/sink?n=N`` (reads N messages, then answers ``done``),
   ``websocket /raw/ws-sub`` and ``GET /raw/sse-sub`` (a subscriber: ``hello`` first, then
-  every burst message; a burst is encoded once and put in every subscriber's queue).
+  every burst message; a message is encoded once and put in every subscriber's queue).
 * ``sio``: python-socketio's ``AsyncServer(async_mode="asgi")`` as an ``ASGIApp`` (defaults,
   as a user would run it), with events ``echo`` (acknowledged with its data), ``sink``
   (acknowledged with nothing) and ``join`` (enters room ``bench``); bursts are
@@ -124,9 +129,13 @@ def realtime_app() -> Quart:
     @app.post("/bench/burst")
     async def burst() -> Any:
         body = await request.get_json()
+        pause = bool(body.get("yield", True))
+        started = time.monotonic()
         for i in range(int(body["n"])):
             await rt.publish(FANOUT_TOPIC, "m", burst_payload(i))
-        return {"ok": True}
+            if pause:
+                await asyncio.sleep(0)
+        return {"ok": True, "started": started}
 
     @app.get("/bench/stats")
     async def stats() -> Any:
@@ -194,12 +203,15 @@ def raw_app() -> Quart:
     @app.post("/bench/burst")
     async def burst() -> Any:
         body = await request.get_json()
+        pause = bool(body.get("yield", True))
+        started = time.monotonic()
         for i in range(int(body["n"])):
             text = json.dumps(burst_payload(i), separators=(",", ":"))
             for queue in subscribers:
                 queue.put_nowait(text)
-            await asyncio.sleep(0)  # as a publish through a backplane would yield
-        return {"ok": True}
+            if pause:
+                await asyncio.sleep(0)
+        return {"ok": True, "started": started}
 
     _common_routes(app)
     return app
@@ -230,9 +242,13 @@ def sio_app() -> Any:
     @side.post("/bench/burst")
     async def burst() -> Any:
         body = await request.get_json()
+        pause = bool(body.get("yield", True))
+        started = time.monotonic()
         for i in range(int(body["n"])):
             await sio.emit("m", burst_payload(i), room=FANOUT_TOPIC)
-        return {"ok": True}
+            if pause:
+                await asyncio.sleep(0)
+        return {"ok": True, "started": started}
 
     _common_routes(side)
     return socketio.ASGIApp(sio, other_asgi_app=side)
@@ -254,6 +270,9 @@ async def serve(app_name: str, server: str, host: str, port: int) -> None:
     # clients do not always finish their disconnect in time), and asyncio's stream callback
     # then logs each cancelled connection task with a traceback: noise, not a failure.
     asyncio.get_running_loop().set_exception_handler(_quiet_cancelled)
+    if server == "granian":
+        await _granian(app, host, port)
+        return
     if server == "uvicorn":
         import uvicorn
 
@@ -289,11 +308,39 @@ async def serve(app_name: str, server: str, host: str, port: int) -> None:
     await hypercorn_serve(app, hconfig)
 
 
+async def _granian(app: Any, host: str, port: int) -> None:
+    """Serve ``app`` on granian in this process (its embedded server: the same ASGI worker,
+    one Rust runtime thread, as ``granian --interface asgi --workers 1`` runs in its worker
+    process, so that the harness reads one process's CPU)."""
+    import signal
+
+    from granian.constants import Interfaces  # type: ignore[import-not-found, unused-ignore]
+    from granian.server.embed import (  # type: ignore[import-not-found, unused-ignore]
+        Server as Granian,
+    )
+
+    server = Granian(
+        app,
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        backlog=4096,
+        log_enabled=False,
+    )
+    server.workers_kill_timeout = 2
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.stop)
+    await server.serve()
+
+
 def main() -> None:
     """Parse the arguments and serve."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--app", choices=sorted(APPS), required=True)
-    parser.add_argument("--server", choices=("hypercorn", "uvicorn"), default="hypercorn")
+    parser.add_argument(
+        "--server", choices=("hypercorn", "uvicorn", "granian"), default="hypercorn"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()

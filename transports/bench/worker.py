@@ -8,9 +8,10 @@ then talks to the harness by lines:
 * out ``ready {"opened", "errors", "transports"}`` once every connection is open and subscribed;
 * out ``complete`` once every connection has received ``expect`` messages (if ``expect`` > 0);
 * in ``stop``: report and exit;
-* out ``done {"got", "last", "latencies_ms", "cpu_s", "rss_mib"}``: per connection the number
-  of messages received and the monotonic time of the last one; every message's latency (arrival
-  minus the server's send time, both ``time.monotonic()``, one clock for every process here).
+* out ``done {"got", "first", "last", "latencies_ms", "cpu_s", "rss_mib"}``: per connection
+  the number of messages received and the monotonic times of the first and the last one; every
+  message's latency (arrival minus the server's send time, both ``time.monotonic()``, one clock
+  for every process here).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ async def run(spec: dict[str, Any]) -> None:
     def factory(index: int) -> Conn:
         addr = addrs[index % len(addrs)]
         config = configs[index % len(configs)]
-        if config.startswith("sio") or config.startswith("raw"):
+        if config.startswith(("sio", "raw", "thin")):
             if addr not in sessions:
                 sessions[addr] = new_session(addr)
             return make_conn(config, base, subscriber=True, session=sessions[addr])
@@ -54,6 +55,7 @@ async def run(spec: dict[str, Any]) -> None:
     for conn in conns:
         transports[str(conn.transport)] = transports.get(str(conn.transport), 0) + 1
     got = [0] * len(conns)
+    first = [0.0] * len(conns)
     last = [0.0] * len(conns)
     latencies: list[float] = []
     remaining = {"n": len(conns)}
@@ -66,6 +68,8 @@ async def run(spec: dict[str, Any]) -> None:
             data = await conn.next_message()
             now = time.monotonic()
             got[index] += 1
+            if not first[index]:
+                first[index] = now
             last[index] = now
             stamp = data.get("t") if isinstance(data, dict) else None
             if isinstance(stamp, float | int):
@@ -117,6 +121,7 @@ async def run(spec: dict[str, Any]) -> None:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     report = {
         "got": got,
+        "first": first,
         "last": last,
         "latencies_ms": latencies,
         "cpu_s": usage.ru_utime + usage.ru_stime,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -71,14 +72,20 @@ class Plan:
         )
 
 
+BEFORE = "~before"
+"""A configuration named ``name~before`` (or ``name~before@server``) runs its server from the
+source tree in ``$BENCH_BEFORE`` (another checkout): a change measured against the code before
+it, interleaved in one run, as ratios of the two."""
+
+
 def app_and_server(config: str, plan: Plan) -> tuple[str, str]:
     """The server app and ASGI server of ``config`` (``name@uvicorn`` runs on uvicorn)."""
     name, _, server = config.partition("@")
-    return APP_OF[name], server or plan.server
+    return APP_OF[name.removesuffix(BEFORE)], server or plan.server
 
 
 def base_config(config: str) -> str:
-    return config.partition("@")[0]
+    return config.partition("@")[0].removesuffix(BEFORE)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -122,16 +129,29 @@ def server_for(config: str, plan: Plan, label: str) -> Server:
     profile = None
     if plan.profile_dir is not None:
         profile = plan.profile_dir / f"{label}-{config}.txt"
-    return Server(app, server, profile).start()
+    root = None
+    if BEFORE in config:
+        root = os.environ.get("BENCH_BEFORE")
+        if not root:
+            raise RuntimeError(f"{config}: set BENCH_BEFORE to the source tree to compare with")
+    return Server(app, server, profile, root=root).start()
 
 
-async def burst(base: str, n: int) -> None:
+async def burst(base: str, n: int, pause: bool = True) -> float:
+    """Have the server publish ``n`` messages (yielding after each with ``pause``); the
+    server's monotonic time when it started."""
     async with (
         aiohttp.ClientSession(trust_env=False) as http,
-        http.post(base + "/bench/burst", json={"n": n}, timeout=aiohttp.ClientTimeout(300)) as r,
+        http.post(
+            base + "/bench/burst",
+            json={"n": n, "yield": pause},
+            timeout=aiohttp.ClientTimeout(300),
+        ) as r,
     ):
         if r.status != 200:
             raise RuntimeError(f"burst answered {r.status}")
+        answer = await r.json()
+    return float(answer.get("started", 0.0))
 
 
 # --- messages: round trip, pipelined echo, 50 clients, up, down ---------------------------
@@ -347,9 +367,14 @@ async def start_workers(
     return procs
 
 
-async def fanout(config: str, plan: Plan) -> Figures:
-    """``fanout_clients`` subscribers in worker processes; a burst of ``fanout_messages``."""
-    server = server_for(config, plan, "fanout")
+async def fanout(config: str, plan: Plan, pause: bool = True) -> Figures:
+    """``fanout_clients`` subscribers in worker processes; ``fanout_messages`` published by
+    the same loop on every server, yielding after each message (``pause``) or in one burst.
+
+    ``first_ms`` is when the first message reached the first client, ``first_p50_ms`` the
+    median over clients of when their first message arrived, both from the moment the
+    server's publishing loop started."""
+    server = server_for(config, plan, "fanout" if pause else "burst")
     name = base_config(config)
     n, count = plan.fanout_messages, plan.fanout_clients
     workers: list[Worker] = []
@@ -360,7 +385,7 @@ async def fanout(config: str, plan: Plan) -> Figures:
         await asyncio.sleep(0.3 if plan.quick else 1.0)
         m = Measured(server, workers)
         t0 = time.monotonic()
-        await burst(server.base, n)
+        started = await burst(server.base, n, pause)
         complete = True
         try:
             await asyncio.gather(*(w.line("complete", plan.fanout_deadline) for w in workers))
@@ -371,6 +396,7 @@ async def fanout(config: str, plan: Plan) -> Figures:
         reports = await asyncio.gather(*(w.finish() for w in workers))
         got = [g for r in reports for g in r["got"]]
         last = [t for r in reports for t in r["last"] if t]
+        firsts = sorted(t - started for r in reports for t in r.get("first", []) if t)
         total = max(sum(got), 1)
         wall = t_end - t0
         lat = [x for r in reports for x in r["latencies_ms"]]
@@ -382,6 +408,8 @@ async def fanout(config: str, plan: Plan) -> Figures:
             "last_s": last_s,
             "median_s": statistics.median(done) if done else float("nan"),
             "deliv_s": total / last_s if last_s else 0.0,
+            "first_ms": firsts[0] * 1000 if firsts else float("nan"),
+            "first_p50_ms": statistics.median(firsts) * 1000 if firsts else float("nan"),
             "lat_p50_ms": percentile(lat, 0.5),
             "lat_p99_ms": percentile(lat, 0.99),
             "srv_us": srv_s / total * 1e6,
@@ -521,7 +549,7 @@ async def wire(config: str, plan: Plan) -> Figures:
             out["down_b"] = (down1 - down0) / k
             out["down_req_b"] = (up1 - up0) / k
             count = 100
-            await burst(server.base, count)
+            await burst(server.base, count, pause=False)
             try:
                 for _ in range(count):
                     await conn.next_message(2 if plan.quick else 5)

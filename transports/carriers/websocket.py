@@ -117,6 +117,7 @@ class WebSocketChannel(SessionChannel):
 
     async def _write(self, socket: Socket) -> None:
         session, clock, wrote = self.session, self.core.clock, self.core.wrote
+        send = socket.send
         try:
             while True:
                 await self.wait_due()
@@ -131,7 +132,7 @@ class WebSocketChannel(SessionChannel):
                         self._socket_closed = True
                         await socket.close(session.close_code or 1000, session.close_reason)
                         return
-                    await socket.send(frame.ws)
+                    await send(frame.ws)
                 session.last_sent = clock()
                 wrote(TRAITS.name, taken)
         except asyncio.CancelledError:

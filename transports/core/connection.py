@@ -130,6 +130,47 @@ class Core(Protocol):
     def serve_forwarded(self, kind: str, handler: Forwarded) -> None: ...
 
 
+class _Due:
+    """``asyncio.Event`` as a connection's writer uses it, for less: a flag, and one future per
+    wait (no loop check and no deque per wait, no deque per idle connection). The writer waits
+    on it once per write, and a session wakes it once per frame queued."""
+
+    __slots__ = ("flag", "waiters")
+
+    def __init__(self) -> None:
+        self.flag = False
+        self.waiters: list[asyncio.Future[None]] | None = None
+
+    def set(self) -> None:
+        if not self.flag:
+            self.flag = True
+            waiters = self.waiters
+            if waiters is not None:
+                self.waiters = None
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+
+    def clear(self) -> None:
+        self.flag = False
+
+    async def wait(self) -> None:
+        if self.flag:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = self.waiters
+        if waiters is None:
+            waiters = self.waiters = []
+        waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:  # cancelled (a timeout): forget it unless set() already did
+            if self.waiters is waiters:
+                with contextlib.suppress(ValueError):
+                    waiters.remove(waiter)
+            raise
+
+
 class SessionChannel(Channel):
     """What every transport's channel shares: a :class:`Session` driven by the core.
 
@@ -143,7 +184,7 @@ class SessionChannel(Channel):
     def __init__(self, core: Core, session: Session) -> None:
         self.core = core
         self.session = session
-        self._due = asyncio.Event()
+        self._due = _Due()
         self._closed: ChannelClosed | None = None
         self._handler_task: asyncio.Task[None] | None = None
         # A queue costs memory on every idle connection: made only when a handler needs it.

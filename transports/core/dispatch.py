@@ -11,7 +11,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from ..backplanes import KeyValueStore
 from ..protocol.errors import BackplaneError, ChannelClosed, Reject
@@ -49,6 +49,8 @@ Outcome = tuple[str, str, bool]
 """A reply as the reply memory keeps it: status, encoded data, whether the data is binary."""
 
 _OK: Outcome = ("ok", "null", False)
+
+_F = TypeVar("_F", Event, Publish)
 
 
 def _error(status: str, message: str) -> Outcome:
@@ -99,7 +101,7 @@ class Dispatcher:
         if session.state >= State.CLOSING:
             return
         if isinstance(frame, Event):
-            await self._once(channel, frame.ref, lambda: self._on_event(channel, frame))
+            await self._once(channel, frame.ref, self._on_event, frame)
         elif isinstance(frame, Subscribe):
             await self._on_subscribe(channel, frame)
         elif isinstance(frame, Unsubscribe):
@@ -118,7 +120,7 @@ class Dispatcher:
             if frame.seq is not None and channel.traits.pong_acknowledges:
                 session.ack(frame.seq)
         elif isinstance(frame, Publish):
-            await self._once(channel, frame.ref, lambda: self._on_publish(channel, frame))
+            await self._once(channel, frame.ref, self._on_publish, frame)
         elif isinstance(frame, Close):
             self.finish(session, frame.code, frame.reason or "closed by the client", goodbye=True)
 
@@ -135,9 +137,14 @@ class Dispatcher:
         return scope
 
     async def _once(
-        self, channel: SessionChannel, ref: int | str, work: Callable[[], Awaitable[Outcome]]
+        self,
+        channel: SessionChannel,
+        ref: int | str,
+        work: Callable[[SessionChannel, _F], Awaitable[Outcome]],
+        frame: _F,
     ) -> None:
-        """Run ``work`` once per (client, ref) within the dedup window; reply either way."""
+        """Run ``work(channel, frame)`` once per (client, ref) within the dedup window; reply
+        either way."""
         session = channel.session
         key = (
             "reply:"
@@ -170,7 +177,7 @@ class Dispatcher:
             return
         waiters = self._inflight[key] = []  # retries that arrive meanwhile wait here
         try:
-            answer = await work()
+            answer = await work(channel, frame)
         except BaseException:  # only engine shutdown cancels the task applying frames
             self._inflight.pop(key, None)
             for waiter in waiters:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import json.encoder
 import math
 import re
 from dataclasses import dataclass
@@ -286,11 +287,30 @@ def _parse_constant(text: str) -> Any:
 _DECODER: Final = json.JSONDecoder(
     parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant
 )
+# The same decoder's scanner with Python's own integer parsing (C, no call per integer), for a
+# text in which no integer can be longer than _MAX_INT_DIGITS, and with no leading or trailing
+# whitespace: the common case, decoded to the same value as _DECODER.decode would.
+_SCAN: Final = json.JSONDecoder(  # type: ignore[attr-defined]  # set in __init__, untyped
+    parse_float=_parse_float, parse_constant=_parse_constant
+).scan_once
+_LONG_DIGITS: Final = re.compile(f"[0-9]{{{_MAX_INT_DIGITS + 1}}}")
+
+
+def _decode(text: str) -> Any:
+    if _LONG_DIGITS.search(text) is None:
+        try:
+            value, end = _SCAN(text, 0)
+        except Exception:  # whatever it is, the full decoder below says it exactly
+            pass
+        else:
+            if end == len(text):
+                return value
+    return _DECODER.decode(text)
 
 
 def _loads(text: str, max_depth: int) -> Any:
     try:
-        value = _DECODER.decode(text)
+        value = _decode(text)
     except RecursionError:
         raise ProtocolError("bad_json", "JSON nested too deep") from None
     except ValueError:
@@ -319,6 +339,36 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+# What json.dumps(value, separators=(",", ":"), ensure_ascii=..., allow_nan=False) does, without
+# building an encoder for every call (json.dumps does when given any argument).
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_ENCODE: Final = _ENCODER.encode
+_ENCODE_ASCII: Final = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=True, allow_nan=False
+).encode
+
+# And the C encoder that _ENCODE builds for each call, built once, without the table of the
+# containers being encoded that detects a circular reference (a shared table would keep stale
+# entries after a failed encoding): a circular value ends in RecursionError instead, and is then
+# encoded again by _ENCODE, which raises what json.dumps raises.
+_MAKE_ENCODER: Any = getattr(json.encoder, "c_make_encoder", None)  # None without the C module
+_C_ENCODE: Final = (
+    None
+    if _MAKE_ENCODER is None
+    else _MAKE_ENCODER(
+        None,
+        _ENCODER.default,
+        json.encoder.encode_basestring,
+        None,
+        ":",
+        ",",
+        False,
+        False,
+        False,
+    )
+)
+
+
 def encode_json(value: JSON) -> str:
     """Compact JSON text that is always valid UTF-8 when encoded.
 
@@ -328,12 +378,18 @@ def encode_json(value: JSON) -> str:
     Raises:
         TypeError, ValueError: ``value`` is not JSON-serializable (or holds NaN/Infinity).
     """
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    if _C_ENCODE is None:
+        text = _ENCODE(value)
+    else:
+        try:
+            text = "".join(_C_ENCODE(value, 0))
+        except RecursionError:
+            text = _ENCODE(value)
     if not text.isascii():
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            text = json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+            text = _ENCODE_ASCII(value)
     return text
 
 
@@ -365,12 +421,21 @@ def diagnose_topic(topic: str) -> bool:
     return _DIAGNOSE_TOPIC.fullmatch(topic) is not None
 
 
+_KNOWN_NAMES: set[str] = set()
+"""Names that matched ``_NAME`` (a few hundred at most: an application's event names), so that
+the pattern runs once per name rather than once per frame."""
+
+
 def valid_event(name: Any, limits: Limits) -> bool:
-    return (
-        isinstance(name, str)
-        and 0 < len(name) <= limits.max_event_length
-        and _NAME.fullmatch(name) is not None
-    )
+    if not isinstance(name, str) or not 0 < len(name) <= limits.max_event_length:
+        return False
+    if name in _KNOWN_NAMES:
+        return True
+    if _NAME.fullmatch(name) is None:
+        return False
+    if len(_KNOWN_NAMES) < 512:
+        _KNOWN_NAMES.add(name)
+    return True
 
 
 # --- server -> client: OutFrame ---------------------------------------------------------
@@ -386,7 +451,7 @@ class OutFrame:
     and shared by every stream. ``closes`` marks a CLOSE frame: its carrier ends after it.
     """
 
-    __slots__ = ("text", "payload", "binary_header", "closes", "sse", "born", "_utf8")
+    __slots__ = ("text", "payload", "binary_header", "closes", "sse", "born", "_utf8", "_size")
 
     def __init__(
         self,
@@ -406,18 +471,23 @@ class OutFrame:
         (``time.monotonic()``); the carrier that writes it observes the delivery time. 0.0 for
         every other frame."""
         self._utf8: bytes | None = None
+        self._size = -1
 
     @property
     def utf8(self) -> bytes:
-        """The JSON text as UTF-8 bytes (long-poll bodies, size accounting)."""
+        """The JSON text as UTF-8 bytes (long-poll bodies)."""
         if self._utf8 is None:
             self._utf8 = self.text.encode("utf-8")
         return self._utf8
 
     @property
     def size(self) -> int:
-        """Bytes on a text transport."""
-        return len(self.utf8)
+        """Bytes on a text transport (``len(utf8)``, without encoding an ASCII text)."""
+        size = self._size
+        if size < 0:
+            text = self.text
+            size = self._size = len(text) if text.isascii() else len(self.utf8)
+        return size
 
     @property
     def ws(self) -> str | bytes:
@@ -490,10 +560,10 @@ def encoded_reply_frame(ref: int | str, status: str, data_text: str, binary: boo
     ``status`` is ``"ok"`` or an error code: plain ASCII that needs no JSON escaping.
     """
     ref_text = str(ref) if isinstance(ref, int) else encode_json(ref)
-    kind = FrameType.REPLY + (BINARY if binary else 0)
-    head = "[" + str(kind) + "," + ref_text + ',"' + status + '",'
     if not binary:
-        return OutFrame(head + data_text + "]")
+        return OutFrame("[4," + ref_text + ',"' + status + '",' + data_text + "]")
+    kind = FrameType.REPLY + BINARY
+    head = "[" + str(kind) + "," + ref_text + ',"' + status + '",'
     return OutFrame(
         head + '"' + data_text + '"]',
         payload=base64.b64decode(data_text),

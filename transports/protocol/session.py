@@ -300,18 +300,20 @@ class Session:
             return False
         limits = self.limits
         if self.retention is Retention.UNTIL_ACK:
-            frames, size = len(self._entries), self._total_bytes
+            frames, held = len(self._entries), self._total_bytes
         else:
-            frames, size = self.pending, self._pending_bytes
-        if frames >= limits.max_frames or size + frame.size > limits.max_bytes:
+            frames, held = self._next_seq - 1 - self._sent, self._pending_bytes
+        size = frame.size
+        if frames >= limits.max_frames or held + size > limits.max_bytes:
             self.frames_dropped += 1
             self.close(CloseCode.SLOW_CONSUMER, "outbox overflow")
             return False
-        self._append(frame)
+        self._append(frame, size)
         return True
 
-    def _append(self, frame: OutFrame) -> None:
-        size = frame.size
+    def _append(self, frame: OutFrame, size: int = -1) -> None:
+        if size < 0:
+            size = frame.size
         self._entries.append((self._next_seq, frame))
         self._next_seq += 1
         self._pending_bytes += size
@@ -328,6 +330,18 @@ class Session:
         if self._sent >= self._next_seq - 1:
             return []
         entries = self._entries
+        if (
+            max_bytes is None
+            and self.retention is Retention.NONE
+            and len(entries) == self._next_seq - 1 - self._sent
+        ):
+            # Nothing is kept after a write: the outbox holds exactly the frames due.
+            everything = list(entries)
+            entries.clear()
+            self._sent = everything[-1][0]
+            self._total_bytes -= self._pending_bytes
+            self._pending_bytes = 0
+            return everything
         start = len(entries) - self.pending
         taken: list[tuple[int, OutFrame]] = []
         total = 0

@@ -333,9 +333,17 @@ async def _refuse_handshake(scope: Scope, send: Send, answer: Answer) -> None:
 
 
 def _query(scope: Scope) -> dict[str, str]:
+    text = scope.get("query_string", b"").decode("latin-1")
     query: dict[str, str] = {}
-    for key, value in parse_qsl(scope.get("query_string", b"").decode("latin-1")):
-        query.setdefault(key, value)
+    if "%" in text or "+" in text:
+        for key, value in parse_qsl(text):
+            query.setdefault(key, value)
+        return query
+    # Nothing to unquote (a cursor, a ticket): what parse_qsl returns, without its machinery.
+    for part in text.split("&"):
+        key, equals, value = part.partition("=")
+        if equals and value:
+            query.setdefault(key, value)
     return query
 
 

@@ -1,0 +1,184 @@
+"""The library's own cost per message, without an ASGI server or a network: CPU time per echo
+and per fan-out delivery, the edge driven with ASGI events in this process.
+
+``python -m transports.bench.inproc [--echo N] [--fanout CLIENTS] [--messages M]``
+
+A WebSocket's ``receive`` hands the next client frame at once and its ``send`` only counts, so
+what is measured is everything the library does between the ASGI server's events: decode,
+dispatch, the reply memory, the handler call, encode, the writer task, the hub. It prints one
+JSON line: microseconds of CPU per echo (one client, one frame at a time: the round trip's
+work; and 50 clients closed-loop) and per fan-out delivery (publisher yielding after each
+message, and in one burst), and the time from the burst's start to the first ``send``.
+
+The figures are for comparing two versions of the library on one machine (run this module
+from each source tree in turn, several times, and compare medians), not for the report: the
+ASGI server's share, which a real measurement includes, is left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+from collections.abc import MutableMapping
+from typing import Any
+
+from quart import Quart
+
+from .server import FANOUT_TOPIC, REALTIME_SETTINGS, burst_payload
+
+Event = MutableMapping[str, Any]
+PAYLOAD = json.dumps({"pad": "x" * 89}, separators=(",", ":"))
+
+
+class FakeSocket:
+    """One WebSocket as an ASGI server presents it: a queue of incoming events, and sends that
+    resolve waiters."""
+
+    def __init__(self) -> None:
+        self.incoming: asyncio.Queue[Event] = asyncio.Queue()
+        self.sent = 0
+        self.first_sent = 0.0
+        self.waiting: asyncio.Future[str] | None = None
+        self.expect = 0
+        self.done: asyncio.Future[None] | None = None
+
+    async def receive(self) -> Event:
+        return await self.incoming.get()
+
+    async def send(self, message: Event) -> None:
+        if message["type"] != "websocket.send":
+            return
+        self.sent += 1
+        if not self.first_sent:
+            self.first_sent = time.monotonic()
+        text = message.get("text") or ""
+        waiting = self.waiting
+        if waiting is not None and not waiting.done() and text.startswith("[4,"):
+            waiting.set_result(text)
+        if self.done is not None and self.sent >= self.expect and not self.done.done():
+            self.done.set_result(None)
+
+    def push(self, text: str) -> None:
+        self.incoming.put_nowait({"type": "websocket.receive", "text": text})
+
+
+async def _open(app: Quart, client: Any) -> tuple[FakeSocket, asyncio.Task[None]]:
+    response = await client.post("/realtime/negotiate", json={"v": 1, "transports": ["websocket"]})
+    info = await response.get_json()
+    socket = FakeSocket()
+    socket.incoming.put_nowait({"type": "websocket.connect"})
+    scope = {
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "scheme": "ws",
+        "path": "/realtime/ws",
+        "raw_path": b"/realtime/ws",
+        "query_string": ("ticket=" + info["ticket"]).encode(),
+        "headers": [(b"host", b"localhost")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+        "subprotocols": [],
+        "extensions": {},
+    }
+    task = asyncio.create_task(app.asgi_app(scope, socket.receive, socket.send))  # type: ignore[arg-type]
+    while socket.sent < 1:  # HELLO
+        await asyncio.sleep(0)
+    return socket, task
+
+
+async def _echo(socket: FakeSocket, ref: int) -> None:
+    socket.waiting = asyncio.get_running_loop().create_future()
+    socket.push(f'[3,{ref},"echo",{PAYLOAD}]')
+    await socket.waiting
+
+
+def _cpu() -> float:
+    return time.process_time()
+
+
+async def measure(args: argparse.Namespace) -> dict[str, float]:
+    from transports import Channel, Realtime
+
+    app = Quart("inproc")
+    rt = Realtime(app, **REALTIME_SETTINGS)
+
+    @rt.on("echo")
+    async def echo(channel: Channel, data: Any) -> Any:
+        return data
+
+    out: dict[str, float] = {}
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        socket, task = await _open(app, client)
+        ref = 0
+        for _ in range(200):
+            ref += 1
+            await _echo(socket, ref)
+        t0 = _cpu()
+        for _ in range(args.echo):
+            ref += 1
+            await _echo(socket, ref)
+        out["echo_us"] = (_cpu() - t0) / args.echo * 1e6
+
+        sockets = [socket]
+        for _ in range(49):
+            sockets.append((await _open(app, client))[0])
+        tasks = [task]
+        per = max(1, args.echo // 50)
+
+        async def loop(s: FakeSocket, base: int) -> None:
+            for i in range(per):
+                await _echo(s, base + i)
+
+        t0 = _cpu()
+        await asyncio.gather(*(loop(s, 10_000_000 * (k + 1)) for k, s in enumerate(sockets)))
+        out["echo50_us"] = (_cpu() - t0) / (per * 50) * 1e6
+
+        subs: list[FakeSocket] = []
+        for k in range(args.fanout):
+            s = sockets[k] if k < len(sockets) else (await _open(app, client))[0]
+            s.waiting = asyncio.get_running_loop().create_future()
+            s.push(f'[5,{90_000_000 + k},"{FANOUT_TOPIC}",null]')
+            await s.waiting
+            subs.append(s)
+
+        for pause in (True, False):
+            for s in subs:
+                s.sent, s.first_sent = 0, 0.0
+                s.expect = args.messages
+                s.done = asyncio.get_running_loop().create_future()
+            t0 = _cpu()
+            started = time.monotonic()
+            for i in range(args.messages):
+                await rt.publish(FANOUT_TOPIC, "m", burst_payload(i))
+                if pause:
+                    await asyncio.sleep(0)
+            await asyncio.gather(*(s.done for s in subs if s.done is not None))
+            cpu = _cpu() - t0
+            name = "fanout" if pause else "burst"
+            out[f"{name}_us"] = cpu / (args.messages * len(subs)) * 1e6
+            firsts = sorted(s.first_sent - started for s in subs)
+            out[f"{name}_first_ms"] = firsts[0] * 1000
+            out[f"{name}_first_p50_ms"] = statistics.median(firsts) * 1000
+        for t in tasks:
+            t.cancel()
+    return out
+
+
+async def _main(args: argparse.Namespace) -> None:
+    print(json.dumps(await measure(args)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--echo", type=int, default=5000)
+    parser.add_argument("--fanout", type=int, default=1000)
+    parser.add_argument("--messages", type=int, default=100)
+    asyncio.run(_main(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()
