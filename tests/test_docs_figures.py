@@ -131,7 +131,16 @@ def without_placeholders(template: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "directory", ["", "uvicorn", "issue19/servers", "issue19/messages", "issue19/fanout"]
+    "directory",
+    [
+        "",
+        "uvicorn",
+        "issue19/servers",
+        "issue19/messages",
+        "issue19/fanout",
+        "issue19/quiet-hypercorn",
+        "issue19/quiet-servers",
+    ],
 )
 def test_results_tables_are_rendered_from_the_json(directory: str) -> None:
     """results.md is what --from-json renders from results.json (same directory)."""
