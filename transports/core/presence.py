@@ -162,7 +162,7 @@ class Presence:
             held.unsaved.add(topic)
             raise
         held.unsaved.discard(topic)
-        if added and rule.events:
+        if added:
             await self._announce(topic, "join", session.public_id, info)
 
     async def leave(self, session: Session, topic: str) -> None:
@@ -183,11 +183,15 @@ class Presence:
             log.warning("could not remove a presence member; trying again shortly")
             self._removals.append((topic, member, holder, info))
             return
-        rule = self.rule(topic)
-        if removed and rule is not None and rule.events:
+        if removed:
             await self._announce(topic, "leave", member, info)
 
     async def _announce(self, topic: str, event: str, member: str, info: str) -> None:
+        """Publish a join or leave of ``topic``, unless its rule has no events (or it has
+        no presence: a directory key)."""
+        rule = self.rule(topic)
+        if rule is None or not rule.events:
+            return
         data = '{"id":' + encode_json(member) + ',"info":' + info + "}"
         try:
             await self.broker.publish(EVENTS + topic, event, data, False)
@@ -323,8 +327,7 @@ class Presence:
             except BackplaneError:
                 self._removals.extend(removals[index:])
                 raise
-            rule = self.rule(key)
-            if removed and rule is not None and rule.events:
+            if removed:
                 await self._announce(key, "leave", member, info)
         for held in list(self._held.values()):
             for topic in list(held.unsaved):
@@ -332,16 +335,11 @@ class Presence:
                     topic, held.member, self._holder(held), held.info or "null"
                 )
                 held.unsaved.discard(topic)
-                rule = self.rule(topic)
-                if added and rule is not None and rule.events:
+                if added:
                     await self._announce(topic, "join", held.member, held.info or "null")
 
     async def _reaped(self, key: str, member: Membership) -> None:
-        if key.startswith("$"):
-            return
-        rule = self.rule(key)
-        if rule is not None and rule.events:
-            await self._announce(key, "leave", member.member, member.info or "null")
+        await self._announce(key, "leave", member.member, member.info or "null")
 
     async def _readd(self) -> None:
         """This process's lease lapsed (another may have reaped its members): add them all
@@ -351,9 +349,7 @@ class Presence:
             try:
                 for topic in held.topics:
                     if await self.store.add_member(topic, public_id, holder, held.info or "null"):
-                        rule = self.rule(topic)
-                        if rule is not None and rule.events:
-                            await self._announce(topic, "join", public_id, held.info or "null")
+                        await self._announce(topic, "join", public_id, held.info or "null")
                 for key, name in held.directory:
                     await self.store.add_member(key, name, holder, "")
             except BackplaneError:

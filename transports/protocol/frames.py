@@ -562,25 +562,27 @@ def encoded_reply_frame(ref: int | str, status: str, data_text: str, binary: boo
     ref_text = str(ref) if isinstance(ref, int) else encode_json(ref)
     if not binary:
         return OutFrame("[4," + ref_text + ',"' + status + '",' + data_text + "]")
-    kind = FrameType.REPLY + BINARY
-    head = "[" + str(kind) + "," + ref_text + ',"' + status + '",'
-    return OutFrame(
-        head + '"' + data_text + '"]',
-        payload=base64.b64decode(data_text),
-        binary_header=head + "null]",
+    return _encoded_binary(
+        "[" + str(FrameType.REPLY + BINARY) + "," + ref_text + ',"' + status + '",', data_text
     )
 
 
 def encoded_msg_frame(event: str, data_text: str, binary: bool) -> OutFrame:
     """MSG ``[2, event, data]`` from an already-encoded payload (as :func:`encode_data` made
     it: what a direct message forwarded from another process carries)."""
-    kind = FrameType.MSG + (BINARY if binary else 0)
-    head = "[" + str(kind) + "," + encode_json(event) + ","
     if not binary:
-        return OutFrame(head + data_text + "]")
+        return OutFrame("[2," + encode_json(event) + "," + data_text + "]")
+    return _encoded_binary(
+        "[" + str(FrameType.MSG + BINARY) + "," + encode_json(event) + ",", data_text
+    )
+
+
+def _encoded_binary(head: str, base64_text: str) -> OutFrame:
+    """A binary frame from its header (up to the data) and its base64 payload: JSON text with
+    the base64 in place, or a native binary message (header with ``null``, then the bytes)."""
     return OutFrame(
-        head + '"' + data_text + '"]',
-        payload=base64.b64decode(data_text),
+        head + '"' + base64_text + '"]',
+        payload=base64.b64decode(base64_text),
         binary_header=head + "null]",
     )
 

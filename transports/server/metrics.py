@@ -65,28 +65,27 @@ class _Collector:
     def collect(self) -> Iterator[Any]:
         metrics = self.metrics
         snap = metrics.snapshot()
-        connections = GaugeMetricFamily(
-            "transports_connections", "Connections open now.", labels=["transport"]
+        yield _family(
+            GaugeMetricFamily,
+            "transports_connections",
+            "Connections open now.",
+            ["transport"],
+            snap["connections"],
         )
-        for labels, value in _labelled(snap["connections"]):
-            connections.add_metric(labels, value)
-        yield connections
-        negotiations = CounterMetricFamily(
+        yield _family(
+            CounterMetricFamily,
             "transports_negotiations",
             "Sessions, by the transport they first opened on.",
-            labels=["transport"],
+            ["transport"],
+            snap["opened"],
         )
-        for labels, value in _labelled(snap["opened"]):
-            negotiations.add_metric(labels, value)
-        yield negotiations
-        fallbacks = CounterMetricFamily(
+        yield _family(
+            CounterMetricFamily,
             "transports_fallbacks",
             "Fallbacks reported by clients in their next negotiate.",
-            labels=["from", "to", "reason"],
+            ["from", "to", "reason"],
+            snap["fallbacks"],
         )
-        for labels, value in _labelled(snap["fallbacks"]):
-            fallbacks.add_metric(labels, value)
-        yield fallbacks
         messages = CounterMetricFamily(
             "transports_messages",
             "Frames: client frames received (in) and frames written (out).",
@@ -109,28 +108,34 @@ class _Collector:
             buckets=buckets,
             sum_value=histogram.sum,
         )
-        reconnects = CounterMetricFamily(
+        yield _family(
+            CounterMetricFamily,
             "transports_reconnects",
             "Subscribes that resumed from a position, by whether the gap was recovered.",
-            labels=["transport", "recovered"],
+            ["transport", "recovered"],
+            snap["reconnects"],
         )
-        for labels, value in _labelled(snap["reconnects"]):
-            reconnects.add_metric(labels, value)
-        yield reconnects
         yield GaugeMetricFamily(
             "transports_presence_members",
             "Presence members held by this process (connections subscribed to topics with "
             "presence).",
             value=snap["presence_members"][""],
         )
-        direct = CounterMetricFamily(
+        yield _family(
+            CounterMetricFamily,
             "transports_direct_messages",
             "Messages sent to one connection (send, send_to), by where it was.",
-            labels=["where"],
+            ["where"],
+            snap["direct_messages"],
         )
-        for labels, value in _labelled(snap["direct_messages"]):
-            direct.add_metric(labels, value)
-        yield direct
+
+
+def _family(kind: Any, name: str, help_text: str, labels: list[str], values: dict[str, int]) -> Any:
+    """A labelled counter or gauge family holding ``values`` (the core's label keys)."""
+    family = kind(name, help_text, labels=labels)
+    for label_values, value in _labelled(values):
+        family.add_metric(label_values, value)
+    return family
 
 
 class PrometheusExporter:
