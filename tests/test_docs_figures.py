@@ -327,3 +327,20 @@ def test_a_new_run_changes_the_rendered_figures(tmp_path: Path) -> None:
     (copy / "results.json").write_text(json.dumps(data))
     with pytest.raises(report.SnippetError, match="WebSocket echo, 1 client pipelined"):
         report.docs_snippets(copy, TEMPLATES)
+
+
+def test_issue19_goals_are_given_for_every_server() -> None:
+    """A run on several servers reports each of issue 19's goals on each, as the ratio the
+    tables give for that configuration on that server."""
+    data = report.load_results(RESULTS / "issue19" / "quiet-servers" / "results.json")
+    text = report.markdown(data)
+    section = text.split("### Issue 19's goals on each server", 1)[1].split("###", 1)[0]
+    header = next(line for line in section.splitlines() if line.startswith("| goal |"))
+    assert header == "| goal | target | hypercorn | granian | uvicorn |"
+    rows = {line.split(" | ")[0][2:]: line for line in section.splitlines() if line[:2] == "| "}
+    for server in ("granian", "uvicorn"):
+        ratio = data["summary"]["messages"]["thin-ws@" + server]["pipe_msg_s"]["ratio"]
+        met = "yes" if ratio >= 0.95 else "**no**"
+        assert f"{report.fmt(ratio)}x {met}" in rows["WebSocket echo, 1 client pipelined"]
+    first = data["summary"]["burst"]["thin-ws@uvicorn"]["first_ms"]["ratio"]
+    assert f"{report.fmt(first)}x yes" in rows["burst first delivery"]

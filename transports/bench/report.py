@@ -482,6 +482,7 @@ def markdown(data: dict[str, Any]) -> str:
                 f"{g['cpu']} | {g['peer']} | {met} |"
             )
         lines.append("")
+    lines += _servers_goals_section(data)
     sections = [
         (
             "connect",
@@ -576,6 +577,65 @@ UVICORN_FIGURES = [
     ("burst", "first_ms", "burst first delivery"),
     ("memory", "kib_per_conn", "KiB/conn"),
 ]
+
+
+ISSUE19_GOALS: tuple[tuple[str, str, str, str, float, bool], ...] = (
+    # (goal, workload, config, key, bound, at least the bound (else at most))
+    ("WebSocket echo, 1 client pipelined", "messages", "thin-ws", "pipe_msg_s", 0.95, True),
+    ("WebSocket echo, 50 clients", "messages", "thin-ws", "c50_msg_s", 0.95, True),
+    ("WebSocket round trip p50", "messages", "thin-ws", "rtt_p50_ms", 1.1, False),
+    ("fan-out, publisher yielding", "fanout", "thin-ws", "deliv_s", 1.0, True),
+    ("burst fan-out", "burst", "thin-ws", "deliv_s", 1.5, True),
+    ("burst first delivery", "burst", "thin-ws", "first_ms", 1.0, False),
+    ("SSE + POST echo, 50 clients", "messages", "sse", "c50_msg_s", 0.3, True),
+    ("long-poll echo, 50 clients", "messages", "longpoll", "c50_msg_s", 0.3, True),
+)
+"""Issue 19's goals, each a ratio to raw Quart on the same server (the thin client speaks
+protocol v1 over a bare aiohttp WebSocket; SSE and long-poll use the library's client)."""
+
+
+def _servers_goals_section(data: dict[str, Any]) -> list[str]:
+    """Issue 19's goals on every server of a multi-server run: one column per server."""
+    s: Summary = data["summary"]
+    servers = sorted({c.partition("@")[2] for configs in s.values() for c in configs if "@" in c})
+    thin = any(c.startswith("thin-ws") for configs in s.values() for c in configs)
+    if not servers or not thin:  # runs from before issue 19 had no thin client
+        return []
+    servers.insert(0, "")
+    rows = []
+    for goal, workload, config, key, bound, at_least in ISSUE19_GOALS:
+        cells = []
+        for server in servers:
+            at = "@" + server if server else ""
+            entry = _get(s, workload, config + at, key)
+            ratio = entry.get("ratio") if entry else None
+            if ratio is None:
+                cells.append("-")
+                continue
+            met = ratio >= bound if at_least else ratio <= bound
+            extra = ""
+            if config in HTTP_UPLINK:
+                post = _pair_ratio(data, workload, config + at, "raw-http" + at, key)
+                extra = f" ({fmt(post)}x raw-http)" if post is not None else ""
+            cells.append(f"{fmt(ratio)}x{extra} {'yes' if met else '**no**'}")
+        if any(cell != "-" for cell in cells):
+            target = (">= " if at_least else "<= ") + f"{bound}x"
+            rows.append(f"| {goal} | {target} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    names = ["hypercorn", *servers[1:]]
+    return [
+        "### Issue 19's goals on each server",
+        "",
+        "Each cell: the library's ratio to raw Quart on that server (median of the "
+        "per-repetition ratios) and whether it meets the goal; SSE and long-poll also give "
+        "their ratio to a bare Quart POST echo on the same server (raw-http).",
+        "",
+        "| goal | target | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
+        *rows,
+        "",
+    ]
 
 
 def _uvicorn_section(data: dict[str, Any], server: str = "uvicorn") -> list[str]:
