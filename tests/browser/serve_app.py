@@ -23,7 +23,9 @@ import argparse
 import asyncio
 import contextlib
 import json
+import signal
 import socket
+from pathlib import Path
 from typing import Any
 
 from hypercorn.config import Config
@@ -196,6 +198,28 @@ def parse_setting(text: str) -> tuple[str, Any]:
     return name, value
 
 
+async def serve_granian(app: Any, port: int, certfile: str | None, keyfile: str | None) -> None:
+    """Serve on granian (its embedded server, HTTP/1.1 and HTTP/2 by ALPN with a certificate)
+    until SIGTERM/SIGINT."""
+    from granian.constants import HTTPModes, Interfaces
+    from granian.server.embed import Server as Granian
+
+    server = Granian(
+        app,
+        address="127.0.0.1",
+        port=port,
+        interface=Interfaces.ASGI,
+        http=HTTPModes.auto,
+        ssl_cert=Path(certfile) if certfile else None,
+        ssl_key=Path(keyfile) if keyfile else None,
+        log_enabled=False,
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.stop)
+    await server.serve()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Serve on 127.0.0.1:PORT until SIGTERM/SIGINT."""
     parser = argparse.ArgumentParser(prog="python -m tests.browser.serve_app")
@@ -205,11 +229,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--certfile", help="serve HTTPS (and HTTP/2) with this certificate")
     parser.add_argument("--keyfile", help="the certificate's private key")
     parser.add_argument("--expiry", action="store_true", help="expiring tokens, POST /expire")
+    parser.add_argument(
+        "--server", choices=("hypercorn", "granian"), default="hypercorn", help="the ASGI server"
+    )
     args = parser.parse_args(argv)
     settings = dict(parse_setting(item) for item in args.set)
     app = build_app(args.tick_ms, settings)
     if args.expiry:
         add_expiry(app)
+    if args.server == "granian":
+        asyncio.run(serve_granian(app, args.port, args.certfile, args.keyfile))
+        return
 
     # Bind ourselves with SO_REUSEADDR so a restart can take the same port at once.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

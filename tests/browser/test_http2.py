@@ -1,5 +1,6 @@
 """HTTP/2, the other way out of the six-connection limit (issue 18): Hypercorn with TLS serves
-HTTP/2, where every SSE stream of a browser is a stream of one connection.
+HTTP/2, where every SSE stream of a browser is a stream of one connection; granian too (issue
+19: every ASGI server a user would pick).
 
 Eight tabs of one browser context on SSE, each with its own connection (``share: false``), all
 open and receive the ticker, and the page itself came over ``h2``; the same eight tabs over
@@ -49,10 +50,16 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.slow
-def test_eight_sse_tabs_over_http2_all_work(browser: Browser, tmp_path: Path) -> None:
+@pytest.mark.parametrize("server_name", ["hypercorn", "granian"])
+def test_eight_sse_tabs_over_http2_all_work(
+    browser: Browser, tmp_path: Path, server_name: str
+) -> None:
+    """On Hypercorn (the library's runner) and on granian (its Rust HTTP/2)."""
     cert, key = self_signed(tmp_path)
     server = AppServer(
-        tmp_path / "app.log", tick_ms=100, flags=("--certfile", str(cert), "--keyfile", str(key))
+        tmp_path / "app.log",
+        tick_ms=100,
+        flags=("--certfile", str(cert), "--keyfile", str(key), "--server", server_name),
     )
     server.start()
     context = browser.new_context(ignore_https_errors=True)
@@ -76,6 +83,9 @@ def test_eight_sse_tabs_over_http2_all_work(browser: Browser, tmp_path: Path) ->
             info = page.evaluate("() => harness.info()")
             assert (info["state"], info["transport"]) == ("open", "sse")
             assert page.evaluate("() => window.rec.tickGaps") == []
+        # Each tab's message is answered (POST /send beside the eight streams).
+        for i, page in enumerate(pages):
+            assert page.evaluate(f"() => client.send('echo', {{tab: {i}}})") == {"tab": i}
         # Every tab still gets new ticks while all eight streams are open.
         counts = [page.evaluate("() => window.rec.ticks") for page in pages]
         for page, count in zip(pages, counts, strict=True):
