@@ -627,6 +627,8 @@ def _servers_goals_section(data: dict[str, Any]) -> list[str]:
     return [
         "### Issue 19's goals on each server",
         "",
+        "<!-- --8<-- [start:servers-goals] -->",
+        "",
         "Each cell: the library's ratio to raw Quart on that server (median of the "
         "per-repetition ratios) and whether it meets the goal; SSE and long-poll also give "
         "their ratio to a bare Quart POST echo on the same server (raw-http).",
@@ -634,6 +636,8 @@ def _servers_goals_section(data: dict[str, Any]) -> list[str]:
         "| goal | target | " + " | ".join(names) + " |",
         "|---|---|" + "---|" * len(names),
         *rows,
+        "",
+        "<!-- --8<-- [end:servers-goals] -->",
         "",
     ]
 
