@@ -17,7 +17,7 @@ from typing import Any
 
 from ..protocol.codes import CloseCode
 from ..protocol.errors import ProtocolError
-from ..protocol.frames import ClientFrame, Close, encode_client_frame
+from ..protocol.frames import ClientFrame, Close, Reply, encode_client_frame
 from ..protocol.longpoll import decode_send_answer, encode_batch
 from ..protocol.policy import POLICY
 from .connection import Attempts, Connection, Link, retry_after, wire_size
@@ -120,7 +120,8 @@ class HTTPConnection(Connection):
             log.warning("ignored a POST /send answer that is not a list of frames: %s", exc)
             return
         for frame in frames:
-            self.received(frame)
+            if isinstance(frame, Reply):  # an answer carries replies only (§6.2)
+                self.received(frame)
 
     async def _post_loop(self) -> None:
         attempts = self.attempts("send")
