@@ -4,6 +4,11 @@
  * up as JSON arrays in POST /send (§6.2), batched per tick up to limits.batch frames /
  * limits.body bytes, one POST in flight at a time. What a failed POST leads to is the policy's
  * `requests.send` (policy.js).
+ *
+ * Every POST asks for its replies in the answer (`Accept: application/json`, §6.2): a server that
+ * gives them answers `200 {"frames": [...]}` with the REPLY to each EVENT and PUBLISH of the
+ * batch, which then do not come down the stream or poll; an older server answers `204` and the
+ * replies come down as before. On long-poll this saves the poll that carried each reply.
  */
 
 import { FRAME, byteLength } from "./codec.js";
@@ -61,7 +66,9 @@ export class HttpTransport extends BaseTransport {
 
   leave() {
     if (this.readyState === READY.CLOSED) return;
-    const headers = { "Content-Type": "application/json", "X-Realtime-Session": this.token };
+    // The headers of every POST (Accept included: harmless, a CLOSE has no reply and the
+    // answer is not read).
+    const headers = this.headers();
     const body = `[[${FRAME.CLOSE},1000,"closed by the client"]]`;
     // keepalive: the request outlives the page when close() runs on unload
     const send = () => {
@@ -74,6 +81,15 @@ export class HttpTransport extends BaseTransport {
     // in flight, if any.
     if (this.inflight) this.inflight.then(send, send);
     else send();
+  }
+
+  /**
+   * The headers of a POST /send: the session, and `Accept: application/json` to get the replies
+   * in the answer (§6.2; a safelisted header: it adds no CORS preflight).
+   * @returns {Record<string, string>}
+   */
+  headers() {
+    return { "Content-Type": "application/json", Accept: "application/json", "X-Realtime-Session": this.token };
   }
 
   /** @returns {string[]} the next batch, taken off the outbox: at least one frame */
@@ -114,7 +130,7 @@ export class HttpTransport extends BaseTransport {
    */
   async post(batch) {
     const body = `[${batch.join(",")}]`;
-    const headers = { "Content-Type": "application/json", "X-Realtime-Session": this.token };
+    const headers = this.headers();
     const timeoutMs = POLICY.requests.send.timeoutMs;
     const controller = typeof AbortController === "function" && timeoutMs !== null ? new AbortController() : null;
     const timeout = controller && timeoutMs !== null ? startDeadline(this.options.clock, timeoutMs, () => controller.abort()) : null;
@@ -125,20 +141,33 @@ export class HttpTransport extends BaseTransport {
         method: "POST", headers, body, cache: "no-store", signal: controller ? controller.signal : undefined,
       });
     } catch (_) {
+      if (timeout) timeout.cancel();
       if (this.readyState === READY.CLOSED) return;
       // Lost on the way; the same frames again are safe (the server deduplicates refs, §8).
       const wait = this.sends.failed();
       if (wait === null) return this.end(1006, "send failed: network error");
       this.outbox.unshift(...batch);
       return sleep(clock, wait);
-    } finally {
-      if (timeout) timeout.cancel();
     }
-    if (this.readyState === READY.CLOSED) return;
+    if (this.readyState === READY.CLOSED) {
+      if (timeout) timeout.cancel();
+      return;
+    }
     this.sends.recovered();
     const { action, delay } = this.sends.answered(res);
-    if (action === "ok") this.cap = Math.min(this.options.batch, this.cap * 2);
-    else if (action === "split") this.split(batch);
+    // The replies in the answer (§6.2), read while the request's deadline still runs: a body that
+    // stalls is cut by it, and only the replies are lost, not the uplink.
+    const replies = action === "ok" && res.status === 200 ? await this.readReplies(res) : null;
+    if (timeout) timeout.cancel();
+    if (this.readyState === READY.CLOSED) return;
+    if (action === "ok") {
+      this.cap = Math.min(this.options.batch, this.cap * 2);
+      // Handed on before the next batch goes up, in the order of the answer.
+      for (const raw of replies || []) {
+        if (this.readyState === READY.CLOSED) return;
+        this.receive(raw, () => {}, true);
+      }
+    } else if (action === "split") this.split(batch);
     else if (action === "retry") {
       // 408, 409 (another POST finishing), 429 (the session's rate limit: nothing applied,
       // §6.2), 5xx: the same frames again, after Retry-After at least.
@@ -148,5 +177,29 @@ export class HttpTransport extends BaseTransport {
       }
       await sleep(clock, delay);
     } else this.end(action, `send failed (HTTP ${res.status})`, retryAfterMs(res));
+  }
+
+  /**
+   * The frames of a 200 answer to POST /send, `{"frames": [frame, ...]}` (§6.2), or null.
+   *
+   * An answer that is not that (an empty body, a body that is not JSON or not that shape, or
+   * one cut off on the way) is ignored, and the connection goes on: the batch was applied (the
+   * status says so), and the sends it carried stay pending in requests.js, so they are not
+   * lost. Their replies come down the stream or poll if the server sent them there (an older
+   * server, or one that did not get to answer); else they come when requests.js sends the same
+   * refs again on the next session (the server's reply memory answers them without applying
+   * them twice, §8), or the sends fail with "timeout" after sendTimeout.
+   * @param {{json(): Promise<any>}} res
+   * @returns {Promise<any[][] | null>}
+   */
+  async readReplies(res) {
+    let body;
+    try {
+      body = await res.json();
+    } catch (_) {
+      return null;
+    }
+    if (!body || !Array.isArray(body.frames) || !body.frames.every(Array.isArray)) return null;
+    return body.frames;
   }
 }
