@@ -14,7 +14,14 @@ from transports.protocol.frames import (
     pub_frame,
     reply_frame,
 )
-from transports.protocol.longpoll import decode_poll, encode_batch, encode_poll, parse_cursor
+from transports.protocol.longpoll import (
+    decode_poll,
+    decode_send_answer,
+    encode_batch,
+    encode_poll,
+    encode_send_answer,
+    parse_cursor,
+)
 
 
 def test_encode_poll_exact_bytes() -> None:
@@ -67,3 +74,24 @@ def test_decode_poll_refuses(body: bytes) -> None:
     """Clients refuse malformed poll responses with ProtocolError."""
     with pytest.raises(ProtocolError):
         decode_poll(body)
+
+
+def test_send_answer_exact_bytes() -> None:
+    """A POST /send answer with replies is the frames' own bytes (binary data as base64)."""
+    body = encode_send_answer(
+        [reply_frame(7, "ok", {"saved": True}), reply_frame("r", "ok", b"\x00\xff")]
+    )
+    assert body == b'{"frames":[[4,7,"ok",{"saved":true}],[20,"r","ok","AP8="]]}'
+    assert decode_send_answer(body) == [
+        Reply(7, "ok", {"saved": True}),
+        Reply("r", "ok", b"\x00\xff"),
+    ]
+    assert encode_send_answer([]) == b'{"frames":[]}'
+    assert decode_send_answer(b'{"frames":[[99,"future"]]}') == []  # unknown types left out
+
+
+@pytest.mark.parametrize("body", [b"nope", b"[]", b"{}", b'{"frames":{}}', b'{"frames":[[4]]}'])
+def test_decode_send_answer_refuses(body: bytes) -> None:
+    """Clients refuse a malformed answer with ProtocolError (and carry on without it)."""
+    with pytest.raises(ProtocolError):
+        decode_send_answer(body)

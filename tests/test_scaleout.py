@@ -158,6 +158,32 @@ async def test_http_sessions_work_across_processes(
         assert forwarded > 0, "round-robin should have sent some requests to the other process"
 
 
+async def test_post_on_the_other_process_answers_with_its_replies(
+    two_processes: list[AppProcess],
+) -> None:
+    """A POST /send that lands on the process not holding the session is forwarded there, and
+    its answer comes back with the batch's replies (protocol §6.2)."""
+    holder, other = two_processes
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            holder.url + "/realtime/negotiate", json={"transports": ["longpoll"]}
+        ) as r:
+            assert r.status == 200
+            token = (await r.json())["token"]
+        headers = {"X-Realtime-Session": token}
+        async with http.get(holder.url + "/realtime/poll?cursor=0", headers=headers) as r:
+            assert r.status == 200  # attaches the session on ``holder``
+        async with http.post(
+            other.url + "/realtime/send",
+            data=b'[[3,1,"echo","across"]]',
+            headers={**headers, "Content-Type": "application/json", "Accept": "application/json"},
+        ) as r:
+            assert r.status == 200
+            assert await r.json() == {"frames": [[4, 1, "ok", "across"]]}
+        counts = [(await stats(http, app))["stats"].get("forwarded", 0) for app in two_processes]
+        assert counts[1] >= 1
+
+
 async def test_killed_process_clients_resume_on_the_other(
     two_processes: list[AppProcess], nginx: RoundRobinNginx
 ) -> None:

@@ -96,6 +96,10 @@ def summarize(data: dict[str, Any]) -> Summary:
     return summary
 
 
+HTTP_UPLINK = ("sse", "longpoll")
+"""Configurations whose messages go up by ``POST /send``: one HTTP request per message."""
+
+
 def _pair_ratio(
     data: dict[str, Any], workload: str, config: str, other: str, key: str
 ) -> float | None:
@@ -186,6 +190,12 @@ def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
         if met is not None and peer_floor is not None and peer_ratio is not None:
             met = met and peer_ratio >= peer_floor
         target = f">= {floor}x ceiling" + (f", >= {peer_floor}x {peer}" if peer_floor else "")
+        peers = [f"{fmt(peer_ratio)}x {peer}"] if peer else []
+        if config in HTTP_UPLINK and "raw-http" in data["results"].get("messages", {}):
+            # One request per message at best: the like-for-like floor is a bare Quart POST
+            # echo on the same server (informative; the goal stays the issue's).
+            post = _pair_ratio(data, "messages", config, "raw-http", key)
+            peers.append(f"{fmt(post)}x raw-http")
         add(
             goal,
             target,
@@ -194,7 +204,7 @@ def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
             f"{fmt(cpu['median'] if cpu else None, 0)} us/msg "
             f"({fmt(cpu.get('ratio') if cpu else None)}x ceiling)",
             met,
-            f"{fmt(peer_ratio)}x {peer}" if peer else "",
+            ", ".join(peers),
         )
 
     rate_goal(
@@ -460,7 +470,7 @@ def markdown(data: dict[str, Any]) -> str:
         lines += [f"> {note}", ""]
     if data.get("goals"):
         lines += [
-            "### Goals (issue #7)",
+            "### Goals (issues 7 and 19)",
             "",
             "| goal | target | ratio | measured | server CPU | vs peer | met |",
             "|---|---|---|---|---|---|---|",

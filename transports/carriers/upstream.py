@@ -1,8 +1,9 @@
 """``POST /send``: the uplink of every carrier that is not bidirectional (§6.2).
 
 A body is a batch of client frames for one session, applied in order; the answer is 204 once
-they are applied (their replies travel downstream). A POST that lands on another process is
-forwarded to the one holding the session, body and all.
+they are applied (their replies travel downstream), or 200 with the replies to its EVENT and
+PUBLISH frames when the client asks for JSON (``Accept: application/json``). A POST that lands
+on another process is forwarded to the one holding the session, body and all.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import base64
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..core.answer import Answer
+from ..core.answer import JSON_HEADERS, Answer
 from ..core.connection import Core
 from ..protocol.errors import Refused, SessionElsewhere
 from ..protocol.frames import decode_batch
+from ..protocol.longpoll import encode_send_answer
 from ..protocol.session import State
 from .base import Endpoint, Reply, Request
 from .longpoll import SESSION_HEADER
@@ -39,7 +41,10 @@ class Upstream(Endpoint):
         if content_type != "application/json":
             return Answer.error("unsupported_media_type", "Content-Type must be application/json")
         return await self.post(
-            request.headers.get(SESSION_HEADER), request.read_body, request.address
+            request.headers.get(SESSION_HEADER),
+            request.read_body,
+            request.address,
+            replies="application/json" in request.headers.get("accept", "").lower(),
         )
 
     async def _forwarded(self, call: dict[str, Any]) -> Answer:
@@ -48,7 +53,9 @@ class Upstream(Endpoint):
         async def read_body() -> bytes:
             return body
 
-        return await self.post(call.get("t"), read_body, call.get("a"), hop=True)
+        return await self.post(
+            call.get("t"), read_body, call.get("a"), hop=True, replies=bool(call.get("r"))
+        )
 
     async def post(
         self,
@@ -56,8 +63,10 @@ class Upstream(Endpoint):
         read_body: Callable[[], Awaitable[bytes]],
         address: str | None,
         hop: bool = False,
+        replies: bool = False,
     ) -> Answer:
-        """Answer ``POST /send`` (protocol §6.2), wherever the session lives."""
+        """Answer ``POST /send`` (protocol §6.2), wherever the session lives; with
+        ``replies``, answer with the replies to the batch's EVENT and PUBLISH frames."""
         core = self.core
         try:
             session = await core.session_for_token(token, None, address)
@@ -68,7 +77,13 @@ class Upstream(Endpoint):
                 body = await read_body()
             except Refused as refused:
                 return Answer.refused(refused)
-            call = {"k": "post", "t": token, "b": base64.b64encode(body).decode(), "a": address}
+            call = {
+                "k": "post",
+                "t": token,
+                "b": base64.b64encode(body).decode(),
+                "a": address,
+                "r": replies,
+            }
             return await core.forward(exc.node, call, core.settings.body_timeout + 30)
         except Refused as exc:
             return Answer.refused(exc)
@@ -84,10 +99,12 @@ class Upstream(Endpoint):
                 wait = core.over_rate(session, len(frames))
                 if wait:
                     raise Refused.retry_later("rate_limited", "too many messages", wait)
-                await channel.submit_all(frames)
+                answered = await channel.submit_all(frames, replies)
             finally:
                 self._posting.discard(session.sid)
         except Refused as exc:
             return Answer.refused(exc)
         session.last_seen = core.clock()
-        return Answer(204)
+        if not replies:
+            return Answer(204)
+        return Answer(200, encode_send_answer(answered), dict(JSON_HEADERS))

@@ -2,25 +2,30 @@
 
 SSE and long-poll share it. One request is in flight at a time; frames wait in an outbox and
 leave in batches of at most ``limits.batch`` frames and ``limits.body`` bytes, the browser
-client's rule. What a failed POST leads to is the policy's ``requests.send``.
+client's rule. Each POST asks for its replies in the answer (``Accept: application/json``): a
+message costs one request, not a POST and a poll. What a failed POST leads to is the policy's
+``requests.send``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import deque
 from typing import Any
 
 from ..protocol.codes import CloseCode
+from ..protocol.errors import ProtocolError
 from ..protocol.frames import ClientFrame, Close, encode_client_frame
-from ..protocol.longpoll import encode_batch
+from ..protocol.longpoll import decode_send_answer, encode_batch
 from ..protocol.policy import POLICY
 from .connection import Attempts, Connection, Link, retry_after, wire_size
 
 __all__ = ["HTTPConnection", "text_frame"]
 
 _LEAVE_TIMEOUT = 2.0
+log = logging.getLogger(__name__)
 
 
 def text_frame(frame: ClientFrame) -> str:
@@ -50,6 +55,7 @@ class HTTPConnection(Connection):
         headers = {"X-Realtime-Session": self.token}
         if content:
             headers["Content-Type"] = "application/json"
+            headers["Accept"] = "application/json"
         return headers
 
     def start_upstream(self) -> None:
@@ -101,6 +107,21 @@ class HTTPConnection(Connection):
         text, size = batch[0]
         self.link.refuse(text, size, self.max_frame)
 
+    def _replies(self, status: int, body: bytes) -> None:
+        """Hand on the replies a ``200`` answer carries (§6.2; a ``204`` from a server that
+        does not answer with replies carries none: they come downstream)."""
+        if status != 200 or not body:
+            return
+        try:
+            frames = decode_send_answer(body)
+        except ProtocolError as exc:
+            # Not the connection's fault to end over: unanswered sends are sent again with
+            # their refs after a reconnect, and the reply memory answers them.
+            log.warning("ignored a POST /send answer that is not a list of frames: %s", exc)
+            return
+        for frame in frames:
+            self.received(frame)
+
     async def _post_loop(self) -> None:
         attempts = self.attempts("send")
         try:
@@ -138,6 +159,7 @@ class HTTPConnection(Connection):
         action, wait = attempts.answered(response)
         if action == "ok":
             self._cap = min(self.batch, self._cap * 2)
+            self._replies(response.status, response.body)
         elif action == "split":
             self._split(batch)
         elif action == "retry":

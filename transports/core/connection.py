@@ -263,28 +263,53 @@ class SessionChannel(Channel):
 
     # --- for transports ----------------------------------------------------------------
 
-    async def submit_all(self, frames: list[ClientFrame]) -> None:
+    async def submit_all(
+        self, frames: list[ClientFrame], gather_replies: bool = False
+    ) -> list[OutFrame]:
         """Apply a batch of client frames (a POST body) in order, and wait until it is done.
 
         The frames are applied by a task the engine owns, not by the request: if the client
         drops the request meanwhile, a handler that started still finishes, so its reply can be
         remembered and a retry of that message is never applied twice. The session admits one
         POST at a time, so batches never overlap.
+
+        With ``gather_replies``, the REPLY frames to the batch's EVENT and PUBLISH frames are
+        returned instead of queued (the POST answers with them, protocol §6.2); if the request
+        is cancelled first, those gathered so far and those still to come are queued after all.
         """
         if self._closed is not None:
             raise self._closed
-        task = self.core.spawn(self._apply(frames), "transports-apply")
-        await asyncio.shield(task)
+        sink: list[OutFrame] | None = [] if gather_replies else None
+        task = self.core.spawn(self._apply(frames, sink), "transports-apply")
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if sink is not None:
+                session = self.session
+                if session.reply_sink is sink:
+                    session.reply_sink = None
+                for frame in sink:
+                    session.push(frame)
+                sink.clear()
+            raise
+        return sink or []
 
-    async def _apply(self, frames: list[ClientFrame]) -> None:
+    async def _apply(self, frames: list[ClientFrame], sink: list[OutFrame] | None) -> None:
         core = self.core
-        for frame in frames:
-            if self._closed is not None:
-                return  # not acknowledged: the client sends these again
-            try:
-                await core.dispatch(self, frame)
-            except Exception:
-                log.exception("dispatch failed")
+        session = self.session
+        if sink is not None:
+            session.reply_sink = sink
+        try:
+            for frame in frames:
+                if self._closed is not None:
+                    return  # not acknowledged: the client sends these again
+                try:
+                    await core.dispatch(self, frame)
+                except Exception:
+                    log.exception("dispatch failed")
+        finally:
+            if sink is not None and session.reply_sink is sink:
+                session.reply_sink = None
 
     async def wait_due(self, timeout: float | None = None) -> bool:
         """Wait until frames are due (True) or ``timeout`` passes (False).

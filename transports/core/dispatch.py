@@ -161,7 +161,7 @@ class Dispatcher:
             # Without the reply memory a retry could run the handler twice: refuse this one
             # (the client may send it again, with the same ref, once the backplane is back).
             log.warning("backplane unavailable: a client message was refused")
-            session.push(encoded_reply_frame(ref, *_UNAVAILABLE))
+            session.reply(encoded_reply_frame(ref, *_UNAVAILABLE))
             return
         if not claimed:
             try:
@@ -173,7 +173,7 @@ class Dispatcher:
             if session.state < State.CLOSING:
                 # Nothing remembered (the answer could not be stored, or the process that ran
                 # it died before storing it): say so rather than leave the retry unanswered.
-                session.push(encoded_reply_frame(ref, *(answer or _UNAVAILABLE)))
+                session.reply(encoded_reply_frame(ref, *(answer or _UNAVAILABLE)))
             return
         waiters = self._inflight[key] = []  # retries that arrive meanwhile wait here
         try:
@@ -193,7 +193,7 @@ class Dispatcher:
             self.metrics.inc("backplane_errors")
             log.warning("could not remember a reply; a retry of it will be answered unavailable")
         if session.state < State.CLOSING:
-            session.push(encoded_reply_frame(ref, *answer))
+            session.reply(encoded_reply_frame(ref, *answer))
 
     async def _remembered(self, key: str) -> Outcome | None:
         waiters = self._inflight.get(key)

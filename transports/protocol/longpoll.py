@@ -1,7 +1,8 @@
 """Long-poll bodies (docs/protocol.md §6). Pure: no I/O, no awaits.
 
 A poll response is ``{"cursor": N, "frames": [...]}``, assembled from the frames' cached UTF-8
-bytes without decoding or re-encoding them. The uplink body (``POST /send``) is decoded by
+bytes without decoding or re-encoding them, as is the answer of a ``POST /send`` that carries
+its replies (``{"frames": [...]}``, §6.2). The uplink body (``POST /send``) is decoded by
 :func:`transports.protocol.frames.decode_batch`.
 """
 
@@ -15,12 +16,25 @@ from typing import Any
 from .errors import ProtocolError
 from .frames import OutFrame, ServerFrame, UnknownFrameType, decode_server_frame, encode_json
 
-__all__ = ["PollResponse", "decode_poll", "encode_batch", "encode_poll", "parse_cursor"]
+__all__ = [
+    "PollResponse",
+    "decode_poll",
+    "decode_send_answer",
+    "encode_batch",
+    "encode_poll",
+    "encode_send_answer",
+    "parse_cursor",
+]
 
 
 def encode_poll(cursor: int, frames: Sequence[OutFrame]) -> bytes:
     """The body of a poll response: every frame after the request's cursor, up to ``cursor``."""
     return b'{"cursor":%d,"frames":[' % cursor + b",".join(f.utf8 for f in frames) + b"]}"
+
+
+def encode_send_answer(frames: Sequence[OutFrame]) -> bytes:
+    """The body of a ``POST /send`` answer that carries the batch's replies (§6.2)."""
+    return b'{"frames":[' + b",".join(f.utf8 for f in frames) + b"]}"
 
 
 def parse_cursor(value: str | None) -> int:
@@ -50,29 +64,54 @@ def decode_poll(body: bytes) -> PollResponse:
     Raises:
         ProtocolError: the body or one of its frames is malformed.
     """
-    try:
-        value: Any = json.loads(body)
-    except (ValueError, RecursionError):
-        raise ProtocolError("bad_json", "poll response is not JSON") from None
+    value = _json_object(body, "poll response")
     if (
-        not isinstance(value, dict)
-        or not isinstance(value.get("cursor"), int)
+        not isinstance(value.get("cursor"), int)
         or isinstance(value["cursor"], bool)
         or not isinstance(value.get("frames"), list)
     ):
         raise ProtocolError("bad_frame", "poll response needs cursor and frames")
+    frames, skipped = _server_frames(value["frames"], "poll response")
+    return PollResponse(value["cursor"], frames, skipped)
+
+
+def decode_send_answer(body: bytes) -> list[ServerFrame]:
+    """The frames of a ``POST /send`` answer that carries replies (client side, §6.2),
+    leaving out frames of unknown types.
+
+    Raises:
+        ProtocolError: the body or one of its frames is malformed.
+    """
+    value = _json_object(body, "send answer")
+    if not isinstance(value.get("frames"), list):
+        raise ProtocolError("bad_frame", "send answer needs frames")
+    return _server_frames(value["frames"], "send answer")[0]
+
+
+def _json_object(body: bytes, what: str) -> dict[str, Any]:
+    try:
+        value: Any = json.loads(body)
+    except (ValueError, RecursionError):
+        raise ProtocolError("bad_json", what + " is not JSON") from None
+    if not isinstance(value, dict):
+        raise ProtocolError("bad_frame", what + " must be an object")
+    return value
+
+
+def _server_frames(items: list[Any], what: str) -> tuple[list[ServerFrame], int]:
+    """Decoded frames, and how many of an unknown type were left out."""
     frames: list[ServerFrame] = []
     skipped = 0
-    for item in value["frames"]:
+    for item in items:
         try:
             text = encode_json(item)
         except (TypeError, ValueError, RecursionError):
-            raise ProtocolError("bad_json", "poll response holds a refused value") from None
+            raise ProtocolError("bad_json", what + " holds a refused value") from None
         try:
             frames.append(decode_server_frame(text))
         except UnknownFrameType:
             skipped += 1
-    return PollResponse(value["cursor"], frames, skipped)
+    return frames, skipped
 
 
 def encode_batch(frames: Sequence[str]) -> bytes:

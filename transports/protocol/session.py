@@ -139,6 +139,7 @@ class Session:
         "address",
         "bucket",
         "validated_at",
+        "reply_sink",
         "_entries",
         "_next_seq",
         "_sent",
@@ -197,6 +198,9 @@ class Session:
         """Where this client's retried refs are recognised (set by the engine on first use)."""
         self.answers_pings = False
         """The client has answered a PING; from then on a missing answer means it is dead."""
+        self.reply_sink: list[OutFrame] | None = None
+        """While set, :meth:`reply` gathers REPLY frames here instead of queueing them: the
+        answer of the POST /send being applied carries them (protocol §6.2)."""
         self._entries: deque[tuple[int, OutFrame]] = deque()
         self._next_seq = 1
         self._sent = 0
@@ -309,6 +313,19 @@ class Session:
             self.close(CloseCode.SLOW_CONSUMER, "outbox overflow")
             return False
         self._append(frame, size)
+        return True
+
+    def reply(self, frame: OutFrame) -> bool:
+        """Queue the REPLY to an EVENT or PUBLISH, or gather it into :attr:`reply_sink` when
+        the POST that carried the message answers with its replies. Returns False when it was
+        refused (as :meth:`push`)."""
+        sink = self.reply_sink
+        if sink is None:
+            return self.push(frame)
+        if self.state >= State.CLOSING:
+            self.frames_dropped += 1
+            return False
+        sink.append(frame)
         return True
 
     def _append(self, frame: OutFrame, size: int = -1) -> None:

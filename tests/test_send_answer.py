@@ -1,0 +1,166 @@
+"""``POST /send`` answering with its replies (docs/protocol.md §6.2, "Replies in the answer").
+
+Spoken by hand against a real Hypercorn (the exact answer, which replies stay downstream, a
+repeat answered from the reply memory), then through the library's Python client (a message
+costs one request on long-poll, not a POST and a poll).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from transports.client import connect
+from transports.typing import TransportName
+
+from .apps import make_app
+from .secharness import LIVE_DEFAULTS, Wire, live_server
+
+HTTP_TRANSPORTS = pytest.mark.parametrize("transport", ["sse", "longpoll"])
+
+ACCEPT_JSON = {"Accept": "application/json"}
+
+
+async def answer_of(wire: Wire, *frames: str) -> tuple[int, str, dict[str, str]]:
+    """POST ``frames`` asking for the replies: status, body text, headers."""
+    async with wire.live.http.post(
+        wire.live.url + "/send",
+        data=("[" + ",".join(frames) + "]").encode(),
+        headers={
+            "Content-Type": "application/json",
+            "X-Realtime-Session": wire.token,
+            **ACCEPT_JSON,
+        },
+    ) as response:
+        return response.status, (await response.read()).decode(), dict(response.headers)
+
+
+@HTTP_TRANSPORTS
+async def test_replies_come_in_the_answer_and_only_there(transport: TransportName) -> None:
+    """EVENT and PUBLISH replies are the answer's body, in order, and never also downstream;
+    the SUB's reply stays downstream (in order with what it announces)."""
+    async with live_server() as live:
+        wire = await live.wire(transport)
+        status, body, headers = await answer_of(
+            wire,
+            '[3,1,"echo",{"text":"hi"}]',
+            '[5,2,"news",null]',
+            '[3,3,"no-such-event",null]',
+            '[3,4,"echo","é"]',
+        )
+        assert status == 200
+        assert headers["Content-Type"] == "application/json"
+        assert headers["Cache-Control"] == "no-store"
+        assert json.loads(body) == {
+            "frames": [
+                [4, 1, "ok", {"text": "hi"}],
+                [4, 3, "unknown_event", json.loads(body)["frames"][1][3]],
+                [4, 4, "ok", "é"],
+            ]
+        }
+        assert body.startswith('{"frames":[[4,1,"ok",{"text":"hi"}],[4,3,"unknown_event",')
+        assert (await wire.reply(2))[:3] == [4, 2, "ok"]  # the SUB's reply: downstream
+        # A later message without Accept is answered downstream: everything before it was
+        # too, so had the answered replies also travelled there they would be in ``seen``.
+        assert await wire.send('[3,5,"echo","last"]') == 204
+        assert await wire.reply(5) == [4, 5, "ok", "last"]
+        downstream = [f[1] for f in wire.seen if isinstance(f, list) and f[0] == 4]
+        assert downstream == [2, 5]
+
+
+@HTTP_TRANSPORTS
+async def test_a_repeat_is_answered_from_memory(transport: TransportName) -> None:
+    """A POST sent again (its answer lost) gets the same replies, and the handler ran once."""
+    async with live_server() as live:
+        wire = await live.wire(transport, client="c" * 22)
+        frame = '[3,7,"count",{"key":"once"}]'
+        first = await answer_of(wire, frame)
+        again = await answer_of(wire, frame)
+        assert first[0] == again[0] == 200
+        assert json.loads(first[1]) == json.loads(again[1]) == {"frames": [[4, 7, "ok", 1]]}
+        assert live.applied["once"] == 1
+
+
+@HTTP_TRANSPORTS
+async def test_without_accept_the_answer_is_204_and_replies_go_downstream(
+    transport: TransportName,
+) -> None:
+    """Clients that do not ask keep the old contract."""
+    async with live_server() as live:
+        wire = await live.wire(transport)
+        status, response = await wire.post(b'[[3,1,"echo","x"]]')
+        assert status == 204
+        assert response.content_length in (None, 0)
+        assert await wire.reply(1) == [4, 1, "ok", "x"]
+
+
+@HTTP_TRANSPORTS
+async def test_refused_batch_answers_the_error_not_replies(transport: TransportName) -> None:
+    """A bad frame still refuses the whole batch with its JSON error, Accept or not."""
+    async with live_server() as live:
+        wire = await live.wire(transport)
+        status, body, _ = await answer_of(wire, '[3,1,"echo","x"]', "[3]")
+        assert status == 400
+        assert json.loads(body)["error"] == "bad_frame"
+        await wire.echo(2)
+
+
+def counting(app: Any) -> Counter[str]:
+    """Count the HTTP requests ``app`` serves, by method and last path segment."""
+    counts: Counter[str] = Counter()
+    inner: Callable[..., Awaitable[None]] = app.asgi_app
+
+    async def count(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            counts[scope["method"] + " " + scope["path"].rsplit("/", 1)[-1]] += 1
+        await inner(scope, receive, send)
+
+    app.asgi_app = count
+    return counts
+
+
+@HTTP_TRANSPORTS
+async def test_an_abandoned_post_sent_again_gets_its_reply(transport: TransportName) -> None:
+    """The client gives up on a POST while its handler runs, and sends it again (409 while
+    the first is still applied): the repeat's answer has the reply, the handler ran once."""
+    async with live_server() as live:
+        wire = await live.wire(transport, client="d" * 22)
+        frame = '[3,1,"count",{"key":"k","delay":0.5}]'
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(answer_of(wire, frame), 0.15)
+        statuses = []
+        for _ in range(50):
+            status, body, _ = await answer_of(wire, frame)
+            statuses.append(status)
+            if status != 409:
+                break
+            await asyncio.sleep(0.05)
+        assert statuses[-1] == 200, statuses
+        assert json.loads(body) == {"frames": [[4, 1, "ok", 1]]}
+        assert live.applied["k"] == 1
+        await wire.echo(2)
+
+
+async def test_client_message_costs_one_request() -> None:
+    """The Python client's sends resolve from the POST answers: on long-poll, 30 sends cost
+    30 POSTs and no poll (each reply used to end the held poll, and the client polled again)."""
+    app = make_app(**{**LIVE_DEFAULTS, "poll_window": 20.0, "session_ttl": 30.0})
+    counts = counting(app)
+    async with live_server(app) as live:
+        client = await connect(live.url, transports=["longpoll"], timeout=10)
+        try:
+            before = counts.copy()
+            for n in range(30):
+                assert await client.send("echo", n) == n
+            posts = counts["POST send"] - before["POST send"]
+            polls = counts["GET poll"] - before["GET poll"]
+            assert posts == 30
+            assert polls <= 2, f"{polls} polls for 30 sends: replies came downstream"
+        finally:
+            await client.close()
