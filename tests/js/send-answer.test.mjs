@@ -193,29 +193,61 @@ for (const transport of ["sse", "longpoll"]) {
   });
 }
 
-test("a POST answer whose body stalls is cut by the send deadline (30 s): the uplink goes on", async () => {
-  const { world, client } = await openOn("longpoll", (w) => { w.answerReplies = true; }, { sendTimeout: 60000 });
-  world.sendHook = answerWith(world, (gathered, session, init) => {
-    for (const frame of gathered) session.push(frame); // so that the send still resolves
-    return {
-      status: 200,
-      ok: true,
-      headers: new Headers({ "Content-Type": "application/json" }),
-      // The headers came, the body never does: like fetch's, reading it fails once aborted.
-      json: () => new Promise((_, reject) => {
-        init.signal.addEventListener("abort", () => reject(new DOMException("aborted", "AbortError")));
-      }),
-    };
+/** A 200 answer whose body never reads: `json()` fails as `fail(init)` says. */
+function brokenBody(init, fail) {
+  return {
+    status: 200,
+    ok: true,
+    headers: new Headers({ "Content-Type": "application/json" }),
+    json: () => new Promise((_, reject) => fail(init, reject)),
+  };
+}
+
+for (const transport of ["sse", "longpoll"]) {
+  for (const [what, fail, after] of [
+    // The headers came and the body never does: like fetch's, reading it fails once aborted.
+    ["stalls until the send deadline (30 s)", (init, reject) => {
+      init.signal.addEventListener("abort", () => reject(new DOMException("aborted", "AbortError")));
+    }, 30000],
+    ["is cut on the network", (init, reject) => reject(new TypeError("network error")), 0],
+  ]) {
+    test(`${transport}: a POST answer whose body ${what} is a lost answer: the same frames go again and their replies come`, async () => {
+      const { world, client, log } = await openOn(transport, (w) => { w.answerReplies = true; }, { sendTimeout: 60000 });
+      let broken = 1;
+      world.sendHook = answerWith(world, (gathered, session, init) => {
+        if (broken-- > 0) return brokenBody(init, fail);
+        return response(200, { frames: gathered }, { "Content-Type": "application/json" });
+      });
+      world.postLog.length = 0;
+      const settled = [];
+      client.send("a", 1).then((v) => settled.push(v));
+      await world.clock.advance(0);
+      client.send("b", 2).then((v) => settled.push(v)); // waits for the POST in flight
+      await world.clock.advance(Math.max(0, after - 1));
+      assert.equal(world.postLog.length, 1);
+      await world.clock.advance(1000); // the deadline, then the policy's delay (125 ms here)
+      assert.deepEqual(world.postLog.map((p) => JSON.parse(p.body).map((f) => [f[1], f[2]])), [
+        [[1, "a"]],
+        [[1, "a"], [2, "b"]], // the same ref again, and the next send behind it
+      ]);
+      assert.deepEqual(settled, [{ echo: 1 }, { echo: 2 }]);
+      assert.deepEqual(repliesDown(world.last()), []);
+      assert.equal(client.state, "open");
+      assert.deepEqual(log.filter(([n]) => n === "state"), []);
+      client.close();
+    });
+  }
+
+  test(`${transport}: answers whose bodies are lost for longer than the reattach budget end the session (1006), like lost POSTs`, async () => {
+    const { world, client } = await openOn(transport, (w) => { w.answerReplies = true; });
+    world.sendHook = answerWith(world, (gathered, session, init) =>
+      brokenBody(init, (_, reject) => reject(new TypeError("network error"))));
+    client.send("a", 1).catch(() => {});
+    await world.clock.advance(3400);
+    assert.equal(client.state, "open");
+    await world.clock.advance(1000);
+    assert.equal(client.state, "reconnecting");
+    assert.deepEqual(client.stats.lastClose, { code: 1006, reason: "send failed: network error" });
+    client.close();
   });
-  world.postLog.length = 0;
-  assert.deepEqual(await client.send("a", 1), { echo: 1 }); // its reply came down
-  world.sendHook = null;
-  const later = client.send("b", 2);
-  await world.clock.advance(29000);
-  assert.equal(world.postLog.length, 1); // "b" waits for the stalled POST
-  await world.clock.advance(1000);
-  assert.equal(world.postLog.length, 2);
-  assert.deepEqual(await later, { echo: 2 });
-  assert.equal(client.state, "open");
-  client.close();
-});
+}

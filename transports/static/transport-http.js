@@ -21,6 +21,9 @@ import { BaseTransport, READY } from "./transport-base.js";
 
 /** @typedef {import("./transport-base.js").TransportOptions} HttpOptions */
 
+/** What readReplies() says of an answer whose body was lost on the way. */
+const LOST = Symbol("lost");
+
 /** Base of SSE and long-poll: the POST /send uplink. */
 export class HttpTransport extends BaseTransport {
   /**
@@ -142,24 +145,21 @@ export class HttpTransport extends BaseTransport {
       });
     } catch (_) {
       if (timeout) timeout.cancel();
-      if (this.readyState === READY.CLOSED) return;
-      // Lost on the way; the same frames again are safe (the server deduplicates refs, §8).
-      const wait = this.sends.failed();
-      if (wait === null) return this.end(1006, "send failed: network error");
-      this.outbox.unshift(...batch);
-      return sleep(clock, wait);
+      return this.postLost(batch);
     }
     if (this.readyState === READY.CLOSED) {
       if (timeout) timeout.cancel();
       return;
     }
-    this.sends.recovered();
     const { action, delay } = this.sends.answered(res);
     // The replies in the answer (§6.2), read while the request's deadline still runs: a body that
-    // stalls is cut by it, and only the replies are lost, not the uplink.
+    // stalls is cut by it.
     const replies = action === "ok" && res.status === 200 ? await this.readReplies(res) : null;
     if (timeout) timeout.cancel();
     if (this.readyState === READY.CLOSED) return;
+    if (replies === LOST) return this.postLost(batch);
+    // An answer, read in full: the network works (a body lost after the headers is no proof).
+    this.sends.recovered();
     if (action === "ok") {
       this.cap = Math.min(this.options.batch, this.cap * 2);
       // Handed on before the next batch goes up, in the order of the answer.
@@ -180,24 +180,43 @@ export class HttpTransport extends BaseTransport {
   }
 
   /**
-   * The frames of a 200 answer to POST /send, `{"frames": [frame, ...]}` (§6.2), or null.
+   * A POST, or its answer, was lost on the way: the same frames again after the policy's delay
+   * (safe: the server deduplicates refs and answers the repeats from its reply memory, §6.2,
+   * §8), or the transport ends with 1006 once the reattach budget is spent.
+   * @param {string[]} batch
+   * @returns {Promise<void>}
+   */
+  async postLost(batch) {
+    if (this.readyState === READY.CLOSED) return;
+    const wait = this.sends.failed();
+    if (wait === null) return this.end(1006, "send failed: network error");
+    this.outbox.unshift(...batch);
+    return sleep(this.options.clock, wait);
+  }
+
+  /**
+   * The frames of a 200 answer to POST /send, `{"frames": [frame, ...]}` (§6.2); null when the
+   * answer has none to give; LOST when its body was lost on the way.
    *
-   * An answer that is not that (an empty body, a body that is not JSON or not that shape, or
-   * one cut off on the way) is ignored, and the connection goes on: the batch was applied (the
-   * status says so), and the sends it carried stay pending in requests.js, so they are not
-   * lost. Their replies come down the stream or poll if the server sent them there (an older
-   * server, or one that did not get to answer); else they come when requests.js sends the same
-   * refs again on the next session (the server's reply memory answers them without applying
-   * them twice, §8), or the sends fail with "timeout" after sendTimeout.
-   * @param {{json(): Promise<any>}} res
-   * @returns {Promise<any[][] | null>}
+   * A body cut off on the network, or by the request's deadline, is a lost answer: the batch
+   * goes again, as after a POST lost on the way (§6.2 "a lost answer loses nothing").
+   *
+   * A body that is not JSON (an empty one included) or not that shape is ignored, and the
+   * connection goes on: the batch was applied (the status says so), and the sends it carried
+   * stay pending in requests.js, so nothing is lost. Their replies come down the stream or poll
+   * if the server sent them there (an older or odd server); else when requests.js sends the
+   * same refs again on the next session (the reply memory answers them without applying them
+   * twice, §8), or the sends fail with "timeout" after sendTimeout.
+   * @param {{json?(): Promise<any>}} res
+   * @returns {Promise<any[][] | null | typeof LOST>}
    */
   async readReplies(res) {
+    if (typeof res.json !== "function") return null; // a test's fetch that gives no body
     let body;
     try {
       body = await res.json();
-    } catch (_) {
-      return null;
+    } catch (error) {
+      return error instanceof SyntaxError ? null : LOST;
     }
     if (!body || !Array.isArray(body.frames) || !body.frames.every(Array.isArray)) return null;
     return body.frames;
