@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Page, Request
+from playwright.sync_api import Page, Request, Response
 
 from .conftest import RESTARTS, TIMINGS
 from .harness import (
@@ -395,3 +395,70 @@ def test_graceful_shutdown_says_going_away(page: Page, own_app: AppServer, trans
     print(f"\n{transport}: SIGTERM -> reconnecting {round((time.monotonic() - started) * 1000)} ms")
     last_close = page.evaluate("() => window.client.stats.lastClose")
     assert last_close["code"] == 1001, last_close
+
+
+def is_send(response: Response) -> bool:
+    """Whether ``response`` answers the client's POST /send."""
+    return response.request.method == "POST" and urlsplit(response.url).path == "/realtime/send"
+
+
+def is_poll(request: Request) -> bool:
+    """Whether ``request`` is a long-poll GET."""
+    return request.method == "GET" and urlsplit(request.url).path == "/realtime/poll"
+
+
+SENDS = 20
+"""Sequential sends of the long-poll count below; one poll per send (two requests per message,
+the reply coming down a poll) would make about as many polls."""
+
+
+@pytest.mark.parametrize("transport", ["sse", "longpoll"])
+def test_send_replies_come_in_the_post_answer(
+    page: Page, quiet_app: AppServer, transport: str
+) -> None:
+    """POST /send asks for its replies (Accept: application/json) and the server gives them in
+    its answer (§6.2): send() resolves with the handler's answer, which is in the POST's JSON
+    body; on long-poll the sends do not each cost a poll (the quiet app: no ticker, and an
+    empty poll answer only every 2 s)."""
+    answers: list[Response] = []
+    polls: list[Request] = []
+    page.on("response", lambda response: answers.append(response) if is_send(response) else None)
+    page.on("request", lambda request: polls.append(request) if is_poll(request) else None)
+    open_page(page, quiet_app.url)
+    start_client(page, {"transports": [transport], "failback": False})
+    wait_open(page)
+
+    answers.clear()
+    assert page.evaluate("() => window.client.send('echo', {in: 'answer'})") == {"in": "answer"}
+    refused = page.evaluate(
+        "() => window.client.send('reject', 1).then(() => 'resolved', (e) => e.code)"
+    )
+    assert refused == "bad_data"
+    bodies = []
+    for response in answers:  # the two sends', and any PONG's (SSE answers PINGs by POST)
+        assert response.request.headers.get("accept") == "application/json"
+        assert response.status in (200, 204), response.status
+        if response.status == 200:
+            assert response.headers["content-type"].startswith("application/json")
+            bodies.append(response.json())
+    replies = [frame for body in bodies for frame in body["frames"]]
+    assert [(f[0], f[2], f[3]) for f in replies if f[2] == "ok"] == [(4, "ok", {"in": "answer"})]
+    assert [(f[0], f[2]) for f in replies if f[2] != "ok"] == [(4, "bad_data")]
+
+    if transport == "longpoll":
+        before = len(polls)
+        got = page.evaluate(
+            """async (n) => {
+              const out = [];
+              for (let i = 0; i < n; i++) out.push(await window.client.send('echo', i));
+              return out;
+            }""",
+            SENDS,
+        )
+        assert got == list(range(SENDS))
+        extra = len(polls) - before
+        assert extra <= SENDS // 4, f"{extra} polls for {SENDS} sends"
+    rec = record(page)
+    assert rec["states"] == ["open"]
+    assert rec["errors"] == []
+    page.evaluate("() => window.client.close()")

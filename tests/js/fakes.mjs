@@ -53,7 +53,7 @@ export class MemoryStorage {
   removeItem(key) { this.map.delete(key); }
 }
 
-function response(status, body, headers = {}) {
+export function response(status, body, headers = {}) {
   return {
     status,
     ok: status >= 200 && status < 300,
@@ -86,6 +86,17 @@ class ServerSession {
     this.waiters = [];
     this.gone = false; // no more frames pushed
     this.expired = false; // polls and POSTs get 404
+    this.answer = null; // while a POST asking for its replies is applied: the replies for its answer (§6.2)
+    this.downstream = []; // every frame pushed down the stream or poll, in order
+  }
+
+  /** The REPLY to an EVENT or PUBLISH: in the POST's answer when it asked for it, else down. */
+  reply(frame) {
+    if (this.answer) {
+      this.answer.push(frame);
+      if (this.world.answerReplies !== "both") return;
+    }
+    this.push(frame);
   }
 
   /** A frame from the client. The default behaviour mimics a healthy server. */
@@ -114,7 +125,7 @@ class ServerSession {
       this.push([4, ref, "ok", null]);
     } else if (type === 3 || type === 10) {
       const reply = world.onEvent(frame, this);
-      if (reply) this.push([4, ref, ...reply]);
+      if (reply) this.reply([4, ref, ...reply]);
     } else if (type === 7) {
       this.push([8]);
     } else if (type === 11) {
@@ -129,6 +140,7 @@ class ServerSession {
   /** Send a frame to the client over whatever transport is attached. */
   push(frame) {
     if (this.gone) return;
+    this.downstream.push(frame);
     if (this.transport === "websocket" && this.socket) this.socket.deliver(frame);
     else if (this.transport === "sse" && this.eventSource) {
       const seq = frame[0] === 7 ? null : ++this.seq;
@@ -194,6 +206,12 @@ export function createWorld() {
     eventSources: [],
     polls: [],
     postLog: [],
+    /**
+     * POST /send with `Accept: application/json` (§6.2): false, an older server (204, every
+     * REPLY down the stream or poll); true, the REPLYs to EVENT and PUBLISH in a 200 answer;
+     * "both", an odd server that sends them both ways.
+     */
+    answerReplies: false,
     /** What SUB with since replies: recovered when the epoch matches (override per test). */
     recovered: (topic, since) => since[0] === world.epoch,
     /** Presence (§12): members by topic (id -> info), topics without presence. */
@@ -275,8 +293,16 @@ export function createWorld() {
       if (!s || s.expired) return response(404, { error: "unknown_session", message: "gone" });
       const frames = JSON.parse(init.body);
       s.posts.push(frames);
-      for (const raw of frames) s.receive(decodeFrame(raw));
-      return response(204);
+      const answering = Boolean(world.answerReplies) && headers.Accept === "application/json";
+      const answer = answering ? [] : null;
+      s.answer = answer;
+      try {
+        for (const raw of frames) s.receive(decodeFrame(raw));
+      } finally {
+        s.answer = null;
+      }
+      if (!answer) return response(204);
+      return response(200, { frames: answer.map((f) => JSON.parse(encodeFrame(f, false))) }, { "Content-Type": "application/json" });
     }
     if (u.pathname === "/rt/poll") {
       if (world.mode.longpoll === "down") throw new TypeError("Failed to fetch");

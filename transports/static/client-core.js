@@ -471,10 +471,14 @@ export class Client {
     if (!this._connecting) this._reconnectNow();
   }
 
-  /** @param {Conn} conn @param {Frame} frame */
-  _onFrame(conn, frame) {
+  /**
+   * @param {Conn} conn @param {Frame} frame
+   * @param {boolean} [uplink] a REPLY from the answer to POST /send (§6.2): handled like one
+   *   from the stream, but it says nothing about the downstream, so liveness does not move
+   */
+  _onFrame(conn, frame, uplink = false) {
     if (conn.closed) return;
-    conn.lastRx = this.options.clock.now();
+    if (!uplink) conn.lastRx = this.options.clock.now();
     const [type] = frame; // PING is answered by the transport; unknown types are ignored
     if (type === FRAME.HELLO) conn.heartbeat = positive((frame[1] || {}).heartbeat, conn.heartbeat);
     if (type === conn.kind.provenBy) conn.accept();

@@ -486,7 +486,8 @@ export interface Transport {
   maxMessage: number;
   binary: boolean;
   onopen: () => void;
-  onmessage: (frame: Frame) => void;
+  /** a frame from the server; `uplink`: a REPLY that came in the answer to a POST /send (§6.2) */
+  onmessage: (frame: Frame, uplink?: boolean) => void;
   onerror: (error: Error) => void;
   onclose: (info: CloseInfo) => void;
   /** any poll response: the server was heard from */
@@ -515,11 +516,17 @@ export interface TransportClass<T extends Transport = Transport> {
 export declare const WebSocketTransport: TransportClass<Transport> & {
   new (url: string, options: { WebSocket: any; maxMessage: number }): Transport;
 };
-/** Server-Sent Events transport (§5): EventSource down, POST /send up. */
+/**
+ * Server-Sent Events transport (§5): EventSource down, POST /send up. Each POST asks for its
+ * replies in the answer (`Accept: application/json`, §6.2); from an older server they come down.
+ */
 export declare const SSETransport: TransportClass<Transport> & {
   new (url: string, sendUrl: string, token: string, options: TransportOptions): Transport;
 };
-/** Long-polling transport (§6): GET /poll down, POST /send up. */
+/**
+ * Long-polling transport (§6): GET /poll down, POST /send up. Each POST asks for its replies in
+ * the answer (`Accept: application/json`, §6.2); from an older server they come down.
+ */
 export declare const LongPollTransport: TransportClass<Transport> & {
   new (pollUrl: string, sendUrl: string, token: string, options: TransportOptions): Transport;
 };

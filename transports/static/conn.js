@@ -96,7 +96,7 @@ export class Conn {
       // Proven by a PONG: ask for one at once (a proxy may accept the upgrade and then stall, §4).
       if (this.kind.provenBy === FRAME.PONG && !this.accepted) transport.send([FRAME.PING]);
     };
-    transport.onmessage = (frame) => client._onFrame(this, frame);
+    transport.onmessage = (frame, uplink) => client._onFrame(this, frame, uplink);
     transport.onalive = () => { if (!this.closed) this.lastRx = o.clock.now(); };
     transport.onerror = (error) => {
       if (this === client._conn) client._events.emit("error", { type: "transport", transport: this.name, message: error.message });

@@ -80,7 +80,10 @@ export class BaseTransport {
     this.binary = false;
     /** @type {() => void} */
     this.onopen = () => {};
-    /** @type {(frame: Frame) => void} */
+    /**
+     * A frame from the server; `uplink`: it came in the answer to a POST /send (§6.2).
+     * @type {(frame: Frame, uplink?: boolean) => void}
+     */
     this.onmessage = () => {};
     /** @type {(error: Error) => void} */
     this.onerror = () => {};
@@ -116,14 +119,22 @@ export class BaseTransport {
 
   /**
    * Handle one incoming frame: answer PING, turn CLOSE into onclose, pass the rest on.
-   * @param {any} raw @param {() => void} pong sends the PONG
+   * `uplink`: the frame came in the answer to POST /send (§6.2), not down the stream or poll.
+   * Only REPLY frames come that way (anything else there is ignored), and they are passed on
+   * with `uplink` set: they prove the server answers POSTs, not that the downstream still
+   * works, so they do not count for liveness (§9).
+   * @param {any} raw @param {() => void} pong sends the PONG @param {boolean} [uplink]
    */
-  receive(raw, pong) {
+  receive(raw, pong, uplink = false) {
     let frame;
     try {
       frame = decodeFrame(raw);
     } catch (error) {
       return this.onerror(/** @type {Error} */ (error));
+    }
+    if (uplink) {
+      if (frame[0] === FRAME.REPLY) this.onmessage(frame, true);
+      return;
     }
     if (frame[0] === FRAME.CLOSE) return this.end(Number(frame[1]) || 1006, String(frame[2] ?? ""));
     if (frame[0] === FRAME.PING) pong();
