@@ -107,4 +107,6 @@ class Upstream(Endpoint):
         session.last_seen = core.clock()
         if not replies:
             return Answer(204)
+        if answered and session.transport is not None:
+            core.wrote(session.transport, [(0, frame) for frame in answered])  # metrics
         return Answer(200, encode_send_answer(answered), dict(JSON_HEADERS))
