@@ -206,11 +206,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if before and not os.environ.get("BENCH_BEFORE"):
         raise SystemExit("--before needs BENCH_BEFORE: the source tree to compare with")
 
-    def variants(configs: list[str]) -> list[str]:
+    def variants(configs: list[str], workload: str = "") -> list[str]:
         out = []
         for server in servers:
             for config in configs:
-                if only is not None and config not in only:
+                if only is not None and config not in only and f"{workload}:{config}" not in only:
                     continue
                 names = [config] + ([config + BEFORE] if config in before else [])
                 for name in names:
@@ -228,7 +228,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     for rep in range(repeat):
         print(f"== repetition {rep + 1}/{repeat}", flush=True)
         if "connect" in workloads:
-            for config in rotate(variants(CONNECT_DIRECT), rep):
+            for config in rotate(variants(CONNECT_DIRECT, "connect"), rep):
                 await run_.measure(
                     "connect",
                     f"direct/{config}",
@@ -245,16 +245,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         rep,
                     )
         if "messages" in workloads:
-            for config in rotate(variants(MESSAGE_CONFIGS), rep):
+            for config in rotate(variants(MESSAGE_CONFIGS, "messages"), rep):
                 await run_.measure("messages", config, partial(messages, config, plan), rep)
         if "fanout" in workloads:
-            for config in rotate(variants(FANOUT_CONFIGS), rep):
+            for config in rotate(variants(FANOUT_CONFIGS, "fanout"), rep):
                 await run_.measure("fanout", config, partial(fanout, config, plan), rep)
         if "burst" in workloads:
-            for config in rotate(variants(FANOUT_CONFIGS), rep):
+            for config in rotate(variants(FANOUT_CONFIGS, "burst"), rep):
                 await run_.measure("burst", config, partial(fanout, config, plan, False), rep)
         if "memory" in workloads:
-            for config in rotate(variants(MEMORY_CONFIGS), rep):
+            for config in rotate(variants(MEMORY_CONFIGS, "memory"), rep):
                 await run_.measure("memory", config, partial(memory, config, plan), rep)
         if "wire" in workloads and rep == 0:
             for config in [c for c in WIRE_CONFIGS if only is None or c in only]:
@@ -304,7 +304,12 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(WORKLOADS),
         help=f"comma-separated subset of {','.join(WORKLOADS)}",
     )
-    parser.add_argument("--configs", default="", help="only these configurations")
+    parser.add_argument(
+        "--configs",
+        default="",
+        help="only these configurations (comma-separated; WORKLOAD:CONFIG limits one to a "
+        "workload, e.g. raw-ws,thin-ws,messages:sse)",
+    )
     parser.add_argument(
         "--servers",
         default="hypercorn",
