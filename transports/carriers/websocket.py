@@ -6,27 +6,19 @@ write, the ASGI server hands the disconnect to the app's receive queue (Hypercor
 from inside the failed write), and only a reader that is free to drain that queue can receive
 it. A disconnect arrives as :class:`SocketGone` from ``receive()``, never as a cancellation, so
 a handler that started always finishes.
-
-The fast path of a reply: while the reading task applies a frame, what it queues does not wake
-the writer. When the frame was applied without suspending and the writer is idle, the reading
-task starts the write itself (one task switch less per round trip); a write that cannot finish
-at once (the socket is backed up, or the server is handing over a disconnect) is finished by a
-task of its own, and the writer waits for it, so the reading task is never held by a write and
-frames keep their order. A frame whose handler suspends wakes the writer as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Generator
 from typing import Any
 
 from ..core.answer import Answer
 from ..core.connection import CarrierTraits, Core, SessionChannel
 from ..protocol.codes import CloseCode
 from ..protocol.errors import PayloadTooBig, ProtocolError, Refused
-from ..protocol.frames import OutFrame, decode_client_frame
+from ..protocol.frames import decode_client_frame
 from ..protocol.session import Retention, Session, State
 from .base import Carrier, Reply, Request, Socket, SocketGone, Upgrade
 
@@ -45,38 +37,6 @@ _RETRY_LATER = frozenset({"rate_limited", "too_many_connections", "unavailable"}
 """Refusals that a client may try again after ``Retry-After`` seconds."""
 
 
-_MAX_HANDOFFS = 3
-"""Writes started by the reading task that had to be finished by a task, after which the
-connection's replies go through its writer only."""
-
-
-class _Resume:
-    """Awaiting it goes on with a coroutine that was stepped by hand up to its first suspension
-    (``yielded``), exactly as ``await coro`` would have (``yield from`` spelled out)."""
-
-    __slots__ = ("coro", "yielded")
-
-    def __init__(self, coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
-        self.coro = coro
-        self.yielded = yielded
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        coro, value = self.coro, self.yielded
-        while True:
-            try:
-                sent = yield value
-            except BaseException as exc:
-                try:
-                    value = coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    value = coro.send(sent)
-                except StopIteration as stop:
-                    return stop.value
-
-
 class WebSocketChannel(SessionChannel):
     """A channel carried by one WebSocket: frames both ways, one per message."""
 
@@ -88,29 +48,11 @@ class WebSocketChannel(SessionChannel):
         self._gone = False
         self._socket_closed = False
         self._writer: asyncio.Task[None] | None = None
-        self._sending: asyncio.Task[None] | None = None
-        """The rest of a write the reading task started and could not finish at once."""
-        self._holding = False
-        """The reading task is applying a frame: frames queued meanwhile do not wake the writer."""
-        self._owed = False
-        """Frames were queued while holding."""
-        self._idle = False
-        """The writer waits for frames, and nothing woke it."""
-        self._handoffs = 0
-        """Writes the reading task started and could not finish at once. On a server whose
-        sends always wait (granian) each would cost a task: after a few, the writer writes."""
-        session.waker = self._wake
-
-    def _wake(self) -> None:
-        if self._holding:
-            self._owed = True
-        else:
-            self._due.set()
 
     def abort(self) -> None:
         # A write blocked on a client that stopped reading: stop it and stop reading too.
         self._gone = True
-        for task in (self._sending, self._writer, self._runner):
+        for task in (self._writer, self._runner):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
 
@@ -134,25 +76,7 @@ class WebSocketChannel(SessionChannel):
                 if core.over_rate(session):
                     await core.close(self, CloseCode.RATE_LIMITED, "too many messages")
                     break
-                # Applied by hand up to its first suspension, so that this task knows whether
-                # the frame was applied at once (then it may write the reply itself).
-                self._holding = True
-                try:
-                    applying = core.dispatch(self, frame)
-                    try:
-                        suspended = applying.send(None)
-                    except StopIteration:
-                        pass
-                    else:  # the handler waits for something: the writer writes meanwhile
-                        self._release()
-                        await _Resume(applying, suspended)
-                except BaseException:
-                    self._release()
-                    raise
-                self._holding = False
-                if self._owed:
-                    self._owed = False
-                    self._flush(socket)
+                await core.dispatch(self, frame)
         except SocketGone as exc:
             self._gone = True
             gone_code = exc.code
@@ -162,15 +86,11 @@ class WebSocketChannel(SessionChannel):
             await core.close(self, CloseCode.BAD_REQUEST, exc.message)
         except asyncio.CancelledError:
             writer.cancel()
-            if self._sending is not None:
-                self._sending.cancel()
             if not self._gone:
                 core.finish(session, CloseCode.GOING_AWAY, "server stopping")
             raise
         if self._gone:
             writer.cancel()
-            if self._sending is not None:
-                self._sending.cancel()
             # 1005 is ambiguous (a close frame without a code, or what uvicorn reports for a
             # dropped connection): never call a dropped connection clean.
             if gone_code is None or not 1000 <= gone_code <= 4999 or gone_code in (1005, 1006):
@@ -200,16 +120,7 @@ class WebSocketChannel(SessionChannel):
         send = socket.send
         try:
             while True:
-                if self._sending is not None:
-                    await self._sending
-                if not (session.pending or self.finished):
-                    self._idle = True
-                    try:
-                        await self.wait_due()
-                    finally:
-                        self._idle = False
-                    if self._sending is not None:
-                        await self._sending
+                await self.wait_due()
                 if self.finished:
                     if not self._socket_closed:
                         self._socket_closed = True
@@ -228,77 +139,6 @@ class WebSocketChannel(SessionChannel):
             raise
         except Exception:  # the socket broke under us; the reader will see the disconnect
             log.debug("websocket write failed", exc_info=True)
-
-    def _release(self) -> None:
-        """Stop holding; wake the writer for what was queued meanwhile."""
-        self._holding = False
-        if self._owed:
-            self._owed = False
-            self._due.set()
-
-    def _flush(self, socket: Socket) -> None:
-        """Write what the frame just applied queued: here when the writer is idle (nothing
-        else queued, nothing being written), else by waking the writer."""
-        session = self.session
-        if (
-            not self._idle
-            or self._due.flag
-            or self._sending is not None
-            or self._handoffs >= _MAX_HANDOFFS
-            or session.state is not State.OPEN
-        ):
-            self._due.set()
-            return
-        taken = session.take()
-        for index, (_, frame) in enumerate(taken):
-            writing = socket.send(frame.ws)
-            try:
-                suspended = writing.send(None)
-            except StopIteration:
-                continue
-            except Exception:
-                self._broken()
-                return
-            # Cannot finish at once: a task of its own finishes it (and the rest), and the writer
-            # waits for that task before it writes anything else.
-            self._handoffs += 1
-            self._sending = asyncio.create_task(
-                self._send_rest(socket, _Resume(writing, suspended), taken, index + 1),
-                name="transports-ws-send",
-            )
-            return
-        self._sent(taken)
-
-    async def _send_rest(
-        self,
-        socket: Socket,
-        writing: _Resume,
-        taken: list[tuple[int, OutFrame]],
-        start: int,
-    ) -> None:
-        try:
-            await writing
-            for _, frame in taken[start:]:
-                await socket.send(frame.ws)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            self._broken()
-            return
-        finally:
-            self._sending = None
-        self._sent(taken)
-
-    def _sent(self, taken: list[tuple[int, OutFrame]]) -> None:
-        self.session.last_sent = self.core.clock()
-        self.core.wrote(TRAITS.name, taken)
-
-    def _broken(self) -> None:
-        # As when the writer's own write fails: nothing more is written; the reader will see
-        # the disconnect.
-        log.debug("websocket write failed", exc_info=True)
-        if self._writer is not None:
-            self._writer.cancel()
 
 
 class WebSocketCarrier(Carrier):
