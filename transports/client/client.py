@@ -78,6 +78,9 @@ def fallback_cause(exc: BaseException) -> str:
     return "error"
 
 
+_TIMER_SLACK = 0.001
+"""A timer may run this much (seconds) before its time: deadlines that close count as passed."""
+
 Pending = tuple[str | bytes, str | bytes, "asyncio.Future[Any]"]
 """A message waiting for its REPLY: its frame as text, as a native WebSocket message, and the
 future of :meth:`Client.send`."""
@@ -165,6 +168,11 @@ class Client:
         self._topics: dict[str, Topic] = {}
         self._pending: dict[int, Pending] = {}
         self._control: dict[int, tuple[str, asyncio.Future[Any]]] = {}
+        self._deadlines: dict[int, tuple[float, asyncio.Future[Any]]] = {}
+        """When each :meth:`send` waiting for its REPLY times out (loop time)."""
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        """One timer for every waiting send, at the earliest deadline (a timer per send cost
+        more than the rest of the send's own work)."""
         self._next_ref = 1
         self._listeners: dict[str, list[Callable[..., Any]]] = {}
         self._messages: asyncio.Queue[Incoming] | None = asyncio.Queue() if queue_messages else None
@@ -339,12 +347,36 @@ class Client:
         self._pending[ref] = (text, native, future)
         if connection is not None:
             await self._transmit([native if connection.binary else text])
+        loop = self._loop
+        deadline = loop.time() + (timeout if timeout is not None else self.send_timeout)
+        self._deadlines[ref] = (deadline, future)
+        timer = self._deadline_timer
+        if timer is None or deadline < timer.when():
+            if timer is not None:
+                timer.cancel()
+            self._deadline_timer = loop.call_at(deadline, self._expire_sends)
         try:
-            async with asyncio.timeout(timeout if timeout is not None else self.send_timeout):
-                return await future
-        except TimeoutError:
-            self._pending.pop(ref, None)
-            raise ReplyError("timeout", "no acknowledgement in time") from None
+            return await future
+        finally:
+            self._deadlines.pop(ref, None)
+
+    def _expire_sends(self) -> None:
+        """Fail the sends whose deadline passed (``ReplyError("timeout")``; never sent again),
+        and set the timer for the next deadline."""
+        self._deadline_timer = None
+        now = self._loop.time() + _TIMER_SLACK
+        earliest: float | None = None
+        for ref, (deadline, future) in list(self._deadlines.items()):
+            if future.done():
+                del self._deadlines[ref]
+            elif deadline <= now:
+                del self._deadlines[ref]
+                self._pending.pop(ref, None)
+                future.set_exception(ReplyError("timeout", "no acknowledgement in time"))
+            elif earliest is None or deadline < earliest:
+                earliest = deadline
+        if earliest is not None:
+            self._deadline_timer = self._loop.call_at(earliest, self._expire_sends)
 
     async def messages(self) -> AsyncIterator[Incoming]:
         """Every publication and direct message, in arrival order."""
