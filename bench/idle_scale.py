@@ -373,7 +373,7 @@ async def measure(
         failed = sum(int(r["failed"]) for r in ready)
         await asyncio.sleep(args.settle)
         after = server.readings()
-        await asyncio.gather(*(c.stats() for c in clients))  # marks the window's start
+        start = await asyncio.gather(*(c.stats() for c in clients))  # marks the window's start
         wall0, parent0 = time.monotonic(), server.parent_cpu()
         # Longer than the server's patience (2 x heartbeat) even when the window is short.
         window = max(args.window, 2 * heartbeat + 1) if heartbeat else args.window
@@ -421,6 +421,7 @@ async def measure(
             "errors": sorted({e for r in ready for e in r["errors"]})[:10],
             "open_s": open_s,
             "established_at_end": established,
+            "open_at_window_start": sum(int(s["open"]) for s in start),
             "open_at_end": open_at_end,
             "closed": sum(int(s["closed"]) for s in stats),
             "close_codes": codes,
@@ -459,12 +460,36 @@ def derive(layout: dict[str, Any]) -> None:
     for run in layout["runs"]:
         if raw is None or run is raw:
             continue
-        run["kib_ratio_rss"] = run["kib_per_conn_rss"] / raw["kib_per_conn_rss"]
-        run["kib_ratio_uss"] = run["kib_per_conn_uss"] / raw["kib_per_conn_uss"]
+        if not run["closed"]:  # a run that lost connections has no comparable memory figure
+            run["kib_ratio_rss"] = run["kib_per_conn_rss"] / raw["kib_per_conn_rss"]
+            run["kib_ratio_uss"] = run["kib_per_conn_uss"] / raw["kib_per_conn_uss"]
+        else:
+            run.pop("kib_ratio_rss", None)
+            run.pop("kib_ratio_uss", None)
         net = run["cpu_s"] - raw["cpu_pct"] / 100 * run["window_s"]
         run["net_cpu_pct"] = net / run["window_s"] * 100
         pings = run["window_pings"]
         run["net_us_per_ping"] = net / pings * 1e6 if pings else None
+    default, short = runs.get("library"), runs.get("library-short")
+    layout.pop("marginal_us_per_ping", None)
+    layout.pop("no_ping_cpu_pct", None)
+    # Only when both kept every connection (closes change the count the CPU is spent on).
+    if default is not None and short is not None and not default["closed"] + short["closed"]:
+        # Two heartbeats, as many connections: the CPU the extra PINGs cost, per PING (the
+        # marginal cost), and what is left at no PING at all (the sweep over every session).
+        cpu = short["cpu_s"] / short["window_s"] - default["cpu_s"] / default["window_s"]
+        rate = (
+            short["window_pings"] / short["window_s"]
+            - default["window_pings"] / default["window_s"]
+        )
+        if rate > 0:
+            marginal = cpu / rate
+            layout["marginal_us_per_ping"] = marginal * 1e6
+            sweep = (
+                default["cpu_s"] / default["window_s"]
+                - marginal * default["window_pings"] / default["window_s"]
+            )
+            layout["no_ping_cpu_pct"] = sweep * 100
 
 
 # --- the report --------------------------------------------------------------------------
@@ -523,6 +548,25 @@ def markdown(data: dict[str, Any]) -> str:
                 f"| {r['window_pings']:,} (min {r['window_min_pings']} per conn) "
                 f"| {_f(r['us_per_ping'], 0)} | {_f(r.get('net_us_per_ping'), 0)} |"
             )
+        for r in layout["runs"]:
+            if r["closed"]:
+                codes = ", ".join(f"{n:,} x {code}" for code, n in sorted(r["close_codes"].items()))
+                lines += [
+                    "",
+                    f"{r['config']}: {r['closed']:,} connections were closed before the end "
+                    f"({codes}; 4000 is the server's heartbeat timeout, docs/protocol.md §9): "
+                    "the row's memory per connection divides by the connections opened, so it "
+                    "is not comparable with the others.",
+                ]
+        if "marginal_us_per_ping" in layout:
+            lines += [
+                "",
+                f"From the two heartbeats: each extra PING (and its PONG) costs "
+                f"{_f(layout['marginal_us_per_ping'], 0)} µs of worker CPU; at no PING at all "
+                f"the library's workers would still use {_f(layout['no_ping_cpu_pct'])}% of a "
+                "core for these connections (the once-a-second pass over every session that "
+                "sends the PINGs and closes the silent).",
+            ]
         lines.append("")
     lines += [
         f"Idle window {data['window_s']:g} s per server (at least twice the heartbeat and a "
@@ -632,7 +676,10 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(client_run(json.loads(args.client)))
         return
     if args.from_json:
-        write(json.loads(args.from_json.read_text()), args.from_json.parent)
+        data = json.loads(args.from_json.read_text())
+        for layout in data["layouts"]:
+            derive(layout)
+        write(data, args.from_json.parent)
         return
     if args.quick:
         args.layouts, args.window, args.short = "2x500", 3.0, 4.0
