@@ -116,3 +116,31 @@ async def test_a_worker_that_dies_stops_the_service_with_exit_1(runner: Runner) 
     assert runner.proc.wait(20) == 1, runner.output()
     assert not workers[1].is_running() or workers[1].status() == psutil.STATUS_ZOMBIE
     assert "exited with" in runner.output()
+
+
+def test_workers_on_the_memory_backplane_are_warned_about() -> None:
+    """Several workers on memory:// cannot share sessions: the command says so at start (and
+    on Redis it does not, checked on the runner of the other tests)."""
+    port = free_port()
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "transports.server.run", "bench.idle_scale_app:app"]
+        + ["--workers", "2", "--bind", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env={**os.environ, "TRANSPORTS_SECRET_KEY": secrets.token_hex(16)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_port(port, proc=proc, timeout=30)
+    finally:
+        stop(proc)
+    log.seek(0)
+    output = log.read().decode(errors="replace")
+    log.close()
+    assert "2 workers on the in-memory backplane (memory://)" in output, output
+
+
+def test_no_memory_warning_on_redis(runner: Runner) -> None:
+    assert "in-memory backplane" not in runner.output()

@@ -37,6 +37,12 @@ _RETRY_LATER = frozenset({"rate_limited", "too_many_connections", "unavailable"}
 """Refusals that a client may try again after ``Retry-After`` seconds."""
 
 
+def _consume(future: asyncio.Future[Any]) -> None:
+    """Mark ``future``'s outcome as seen (asyncio logs an exception nobody retrieved)."""
+    if not future.cancelled():
+        future.exception()
+
+
 class WebSocketChannel(SessionChannel):
     """A channel carried by one WebSocket: frames both ways, one per message."""
 
@@ -106,6 +112,9 @@ class WebSocketChannel(SessionChannel):
             async with asyncio.timeout(5):
                 while not writer.done():
                     reading = asyncio.ensure_future(socket.receive())
+                    # Its end is read here or not at all (the 5 s can pass while it waits):
+                    # a disconnect it reports later is expected, not an error to log.
+                    reading.add_done_callback(_consume)
                     await asyncio.wait({reading, writer}, return_when=asyncio.FIRST_COMPLETED)
                     if not reading.done():
                         reading.cancel()

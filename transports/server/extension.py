@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from quart import Blueprint, Quart, Request, Response, request
 
 from ..backplanes import Backplane, Published
+from ..backplanes.memory import MemoryBackplane
 from ..carriers import REGISTRY, Carrier, Endpoint, Upstream, names
 from ..core.answer import Answer
 from ..core.channel import Channel
@@ -204,6 +205,14 @@ class Realtime:
     def settings(self) -> Settings:
         """The effective settings."""
         return self.engine.settings
+
+    @property
+    def single_process(self) -> bool:
+        """Whether the backplane lives in this process only (``memory://``): sessions,
+        history and presence are not shared with other processes or workers."""
+        if self._backplane is not None:
+            return isinstance(self._backplane, MemoryBackplane)
+        return self.settings.backplane.startswith("memory:")
 
     # --- hooks (decorators) ------------------------------------------------------------------
 

@@ -187,7 +187,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workers == 1:
         asyncio.run(serve(_load(args.app), config))
         return 0
-    _load(args.app)  # fail here, in the parent, when the app cannot be imported
+    app = _load(args.app)  # fail here, in the parent, when the app cannot be imported
+    realtime = app.extensions.get("transports")
+    if realtime is not None and realtime.single_process:
+        log.warning(
+            "%d workers on the in-memory backplane (memory://): each worker has its own "
+            "sessions, so a request that reaches another worker than its negotiate is refused "
+            "(404 unknown_session) and a publication reaches one worker's clients only; set a "
+            "shared backplane (TRANSPORTS_BACKPLANE=redis://...) or run one worker",
+            args.workers,
+        )
     return _run_workers(args.app, config, args.workers)
 
 
