@@ -140,6 +140,8 @@ def without_placeholders(template: str) -> str:
         "issue19/fanout",
         "issue19/quiet-hypercorn",
         "issue19/quiet-servers",
+        "issue19/final-servers",
+        "issue19/final-hypercorn",
     ],
 )
 def test_results_tables_are_rendered_from_the_json(directory: str) -> None:
@@ -320,12 +322,24 @@ def test_a_new_run_changes_the_rendered_figures(tmp_path: Path) -> None:
     assert rendered["figures.md"] != (RESULTS / "figures.md").read_text()
     assert "176 back" in rendered["figures.md"]
 
-    # python-socketio twice as slow: the pipelined echo meets its goal, and the template has
-    # no text for that outcome (it was written for "missed"): rendering refuses.
+    # python-socketio twice as fast: the pipelined echo misses its goal (2x the peer), and its
+    # text moves under Missed.
     for run in data["results"]["messages"]["sio-ws"]:
-        run["pipe_msg_s"] /= 2
+        run["pipe_msg_s"] *= 2
     (copy / "results.json").write_text(json.dumps(data))
-    with pytest.raises(report.SnippetError, match="WebSocket echo, 1 client pipelined"):
+    notes = report.docs_snippets(copy, TEMPLATES)["notes.md"]
+    assert (
+        notes.index("**Missed, and why.**")
+        < notes.index("**WebSocket echo, one pipelined client")
+        < notes.index("**Idle connections")
+    )
+
+    # The burst ten times slower: it misses, and the template has no text for that outcome
+    # (it was written for "met"): rendering refuses.
+    for run in data["results"]["burst"]["websocket"]:
+        run["deliv_s"] /= 10
+    (copy / "results.json").write_text(json.dumps(data))
+    with pytest.raises(report.SnippetError, match="burst fan-out"):
         report.docs_snippets(copy, TEMPLATES)
 
 
