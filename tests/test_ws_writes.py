@@ -14,6 +14,7 @@ from typing import Any
 from quart import Quart
 
 from transports import Channel, Realtime
+from transports.bench.inproc import websocket_scope
 
 Event = MutableMapping[str, Any]
 
@@ -90,19 +91,7 @@ async def _open(app: Quart, client: Any) -> tuple[Socket, asyncio.Task[None]]:
     info = await response.get_json()
     socket = Socket()
     socket.incoming.put_nowait({"type": "websocket.connect"})
-    scope = {
-        "type": "websocket",
-        "asgi": {"version": "3.0"},
-        "scheme": "ws",
-        "path": "/realtime/ws",
-        "raw_path": b"/realtime/ws",
-        "query_string": ("ticket=" + info["ticket"]).encode(),
-        "headers": [(b"host", b"localhost")],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-        "subprotocols": [],
-        "extensions": {},
-    }
+    scope = websocket_scope(info["ticket"])
     task = asyncio.create_task(app.asgi_app(scope, socket.receive, socket.send))  # type: ignore[arg-type]
     await socket.until(lambda: socket.frames)  # HELLO
     return socket, task

@@ -45,16 +45,7 @@ MESSAGE_CONFIGS = [
     "sio-ws",
     "sio-polling",
 ]
-FANOUT_CONFIGS = [
-    "raw-ws",
-    "raw-sse",
-    "thin-ws",
-    "websocket",
-    "sse",
-    "longpoll",
-    "sio-ws",
-    "sio-polling",
-]
+FANOUT_CONFIGS = [c for c in MESSAGE_CONFIGS if c != "raw-http"]  # no fan-out route
 MEMORY_CONFIGS = [c for c in FANOUT_CONFIGS if c != "thin-ws"]
 WIRE_CONFIGS = MEMORY_CONFIGS
 CONNECT_DIRECT = [

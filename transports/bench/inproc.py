@@ -65,24 +65,30 @@ class FakeSocket:
         self.incoming.put_nowait({"type": "websocket.receive", "text": text})
 
 
-async def _open(app: Quart, client: Any) -> tuple[FakeSocket, asyncio.Task[None]]:
-    response = await client.post("/realtime/negotiate", json={"v": 1, "transports": ["websocket"]})
-    info = await response.get_json()
-    socket = FakeSocket()
-    socket.incoming.put_nowait({"type": "websocket.connect"})
-    scope = {
+def websocket_scope(ticket: str) -> dict[str, Any]:
+    """The ASGI scope of a WebSocket to ``/realtime/ws`` with ``ticket`` (the edge driven by
+    hand, no ASGI server)."""
+    return {
         "type": "websocket",
         "asgi": {"version": "3.0"},
         "scheme": "ws",
         "path": "/realtime/ws",
         "raw_path": b"/realtime/ws",
-        "query_string": ("ticket=" + info["ticket"]).encode(),
+        "query_string": ("ticket=" + ticket).encode(),
         "headers": [(b"host", b"localhost")],
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 80),
         "subprotocols": [],
         "extensions": {},
     }
+
+
+async def _open(app: Quart, client: Any) -> tuple[FakeSocket, asyncio.Task[None]]:
+    response = await client.post("/realtime/negotiate", json={"v": 1, "transports": ["websocket"]})
+    info = await response.get_json()
+    socket = FakeSocket()
+    socket.incoming.put_nowait({"type": "websocket.connect"})
+    scope = websocket_scope(info["ticket"])
     task = asyncio.create_task(app.asgi_app(scope, socket.receive, socket.send))  # type: ignore[arg-type]
     while socket.sent < 1:  # HELLO
         await asyncio.sleep(0)
