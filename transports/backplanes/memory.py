@@ -162,21 +162,25 @@ class MemoryBackplane(Backplane):
         return item[0]
 
     async def claim(self, key: str, ttl: float, value: str = "1") -> bool:
+        # Once per client message (the reply memory): kept to a dict lookup and _set.
         now = self._clock()
-        if self._get(key, now) is not None:
+        item = self._kv.get(key)
+        if item is not None and item[1] > now:
             return False
         self._set(key, value, ttl, now)
         return True
 
     def _set(self, key: str, value: str, ttl: float, now: float) -> None:
         expires = now + ttl
-        self._kv[key] = (value, expires)
+        kv = self._kv
+        kv[key] = (value, expires)
         queue = self._expiry.get(ttl)
         if queue is None:
             queue = self._expiry[ttl] = deque()
         queue.append((expires, key))
-        self._sweep(now)
-        if len(self._kv) > self.max_keys:
+        if now - self._last_sweep >= 1.0:
+            self._sweep(now)
+        if len(kv) > self.max_keys:
             self._evict()
 
     def _evict(self) -> None:

@@ -73,16 +73,17 @@ class WebSocketChannel(SessionChannel):
         writer = self._writer = asyncio.create_task(
             self._write(socket), name="transports-ws-writer"
         )
+        receive, over_rate, dispatch = socket.receive, core.over_rate, core.dispatch
         try:
             while session.state is State.OPEN and not self._gone:
-                message = await socket.receive()
+                message = await receive()
                 if not message:
                     raise ProtocolError("bad_frame", "empty message")
                 frame = decode_client_frame(message, limits)
-                if core.over_rate(session):
+                if over_rate(session):
                     await core.close(self, CloseCode.RATE_LIMITED, "too many messages")
                     break
-                await core.dispatch(self, frame)
+                await dispatch(self, frame)
         except SocketGone as exc:
             self._gone = True
             gone_code = exc.code
@@ -127,9 +128,14 @@ class WebSocketChannel(SessionChannel):
     async def _write(self, socket: Socket) -> None:
         session, clock, wrote = self.session, self.core.clock, self.core.wrote
         send = socket.send
+        due = self._due
         try:
             while True:
-                await self.wait_due()
+                # wait_due() without its timeout, inline: this runs once per write.
+                if not session.pending and session.state is not State.CLOSED:
+                    due.clear()
+                    if not session.pending:
+                        await due.wait()
                 if self.finished:
                     if not self._socket_closed:
                         self._socket_closed = True

@@ -111,7 +111,7 @@ class Core(Protocol):
 
     def detach(self, channel: SessionChannel) -> None: ...
 
-    async def dispatch(self, channel: SessionChannel, frame: ClientFrame) -> None: ...
+    def dispatch(self, channel: SessionChannel, frame: ClientFrame) -> Awaitable[None]: ...
 
     def over_rate(self, session: Session, frames: int = 1) -> float: ...
 
@@ -160,8 +160,9 @@ class _Due:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiters = self.waiters
         if waiters is None:
-            waiters = self.waiters = []
-        waiters.append(waiter)
+            waiters = self.waiters = [waiter]
+        else:
+            waiters.append(waiter)
         try:
             await waiter
         except BaseException:  # cancelled (a timeout): forget it unless set() already did

@@ -64,6 +64,10 @@ _UNAVAILABLE: Outcome = (
 )
 
 
+async def _nothing() -> None:
+    """What :meth:`Dispatcher.dispatch` gives for a frame it ignores."""
+
+
 class Dispatcher:
     """Applies client frames to the application's hooks."""
 
@@ -85,7 +89,8 @@ class Dispatcher:
         self.metrics = ctx.metrics
         self.clock = ctx.clock
         self.finish = finish
-        self._inflight: dict[str, list[asyncio.Future[Outcome]]] = {}
+        self._inflight: dict[str, list[asyncio.Future[Outcome]] | None] = {}
+        """Keys of the messages being applied, with the retries waiting for their answer."""
 
     def over_rate(self, session: Session, frames: int = 1) -> float:
         """Spend ``frames`` from the session's budget: 0.0 if allowed, else seconds to wait."""
@@ -94,15 +99,26 @@ class Dispatcher:
             return 0.0
         return bucket.take(self.clock(), frames)
 
-    async def dispatch(self, channel: SessionChannel, frame: ClientFrame) -> None:
-        """Apply one client frame. Errors inside the app become error replies."""
+    def dispatch(self, channel: SessionChannel, frame: ClientFrame) -> Awaitable[None]:
+        """Apply one client frame (await the result). Errors inside the app become error
+        replies.
+
+        Not a coroutine itself: an EVENT (the frame of every message) goes straight to
+        :meth:`_once`, one coroutine fewer per message.
+        """
         session = channel.session
         session.last_seen = self.clock()
         if session.state >= State.CLOSING:
-            return
+            return _nothing()
         if isinstance(frame, Event):
-            await self._once(channel, frame.ref, self._on_event, frame)
-        elif isinstance(frame, Subscribe):
+            return self._once(channel, frame.ref, self._on_event, frame)
+        if isinstance(frame, Publish):
+            return self._once(channel, frame.ref, self._on_publish, frame)
+        return self._other(channel, frame)
+
+    async def _other(self, channel: SessionChannel, frame: ClientFrame) -> None:
+        session = channel.session
+        if isinstance(frame, Subscribe):
             await self._on_subscribe(channel, frame)
         elif isinstance(frame, Unsubscribe):
             await self.hub.leave(session, [frame.topic, EVENTS + frame.topic])
@@ -119,8 +135,6 @@ class Dispatcher:
             session.answers_pings = True
             if frame.seq is not None and channel.traits.pong_acknowledges:
                 session.ack(frame.seq)
-        elif isinstance(frame, Publish):
-            await self._once(channel, frame.ref, self._on_publish, frame)
         elif isinstance(frame, Close):
             self.finish(session, frame.code, frame.reason or "closed by the client", goodbye=True)
 
@@ -148,9 +162,9 @@ class Dispatcher:
         session = channel.session
         key = (
             "reply:"
-            + self._scope(session)
+            + (session.retry_scope or self._scope(session))
             + ":"
-            + (str(ref) if isinstance(ref, int) else encode_json(ref))
+            + (str(ref) if type(ref) is int else encode_json(ref))
         )
         ttl = self.settings.dedup_ttl
         store = self.store
@@ -175,30 +189,34 @@ class Dispatcher:
                 # it died before storing it): say so rather than leave the retry unanswered.
                 session.reply(encoded_reply_frame(ref, *(answer or _UNAVAILABLE)))
             return
-        waiters = self._inflight[key] = []  # retries that arrive meanwhile wait here
+        inflight = self._inflight
+        inflight[key] = None  # a retry that arrives meanwhile waits here (see _remembered)
         try:
             answer = await work(channel, frame)
         except BaseException:  # only engine shutdown cancels the task applying frames
-            self._inflight.pop(key, None)
-            for waiter in waiters:
+            for waiter in inflight.pop(key, None) or ():
                 waiter.set_result(_error("internal_error", "the server is stopping"))
             raise
-        del self._inflight[key]
-        for waiter in waiters:
-            waiter.set_result(answer)
+        waiters = inflight.pop(key)
+        if waiters is not None:
+            for waiter in waiters:
+                waiter.set_result(answer)
         status, text, binary = answer
         try:
-            await store.store(key, f"{int(binary)}{status}\x00{text}", ttl)
+            await store.store(key, ("1" if binary else "0") + status + "\x00" + text, ttl)
         except BackplaneError:
             self.metrics.inc("backplane_errors")
             log.warning("could not remember a reply; a retry of it will be answered unavailable")
         if session.state < State.CLOSING:
-            session.reply(encoded_reply_frame(ref, *answer))
+            session.reply(encoded_reply_frame(ref, status, text, binary))
 
     async def _remembered(self, key: str) -> Outcome | None:
-        waiters = self._inflight.get(key)
-        if waiters is not None:
+        inflight = self._inflight
+        if key in inflight:
             waiter: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+            waiters = inflight[key]
+            if waiters is None:
+                waiters = inflight[key] = []
             waiters.append(waiter)
             return await waiter
         for _ in range(50):  # answered by another process, or in flight there

@@ -383,10 +383,10 @@ class Engine:
         """Unsubscribe ``session`` from ``topics``."""
         await self.hub.leave(session, topics)
 
-    async def dispatch(self, channel: SessionChannel, frame: ClientFrame) -> None:
-        """Apply one client frame (see :class:`Dispatcher`)."""
-        self.frames_in[channel.transport] += 1
-        await self.dispatcher.dispatch(channel, frame)
+    def dispatch(self, channel: SessionChannel, frame: ClientFrame) -> Awaitable[None]:
+        """Apply one client frame (await the result; see :meth:`Dispatcher.dispatch`)."""
+        self.frames_in[channel.traits.name] += 1
+        return self.dispatcher.dispatch(channel, frame)
 
     def wrote(self, transport: str, frames: list[tuple[int, OutFrame]]) -> None:
         """Count ``frames`` written to a ``transport`` connection, and the delivery time of the

@@ -113,11 +113,12 @@ class ASGISocket:
                 code = event.get("code")
                 raise SocketGone(code if isinstance(code, int) else None)
 
-    async def send(self, message: str | bytes) -> None:
+    def send(self, message: str | bytes) -> Awaitable[None]:
+        """Send one message (await the result; the ASGI server's own awaitable, no coroutine
+        of ours around it: this runs once per frame written)."""
         if isinstance(message, str):
-            await self._send({"type": "websocket.send", "text": message})
-        else:
-            await self._send({"type": "websocket.send", "bytes": message})
+            return self._send({"type": "websocket.send", "text": message})
+        return self._send({"type": "websocket.send", "bytes": message})
 
     async def close(self, code: int, reason: str = "") -> None:
         await self._send({"type": "websocket.close", "code": code, "reason": reason})
