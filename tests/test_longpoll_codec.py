@@ -90,8 +90,22 @@ def test_send_answer_exact_bytes() -> None:
     assert decode_send_answer(b'{"frames":[[99,"future"]]}') == []  # unknown types left out
 
 
-@pytest.mark.parametrize("body", [b"nope", b"[]", b"{}", b'{"frames":{}}', b'{"frames":[[4]]}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"nope",
+        b"[]",
+        b"{}",
+        b'{"frames":{}}',
+        b'{"frames":[[4]]}',
+        b'{"frames":[[4,1,"ok",NaN]]}',  # what no decoder of a single frame accepts either
+        b'{"frames":[[4,1,"ok",' + b"1" * 101 + b"]]}",
+        b'{"frames":[[4,1,"ok",' + b"[" * 70 + b"]" * 70 + b"]]}",
+        b'{"frames":[[4,1,"ok","\xff"]]}',  # not UTF-8
+    ],
+)
 def test_decode_send_answer_refuses(body: bytes) -> None:
-    """Clients refuse a malformed answer with ProtocolError (and carry on without it)."""
+    """Clients refuse a malformed answer with ProtocolError (and carry on without it): the
+    body is parsed once, as strictly as one frame alone would be."""
     with pytest.raises(ProtocolError):
         decode_send_answer(body)

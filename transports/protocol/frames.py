@@ -56,12 +56,14 @@ __all__ = [
     "decode_client_frame",
     "decode_diagnose_publish",
     "decode_server_frame",
+    "decode_server_value",
     "encode_client_frame",
     "encoded_msg_frame",
     "encoded_reply_frame",
     "encode_data",
     "encode_json",
     "hello_frame",
+    "loads_strict",
     "msg_frame",
     "PING",
     "PONG",
@@ -319,6 +321,16 @@ def _loads(text: str, max_depth: int) -> Any:
     if text.count("[") + text.count("{") > max_depth and _depth(value) > max_depth:
         raise ProtocolError("bad_json", "JSON nested too deep")
     return value
+
+
+def loads_strict(text: str, max_depth: int) -> Any:
+    """Parse JSON ``text`` as every decoder here does: no NaN or Infinity, no integer of more
+    than 100 digits, at most ``max_depth`` levels of arrays and objects.
+
+    Raises:
+        ProtocolError: ``bad_json``.
+    """
+    return _loads(text, max_depth)
 
 
 def _depth(value: Any) -> int:
@@ -866,7 +878,18 @@ def decode_server_frame(message: str | bytes, max_depth: int = 64) -> ServerFram
             raise ProtocolError("bad_json", "frame is not valid UTF-8") from None
     else:
         text = message
-    value = _loads(text, max_depth)
+    return decode_server_value(_loads(text, max_depth), raw)
+
+
+def decode_server_value(value: Any, raw: bytes | None = None) -> ServerFrame:
+    """Decode one server frame already parsed from JSON (strictly, as :func:`_loads` does:
+    no NaN, no over-long integers, bounded depth), for a body that holds several frames (a
+    poll response, a ``POST /send`` answer): each frame is parsed once, with the body.
+    ``raw`` is a binary WebSocket message's bytes after its header.
+
+    Raises:
+        UnknownFrameType, ProtocolError: as :func:`decode_server_frame`.
+    """
     if (
         not isinstance(value, list)
         or not value

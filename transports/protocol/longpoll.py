@@ -8,13 +8,12 @@ its replies (``{"frames": [...]}``, §6.2). The uplink body (``POST /send``) is 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import ProtocolError
-from .frames import OutFrame, ServerFrame, UnknownFrameType, decode_server_frame, encode_json
+from .frames import OutFrame, ServerFrame, UnknownFrameType, decode_server_value, loads_strict
 
 __all__ = [
     "PollResponse",
@@ -25,6 +24,11 @@ __all__ = [
     "encode_send_answer",
     "parse_cursor",
 ]
+
+
+_BODY_DEPTH = 64 + 2
+"""Deepest nesting in a poll response or send answer: a frame's (as a client decodes one
+alone) inside the body's object and its ``frames`` array."""
 
 
 def encode_poll(cursor: int, frames: Sequence[OutFrame]) -> bytes:
@@ -89,9 +93,11 @@ def decode_send_answer(body: bytes) -> list[ServerFrame]:
 
 
 def _json_object(body: bytes, what: str) -> dict[str, Any]:
+    # Parsed once and strictly (no NaN, bounded integers and depth: what decoding each frame
+    # alone would refuse), then each frame decoded from its parsed value.
     try:
-        value: Any = json.loads(body)
-    except (ValueError, RecursionError):
+        value: Any = loads_strict(body.decode("utf-8"), _BODY_DEPTH)
+    except (ProtocolError, UnicodeDecodeError):
         raise ProtocolError("bad_json", what + " is not JSON") from None
     if not isinstance(value, dict):
         raise ProtocolError("bad_frame", what + " must be an object")
@@ -104,11 +110,7 @@ def _server_frames(items: list[Any], what: str) -> tuple[list[ServerFrame], int]
     skipped = 0
     for item in items:
         try:
-            text = encode_json(item)
-        except (TypeError, ValueError, RecursionError):
-            raise ProtocolError("bad_json", what + " holds a refused value") from None
-        try:
-            frames.append(decode_server_frame(text))
+            frames.append(decode_server_value(item))
         except UnknownFrameType:
             skipped += 1
     return frames, skipped
