@@ -39,9 +39,9 @@ class Settings:
     """Signs tokens and tickets; defaults to the app's ``SECRET_KEY``, else random per process."""
     heartbeat: float = 25.0
     """Seconds of quiet after which the server sends a PING on a WebSocket or SSE connection (a
-    held long-poll is its own heartbeat); a client that answers pings and stays silent for twice
-    this long is closed with 4000. Keep it under every proxy's and load balancer's idle
-    timeout."""
+    held long-poll is its own heartbeat), and seconds without a word from a client that answers
+    pings after which it is asked; such a client that stays silent for twice this long is
+    closed with 4000. Keep it under every proxy's and load balancer's idle timeout."""
     poll_window: float = 25.0
     """Longest a long-poll request is held open with nothing to send; keep it under every
     proxy's idle timeout. An SSE or long-poll session with no stream and no poll is forgotten

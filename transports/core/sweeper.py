@@ -84,11 +84,19 @@ class Sweeper:
                     # A client that cannot answer PINGs (a plain EventSource) is only held to
                     # it once it has answered one.
                     must_answer = traits.must_answer_pings or session.answers_pings
-                    if must_answer and now - session.last_seen > 2 * heartbeat:
+                    unheard = now - session.last_seen
+                    if must_answer and unheard > 2 * heartbeat:
                         session.close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
                         continue
                     quiet = now - max(session.last_sent, session.last_ping)
-                    if not session.pending and quiet >= heartbeat:
+                    if (not session.pending and quiet >= heartbeat) or (
+                        # A client that only listens, on a connection that is never quiet (a
+                        # busy topic), is asked too: nothing heard for a heartbeat and no PING
+                        # since then. Its PONG is what keeps it from the timeout above.
+                        must_answer
+                        and unheard >= heartbeat
+                        and session.last_ping <= session.last_seen
+                    ):
                         session.last_ping = now
                         session.push(PING)
             elif now - session.last_seen > settings.idle_ttl:
