@@ -648,7 +648,7 @@ async def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
             "runs": [],
         }
         data["layouts"].append(layout)
-        for name in ("raw", "library", "library-short"):
+        for name in args.servers.split(","):
             layout["runs"].append(await measure(name, workers, per_worker, args, logdir))
             derive(layout)
             write(data, args.out)
@@ -660,6 +660,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="2 workers x 500, short windows")
     parser.add_argument("--layouts", default="3x16667,2x19000", help="WxN,... (workers x each)")
+    parser.add_argument(
+        "--servers",
+        default="raw,library,library-short",
+        help="which of raw, library, library-short to run (default all, in that order)",
+    )
     parser.add_argument("--window", type=float, default=60.0, help="idle window, seconds")
     parser.add_argument("--short", type=float, default=5.0, help="the short heartbeat, seconds")
     parser.add_argument("--clients", type=int, default=6, help="client processes (at most)")

@@ -1,7 +1,8 @@
 """The library's own cost per message, without an ASGI server or a network: CPU time per echo
 and per fan-out delivery, the edge driven with ASGI events in this process.
 
-``python -m transports.bench.inproc [--echo N] [--fanout CLIENTS] [--messages M]``
+``python -m transports.bench.inproc [--echo N] [--fanout CLIENTS] [--messages M] [--raw]``
+``python -m transports.bench.inproc --instructions``
 
 A WebSocket's ``receive`` hands the next client frame at once and its ``send`` only counts, so
 what is measured is everything the library does between the ASGI server's events: decode,
@@ -12,7 +13,13 @@ message, and in one burst), and the time from the burst's start to the first ``s
 
 The figures are for comparing two versions of the library on one machine (run this module
 from each source tree in turn, several times, and compare medians), not for the report: the
-ASGI server's share, which a real measurement includes, is left out.
+ASGI server's share, which a real measurement includes, is left out. ``--raw`` also drives a
+bare Quart echo route (the comparison's ``raw-ws``) the same way.
+
+``--instructions`` counts instructions per 50-client echo under valgrind's callgrind, for the
+library and for the bare route: the difference of a 2,600- and a 600-echo run over their
+difference, so start-up cancels. Unlike CPU time it does not move with the machine's load, so
+two versions can be compared on a shared machine (run it in each source tree).
 """
 
 from __future__ import annotations
@@ -20,12 +27,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import MutableMapping
 from typing import Any
 
-from quart import Quart
+from quart import Quart, websocket
 
 from .server import FANOUT_TOPIC, REALTIME_SETTINGS, burst_payload
 
@@ -37,7 +47,10 @@ class FakeSocket:
     """One WebSocket as an ASGI server presents it: a queue of incoming events, and sends that
     resolve waiters."""
 
-    def __init__(self) -> None:
+    def __init__(self, answer: str = "[4,") -> None:
+        self.answer = answer
+        """How the message that answers a :func:`_echo` starts (a REPLY; the raw echo's own
+        frame back)."""
         self.incoming: asyncio.Queue[Event] = asyncio.Queue()
         self.sent = 0
         self.first_sent = 0.0
@@ -56,7 +69,7 @@ class FakeSocket:
             self.first_sent = time.monotonic()
         text = message.get("text") or ""
         waiting = self.waiting
-        if waiting is not None and not waiting.done() and text.startswith("[4,"):
+        if waiting is not None and not waiting.done() and text.startswith(self.answer):
             waiting.set_result(text)
         if self.done is not None and self.sent >= self.expect and not self.done.done():
             self.done.set_result(None)
@@ -105,6 +118,43 @@ def _cpu() -> float:
     return time.process_time()
 
 
+async def _closed_loop(sockets: list[FakeSocket], per: int, base: int = 0) -> float:
+    """Every socket echoes ``per`` messages, one at a time, all sockets at once (closed loop):
+    microseconds of CPU per echo."""
+
+    async def loop(socket: FakeSocket, first: int) -> None:
+        for i in range(per):
+            await _echo(socket, first + i)
+
+    t0 = _cpu()
+    await asyncio.gather(*(loop(s, base * (k + 1)) for k, s in enumerate(sockets)))
+    return (_cpu() - t0) / (per * len(sockets)) * 1e6
+
+
+async def measure_raw(echoes: int) -> float:
+    """CPU per echo of a bare Quart WebSocket echo route (the comparison's ``raw-ws``) driven
+    the same way, 50 sockets closed-loop: what the library's ``echo50_us`` compares with."""
+    app = Quart("inproc_raw")
+
+    @app.websocket("/realtime/ws")
+    async def echo() -> None:
+        while True:
+            await websocket.send(await websocket.receive())
+
+    async with app.test_app():
+        sockets = [FakeSocket(answer="[3,") for _ in range(50)]
+        tasks = []
+        for socket in sockets:
+            socket.incoming.put_nowait({"type": "websocket.connect"})
+            scope = websocket_scope("")
+            tasks.append(asyncio.create_task(app.asgi_app(scope, socket.receive, socket.send)))  # type: ignore[arg-type]
+        await _closed_loop(sockets, 4)  # every handler started and warm
+        cpu = await _closed_loop(sockets, max(1, echoes // 50))
+        for task in tasks:
+            task.cancel()
+        return cpu
+
+
 async def measure(args: argparse.Namespace) -> dict[str, float]:
     from transports import Channel, Realtime
 
@@ -123,25 +173,20 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
         for _ in range(200):
             ref += 1
             await _echo(socket, ref)
-        t0 = _cpu()
-        for _ in range(args.echo):
-            ref += 1
-            await _echo(socket, ref)
-        out["echo_us"] = (_cpu() - t0) / args.echo * 1e6
+        if not args.only_echo50:
+            t0 = _cpu()
+            for _ in range(args.echo):
+                ref += 1
+                await _echo(socket, ref)
+            out["echo_us"] = (_cpu() - t0) / args.echo * 1e6
 
         sockets = [socket]
         for _ in range(49):
             sockets.append((await _open(app, client))[0])
         tasks = [task]
-        per = max(1, args.echo // 50)
-
-        async def loop(s: FakeSocket, base: int) -> None:
-            for i in range(per):
-                await _echo(s, base + i)
-
-        t0 = _cpu()
-        await asyncio.gather(*(loop(s, 10_000_000 * (k + 1)) for k, s in enumerate(sockets)))
-        out["echo50_us"] = (_cpu() - t0) / (per * 50) * 1e6
+        out["echo50_us"] = await _closed_loop(sockets, max(1, args.echo // 50), 10_000_000)
+        if args.only_echo50:
+            return out
 
         subs: list[FakeSocket] = []
         for k in range(args.fanout):
@@ -174,8 +219,34 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
     return out
 
 
+_VALGRIND_RUNS = (600, 2600)
+"""Echoes of the two runs whose difference gives instructions per echo (start-up cancels)."""
+
+
+def _instructions(extra: list[str]) -> float:
+    """Instructions per 50-client echo, counted by valgrind (callgrind): the difference of two
+    runs of this module, over the difference of their echoes."""
+    counts = []
+    for echoes in _VALGRIND_RUNS:
+        argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+        argv += [sys.executable, "-m", "transports.bench.inproc", "--echo", str(echoes), *extra]
+        done = subprocess.run(argv, capture_output=True, text=True, check=True)
+        found = re.search(r"Collected : (\d+)", done.stderr)
+        if found is None:
+            raise RuntimeError("valgrind printed no instruction count:\n" + done.stderr[-2000:])
+        counts.append(int(found.group(1)))
+    return (counts[1] - counts[0]) / (_VALGRIND_RUNS[1] - _VALGRIND_RUNS[0])
+
+
 async def _main(args: argparse.Namespace) -> None:
-    print(json.dumps(await measure(args)))
+    if args.only_raw:
+        print(json.dumps({"echo50_raw_us": await measure_raw(args.echo)}))
+        return
+    out = await measure(args)
+    if args.raw:
+        out["echo50_raw_us"] = await measure_raw(args.echo)
+        out["echo50_vs_raw"] = out["echo50_us"] / out["echo50_raw_us"]
+    print(json.dumps(out))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -183,7 +254,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--echo", type=int, default=5000)
     parser.add_argument("--fanout", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=100)
-    asyncio.run(_main(parser.parse_args(argv)))
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="also drive a bare Quart echo route the same way (echo50_raw_us, echo50_vs_raw)",
+    )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per 50-client echo under valgrind, library and bare Quart "
+        "(deterministic: for comparing versions on a busy machine; about 2 minutes)",
+    )
+    parser.add_argument("--only-echo50", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--only-raw", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.instructions:
+        library = _instructions(["--only-echo50"])
+        raw = _instructions(["--only-raw"])
+        result = {"echo50_instructions": library, "echo50_raw_instructions": raw}
+        print(json.dumps(result | {"echo50_instructions_vs_raw": library / raw}))
+        return
+    asyncio.run(_main(args))
 
 
 if __name__ == "__main__":
