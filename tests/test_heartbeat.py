@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from transports.client import connect
+from transports.server.extension import Realtime
 from transports.typing import TransportName
 
 from .apps import make_app
@@ -115,3 +116,34 @@ async def test_a_websocket_client_that_stops_answering_is_closed_with_4000(busy:
         # Twice the heartbeat, plus a sweep (0.25 s) and slack for a busy machine.
         assert 2 * HEARTBEAT <= closed_after < 2 * HEARTBEAT + 1.5, closed_after
     assert [code for _, code, _ in app.config["DISCONNECTS"]] == [4000]
+
+
+@pytest.mark.parametrize("transport", ["websocket", "sse"])
+async def test_a_stalled_server_does_not_time_out_its_clients(transport: TransportName) -> None:
+    """A handler that blocks the server's event loop for 2.2 s (more than twice the 1 s
+    heartbeat; a long garbage collection or a burst of connections does the same at scale):
+    nothing could be read meanwhile, so the clients' silence is the server's own. Neither the
+    client that sent the message nor one that only listens is closed with 4000; both stay on
+    their first connection and get a publication made after the stall."""
+    app = make_app(heartbeat=HEARTBEAT)
+    realtime: Realtime = app.extensions["transports"]
+
+    @realtime.on("stall")
+    async def stall(channel: Any, data: Any) -> str:
+        time.sleep(2.2)  # blocks the loop on purpose
+        return "done"
+
+    async with hypercorn_server(app) as base:
+        listener = await connect(base + "/realtime", transports=[transport])
+        staller = await connect(base + "/realtime", transports=[transport])
+        await listener.subscribe("feed")
+        await asyncio.sleep(1.6 * HEARTBEAT)  # PINGs answered: both held to answering
+        assert await staller.send("stall", None) == "done"
+        await asyncio.sleep(3 * HEARTBEAT)
+        await realtime.publish("feed", "after", 1)
+        message = await asyncio.wait_for(anext(listener.messages()), 5)
+        assert (message.event, message.data) == ("after", 1)
+        assert app.config["DISCONNECTS"] == []
+        assert listener.transport == staller.transport == transport
+        await listener.close()
+        await staller.close()

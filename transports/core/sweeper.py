@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 
 from ..protocol.codes import CloseCode
 from ..protocol.errors import Reject
@@ -32,16 +33,42 @@ class Sweeper:
         self.clock = ctx.clock
         self.spawn = ctx.spawn
         self._revalidating: asyncio.Task[None] | None = None
+        self._lags: deque[tuple[float, float]] = deque()
+        """(when, seconds late) of the passes that ran late, over the last two heartbeats."""
 
     async def run(self) -> None:
         """Sweep until cancelled."""
         interval = min(1.0, self.settings.heartbeat / 4)
+        loop = asyncio.get_running_loop()
         while True:
+            started = loop.time()  # the loop's own clock: lateness is the loop's
             await asyncio.sleep(interval)
+            now = loop.time()
+            self.note_lag(now - started - interval, now)
             try:
                 self.sweep()
             except Exception:  # never let the sweeper die
                 log.exception("sweeper failed")
+
+    def note_lag(self, late: float, now: float) -> None:
+        """Record that this process's event loop ran the sweeper ``late`` seconds after it was
+        due, at ``now`` (the loop's time; the run loop measures it before each pass)."""
+        lags = self._lags
+        if late > 0.05:
+            lags.append((now, late))
+        horizon = now - 2 * self.settings.heartbeat
+        while lags and lags[0][0] < horizon:
+            lags.popleft()
+
+    def grace(self) -> float:
+        """Seconds added to the heartbeat timeout because the server itself was behind: three
+        times the sweeper's worst lateness over the last two heartbeats (a PONG that arrived
+        meanwhile waits a few loop turns more than the sweeper to be read), at most two more
+        heartbeats. Without it, the first pass after a stall of a few seconds (a burst of
+        connections, a long garbage collection) would close every connection whose PONG was
+        still unread, as if the clients had gone silent."""
+        worst = max((late for _, late in self._lags), default=0.0)
+        return min(3 * worst, 2 * self.settings.heartbeat)
 
     def sweep(self) -> None:
         """One pass: heartbeats, dead peers, stuck writers, expiry, revalidation."""
@@ -49,6 +76,7 @@ class Sweeper:
         sessions = self.sessions
         now = self.clock()
         heartbeat = settings.heartbeat
+        timeout = 2 * heartbeat + self.grace()
         self.admission.forget_idle(now)
         due: list[SessionChannel] = []
         for session in list(sessions.by_sid.values()):
@@ -85,7 +113,7 @@ class Sweeper:
                     # it once it has answered one.
                     must_answer = traits.must_answer_pings or session.answers_pings
                     unheard = now - session.last_seen
-                    if must_answer and unheard > 2 * heartbeat:
+                    if must_answer and unheard > timeout:
                         session.close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
                         continue
                     quiet = now - max(session.last_sent, session.last_ping)
