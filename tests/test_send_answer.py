@@ -2,7 +2,8 @@
 
 Spoken by hand against a real Hypercorn (the exact answer, which replies stay downstream, a
 repeat answered from the reply memory), then through the library's Python client (a message
-costs one request on long-poll, not a POST and a poll).
+costs one request on long-poll, not a POST and a poll); last, a POST the server cancels midway,
+with the edge driven by hand.
 """
 
 from __future__ import annotations
@@ -164,3 +165,70 @@ async def test_client_message_costs_one_request() -> None:
             assert polls <= 2, f"{polls} polls for 30 sends: replies came downstream"
         finally:
             await client.close()
+
+
+async def test_replies_of_a_cut_off_post_go_downstream() -> None:
+    """A server that cancels a request whose client went away (Hypercorn does not, so the
+    edge is driven by hand here), in the middle of a batch of two: the POST ends with no
+    answer; the first message's REPLY, already gathered for the answer, and the second's, whose
+    handler still finishes, are queued downstream instead: the next poll has both, once each,
+    in order. Each handler ran once."""
+    app = make_app(poll_window=2.0)
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        negotiated = await client.post("/realtime/negotiate", json={"transports": ["longpoll"]})
+        token = (await negotiated.get_json())["token"]
+        session = {"X-Realtime-Session": token}
+        first = await client.get("/realtime/poll?cursor=0", headers=session)
+        cursor = (await first.get_json())["cursor"]
+
+        body = b'[[3,1,"count",{"key":"j"}],[3,2,"count",{"key":"k","delay":0.3}]]'
+        events: list[dict[str, Any]] = [{"type": "http.request", "body": body}]
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            if events:
+                return events.pop()
+            await asyncio.Event().wait()  # the client says nothing more
+            raise AssertionError
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        headers = [
+            (b"host", b"localhost"),
+            (b"content-type", b"application/json"),
+            (b"accept", b"application/json"),
+            (b"x-realtime-session", token.encode()),
+        ]
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/realtime/send",
+            "raw_path": b"/realtime/send",
+            "query_string": b"",
+            "root_path": "",
+            "headers": headers,
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80),
+        }
+        post = asyncio.create_task(app.asgi_app(scope, receive, send))  # type: ignore[arg-type]
+        await asyncio.sleep(0.1)  # the first is answered, the second's handler is running
+        post.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await post
+        assert sent == [], "the cut-off POST was answered"
+
+        replies: list[Any] = []
+        for _ in range(3):  # the first REPLY ends a held poll at once, the second comes later
+            polled = await client.get(f"/realtime/poll?cursor={cursor}", headers=session)
+            answer = await polled.get_json()
+            cursor = answer["cursor"]
+            replies += [f for f in answer["frames"] if f[0] != 0]  # a HELLO opens cursor 0
+            if len(replies) >= 2:
+                break
+        assert replies == [[4, 1, "ok", 1], [4, 2, "ok", 1]]
+        assert (app.config["APPLIED"]["j"], app.config["APPLIED"]["k"]) == (1, 1)
