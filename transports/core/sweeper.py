@@ -20,6 +20,9 @@ __all__ = ["Sweeper"]
 
 log = logging.getLogger("transports")
 
+_IDLE: tuple[int, float] = (-1, 0.0)
+""":attr:`Session.progress` while nothing is due."""
+
 
 class Sweeper:
     """Walks every session of the process on a timer (:meth:`sweep` is one pass)."""
@@ -71,12 +74,19 @@ class Sweeper:
         return min(3 * worst, 2 * self.settings.heartbeat)
 
     def sweep(self) -> None:
-        """One pass: heartbeats, dead peers, stuck writers, expiry, revalidation."""
+        """One pass: heartbeats, dead peers, stuck writers, expiry, revalidation.
+
+        It visits every session of the process once a pass (about once a second), so the
+        common case, an idle connection with nothing due, is kept to a few comparisons.
+        """
         settings = self.settings
         sessions = self.sessions
         now = self.clock()
         heartbeat = settings.heartbeat
         timeout = 2 * heartbeat + self.grace()
+        revalidate = self.hooks.revalidate is not None
+        revalidate_after = now - settings.revalidate_interval
+        channel_of = sessions.channels.get
         self.admission.forget_idle(now)
         due: list[SessionChannel] = []
         for session in list(sessions.by_sid.values()):
@@ -85,14 +95,16 @@ class Sweeper:
                 if now - session.created_at > settings.ticket_ttl:
                     sessions.finish(session, CloseCode.SESSION_EXPIRED, "never attached")
                 continue
-            channel = sessions.channels.get(session.sid)
+            channel = channel_of(session.sid)
             traits = channel.traits if channel is not None else None
+            attached = session.attached
             if (
-                session.attached
-                and channel is not None
-                and channel.traits.watch_writes
+                attached
+                and traits is not None
+                and traits.watch_writes
                 and self._stuck(session, now)
             ):
+                assert channel is not None
                 # The client stopped reading: its writes block inside the server. Close it as
                 # a slow consumer and stop writing to it; it resumes from its positions.
                 self.metrics.inc("write_timeouts")
@@ -102,39 +114,35 @@ class Sweeper:
                 continue
             if state is State.CLOSING:
                 since = sessions.closing_since.get(session.sid, now)
-                if not session.attached and now - since > min(5.0, settings.idle_ttl):
+                if not attached and now - since > min(5.0, settings.idle_ttl):
                     sessions.finish(session, session.close_code or 1000, "")
                 elif now - since > settings.idle_ttl:
                     sessions.finish(session, session.close_code or 1000, "")
                 continue
-            if session.attached:
+            if attached:
                 if traits is not None and traits.pings:
                     # A client that cannot answer PINGs (a plain EventSource) is only held to
                     # it once it has answered one.
                     must_answer = traits.must_answer_pings or session.answers_pings
-                    unheard = now - session.last_seen
+                    last_seen = session.last_seen
+                    unheard = now - last_seen
                     if must_answer and unheard > timeout:
                         session.close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
                         continue
-                    quiet = now - max(session.last_sent, session.last_ping)
-                    if (not session.pending and quiet >= heartbeat) or (
+                    last_ping = session.last_ping
+                    quiet = now - max(session.last_sent, last_ping)
+                    if (quiet >= heartbeat and not session.pending) or (
                         # A client that only listens, on a connection that is never quiet (a
                         # busy topic), is asked too: nothing heard for a heartbeat and no PING
                         # since then. Its PONG is what keeps it from the timeout above.
-                        must_answer
-                        and unheard >= heartbeat
-                        and session.last_ping <= session.last_seen
+                        must_answer and unheard >= heartbeat and last_ping <= last_seen
                     ):
                         session.last_ping = now
                         session.push(PING)
             elif now - session.last_seen > settings.idle_ttl:
                 sessions.finish(session, CloseCode.SESSION_EXPIRED, "session expired")
                 continue
-            if (
-                channel is not None
-                and self.hooks.revalidate is not None
-                and now - session.validated_at > settings.revalidate_interval
-            ):
+            if revalidate and channel is not None and session.validated_at < revalidate_after:
                 session.validated_at = now
                 due.append(channel)
         if due and (self._revalidating is None or self._revalidating.done()):
@@ -162,9 +170,15 @@ class Sweeper:
                 await self.sessions.close(channel, CloseCode.UNAUTHORIZED, message)
 
     def _stuck(self, session: Session, now: float) -> bool:
-        """No write progress for ``write_timeout`` while frames are due."""
-        seq, since = session.progress
-        if not session.pending or session.sent_seq != seq:
-            session.progress = (session.sent_seq, now)
+        """No write progress for ``write_timeout`` while frames are due (measured from the
+        first pass that saw them due, or saw the last progress)."""
+        progress = session.progress
+        if not session.pending:
+            if progress is not _IDLE:
+                session.progress = _IDLE  # nothing due: no tuple made per idle pass
             return False
-        return now - since > self.settings.write_timeout
+        seq = session.sent_seq
+        if progress is _IDLE or progress[0] != seq:
+            session.progress = (seq, now)
+            return False
+        return now - progress[1] > self.settings.write_timeout
