@@ -3,6 +3,7 @@ and per fan-out delivery, the edge driven with ASGI events in this process.
 
 ``python -m transports.bench.inproc [--echo N] [--fanout CLIENTS] [--messages M] [--raw]``
 ``python -m transports.bench.inproc --instructions``
+``python -m transports.bench.inproc --sweep SESSIONS``
 
 A WebSocket's ``receive`` hands the next client frame at once and its ``send`` only counts, so
 what is measured is everything the library does between the ASGI server's events: decode,
@@ -20,6 +21,9 @@ bare Quart echo route (the comparison's ``raw-ws``) the same way.
 library and for the bare route: the difference of a 2,600- and a 600-echo run over their
 difference, so start-up cancels. Unlike CPU time it does not move with the machine's load, so
 two versions can be compared on a shared machine (run it in each source tree).
+
+``--sweep SESSIONS`` opens that many idle WebSockets and gives the CPU of one pass of the
+heartbeat sweeper over them (it runs about once a second in every worker).
 """
 
 from __future__ import annotations
@@ -238,7 +242,32 @@ def _instructions(extra: list[str]) -> float:
     return (counts[1] - counts[0]) / (_VALGRIND_RUNS[1] - _VALGRIND_RUNS[0])
 
 
+async def measure_sweep(sessions: int) -> float:
+    """Milliseconds of CPU of one heartbeat pass (the engine's sweeper) over ``sessions`` idle
+    WebSockets opened through the edge: the least of 20 passes."""
+    from transports import Realtime
+
+    app = Quart("inproc_sweep")
+    rt = Realtime(app, **REALTIME_SETTINGS)
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        tasks = [(await _open(app, client))[1] for _ in range(sessions)]
+        passes = []
+        for _ in range(20):
+            t0 = _cpu()
+            rt.engine.sweep()
+            passes.append(_cpu() - t0)
+        for task in tasks:
+            task.cancel()
+    return min(passes) * 1000
+
+
 async def _main(args: argparse.Namespace) -> None:
+    if args.sweep:
+        print(
+            json.dumps({"sweep_sessions": args.sweep, "sweep_ms": await measure_sweep(args.sweep)})
+        )
+        return
     if args.only_raw:
         print(json.dumps({"echo50_raw_us": await measure_raw(args.echo)}))
         return
@@ -264,6 +293,13 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="count instructions per 50-client echo under valgrind, library and bare Quart "
         "(deterministic: for comparing versions on a busy machine; about 2 minutes)",
+    )
+    parser.add_argument(
+        "--sweep",
+        type=int,
+        default=0,
+        metavar="SESSIONS",
+        help="instead: CPU of one heartbeat pass over this many idle WebSockets (sweep_ms)",
     )
     parser.add_argument("--only-echo50", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--only-raw", action="store_true", help=argparse.SUPPRESS)
