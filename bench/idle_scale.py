@@ -578,7 +578,7 @@ def markdown(data: dict[str, Any]) -> str:
         "and net of the raw route's CPU over the same window (the raw route has no heartbeat: "
         "its CPU is the floor). Per worker: established connections on the server port at the "
         "end (the kernel hands each accepted connection to whichever worker accepts first). "
-        "The machine is shared with other test runs: the CPU figures are indicative.",
+        "CPU figures move with whatever else the machine runs: they are indicative.",
         "<!-- --8<-- [end:idle-scale] -->",
         "",
     ]
