@@ -122,6 +122,14 @@ def _cpu() -> float:
     return time.process_time()
 
 
+async def _end(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel the connections' tasks and wait for them, inside the app's context (a task left
+    to the garbage collector would end outside it)."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def _closed_loop(sockets: list[FakeSocket], per: int, base: int = 0) -> float:
     """Every socket echoes ``per`` messages, one at a time, all sockets at once (closed loop):
     microseconds of CPU per echo."""
@@ -154,8 +162,7 @@ async def measure_raw(echoes: int) -> float:
             tasks.append(asyncio.create_task(app.asgi_app(scope, socket.receive, socket.send)))  # type: ignore[arg-type]
         await _closed_loop(sockets, 4)  # every handler started and warm
         cpu = await _closed_loop(sockets, max(1, echoes // 50))
-        for task in tasks:
-            task.cancel()
+        await _end(tasks)
         return cpu
 
 
@@ -184,17 +191,23 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
                 await _echo(socket, ref)
             out["echo_us"] = (_cpu() - t0) / args.echo * 1e6
 
-        sockets = [socket]
+        sockets, tasks = [socket], [task]
         for _ in range(49):
-            sockets.append((await _open(app, client))[0])
-        tasks = [task]
+            socket, task = await _open(app, client)
+            sockets.append(socket)
+            tasks.append(task)
         out["echo50_us"] = await _closed_loop(sockets, max(1, args.echo // 50), 10_000_000)
         if args.only_echo50:
+            await _end(tasks)
             return out
 
         subs: list[FakeSocket] = []
         for k in range(args.fanout):
-            s = sockets[k] if k < len(sockets) else (await _open(app, client))[0]
+            if k < len(sockets):
+                s = sockets[k]
+            else:
+                s, task = await _open(app, client)
+                tasks.append(task)
             s.waiting = asyncio.get_running_loop().create_future()
             s.push(f'[5,{90_000_000 + k},"{FANOUT_TOPIC}",null]')
             await s.waiting
@@ -218,8 +231,7 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
             firsts = sorted(s.first_sent - started for s in subs)
             out[f"{name}_first_ms"] = firsts[0] * 1000
             out[f"{name}_first_p50_ms"] = statistics.median(firsts) * 1000
-        for t in tasks:
-            t.cancel()
+        await _end(tasks)
     return out
 
 
@@ -257,8 +269,7 @@ async def measure_sweep(sessions: int) -> float:
             t0 = _cpu()
             rt.engine.sweep()
             passes.append(_cpu() - t0)
-        for task in tasks:
-            task.cancel()
+        await _end(tasks)
     return min(passes) * 1000
 
 
