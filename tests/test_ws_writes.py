@@ -14,7 +14,7 @@ from typing import Any
 from quart import Quart
 
 from transports import Channel, Realtime
-from transports.bench.inproc import websocket_scope
+from transports.bench.inproc import open_websocket
 
 Event = MutableMapping[str, Any]
 
@@ -87,12 +87,8 @@ def _app() -> tuple[Quart, Realtime, dict[str, asyncio.Event]]:
 
 
 async def _open(app: Quart, client: Any) -> tuple[Socket, asyncio.Task[None]]:
-    response = await client.post("/realtime/negotiate", json={"v": 1, "transports": ["websocket"]})
-    info = await response.get_json()
     socket = Socket()
-    socket.incoming.put_nowait({"type": "websocket.connect"})
-    scope = websocket_scope(info["ticket"])
-    task = asyncio.create_task(app.asgi_app(scope, socket.receive, socket.send))  # type: ignore[arg-type]
+    task = await open_websocket(app, client, socket)
     await socket.until(lambda: socket.frames)  # HELLO
     return socket, task
 

@@ -39,9 +39,9 @@ import time
 from collections.abc import MutableMapping
 from typing import Any
 
-from quart import Quart, websocket
+from quart import Quart
 
-from .server import FANOUT_TOPIC, REALTIME_SETTINGS, burst_payload
+from .server import FANOUT_TOPIC, REALTIME_SETTINGS, burst_payload, raw_app
 
 Event = MutableMapping[str, Any]
 PAYLOAD = json.dumps({"pad": "x" * 89}, separators=(",", ":"))
@@ -82,15 +82,15 @@ class FakeSocket:
         self.incoming.put_nowait({"type": "websocket.receive", "text": text})
 
 
-def websocket_scope(ticket: str) -> dict[str, Any]:
-    """The ASGI scope of a WebSocket to ``/realtime/ws`` with ``ticket`` (the edge driven by
-    hand, no ASGI server)."""
+def websocket_scope(ticket: str, path: str = "/realtime/ws") -> dict[str, Any]:
+    """The ASGI scope of a WebSocket to ``path`` with ``ticket`` (the edge driven by hand, no
+    ASGI server)."""
     return {
         "type": "websocket",
         "asgi": {"version": "3.0"},
         "scheme": "ws",
-        "path": "/realtime/ws",
-        "raw_path": b"/realtime/ws",
+        "path": path,
+        "raw_path": path.encode(),
         "query_string": ("ticket=" + ticket).encode(),
         "headers": [(b"host", b"localhost")],
         "client": ("127.0.0.1", 1),
@@ -100,13 +100,23 @@ def websocket_scope(ticket: str) -> dict[str, Any]:
     }
 
 
-async def _open(app: Quart, client: Any) -> tuple[FakeSocket, asyncio.Task[None]]:
+def start_websocket(app: Quart, socket: Any, scope: dict[str, Any]) -> asyncio.Task[None]:
+    """Run ``app``'s WebSocket ``scope`` over ``socket`` (its ``receive`` and ``send``) in a
+    task, the connect event already queued."""
+    socket.incoming.put_nowait({"type": "websocket.connect"})
+    return asyncio.create_task(app.asgi_app(scope, socket.receive, socket.send))  # type: ignore[arg-type]
+
+
+async def open_websocket(app: Quart, client: Any, socket: Any) -> asyncio.Task[None]:
+    """Negotiate a WebSocket session with Quart's test ``client`` and run it over ``socket``."""
     response = await client.post("/realtime/negotiate", json={"v": 1, "transports": ["websocket"]})
     info = await response.get_json()
+    return start_websocket(app, socket, websocket_scope(info["ticket"]))
+
+
+async def _open(app: Quart, client: Any) -> tuple[FakeSocket, asyncio.Task[None]]:
     socket = FakeSocket()
-    socket.incoming.put_nowait({"type": "websocket.connect"})
-    scope = websocket_scope(info["ticket"])
-    task = asyncio.create_task(app.asgi_app(scope, socket.receive, socket.send))  # type: ignore[arg-type]
+    task = await open_websocket(app, client, socket)
     while socket.sent < 1:  # HELLO
         await asyncio.sleep(0)
     return socket, task
@@ -146,20 +156,10 @@ async def _closed_loop(sockets: list[FakeSocket], per: int, base: int = 0) -> fl
 async def measure_raw(echoes: int) -> float:
     """CPU per echo of a bare Quart WebSocket echo route (the comparison's ``raw-ws``) driven
     the same way, 50 sockets closed-loop: what the library's ``echo50_us`` compares with."""
-    app = Quart("inproc_raw")
-
-    @app.websocket("/realtime/ws")
-    async def echo() -> None:
-        while True:
-            await websocket.send(await websocket.receive())
-
+    app = raw_app()
     async with app.test_app():
-        sockets = [FakeSocket(answer="[3,") for _ in range(50)]
-        tasks = []
-        for socket in sockets:
-            socket.incoming.put_nowait({"type": "websocket.connect"})
-            scope = websocket_scope("")
-            tasks.append(asyncio.create_task(app.asgi_app(scope, socket.receive, socket.send)))  # type: ignore[arg-type]
+        sockets = [FakeSocket(answer="[3,") for _ in range(50)]  # the frame itself comes back
+        tasks = [start_websocket(app, s, websocket_scope("", "/raw/ws")) for s in sockets]
         await _closed_loop(sockets, 4)  # every handler started and warm
         cpu = await _closed_loop(sockets, max(1, echoes // 50))
         await _end(tasks)
