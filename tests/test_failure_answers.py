@@ -48,6 +48,13 @@ class FlakyBackplane(MemoryBackplane):
             raise BackplaneError("backplane down (test)")
         await super().store(key, value, ttl)
 
+    # Every claim and store goes through the two above, as with a shared backplane.
+    def claim_now(self, key: str, ttl: float) -> bool | None:
+        return None
+
+    def store_now(self, key: str, value: str, ttl: float) -> bool:
+        return False
+
 
 def flaky_app() -> tuple[Quart, FlakyBackplane]:
     backplane = FlakyBackplane()

@@ -177,6 +177,19 @@ class KeyValueStore(abc.ABC):
     async def load(self, key: str) -> str | None:
         """The value of ``key``, or None when unset or expired."""
 
+    def claim_now(self, key: str, ttl: float) -> bool | None:
+        """:meth:`claim` with the value ``"1"``, done at once when this store can answer
+        without waiting (a store in this process): True or False as :meth:`claim` would say.
+        None when it cannot: then await :meth:`claim`. Never raises. The default says None; a
+        subclass that changes :meth:`claim` must change this too."""
+        return None
+
+    def store_now(self, key: str, value: str, ttl: float) -> bool:
+        """:meth:`store`, done at once when this store can without waiting: True when it is
+        done, False when it is not (then await :meth:`store`). Never raises. The default says
+        False; a subclass that changes :meth:`store` must change this too."""
+        return False
+
 
 class Mailbox(abc.ABC):
     """One inbox per process, so a request that reached the wrong process can be forwarded

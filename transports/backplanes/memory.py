@@ -162,12 +162,22 @@ class MemoryBackplane(Backplane):
         return item[0]
 
     async def claim(self, key: str, ttl: float, value: str = "1") -> bool:
+        return self._claim(key, value, ttl)
+
+    def _claim(self, key: str, value: str, ttl: float) -> bool:
         # Once per client message (the reply memory): kept to a dict lookup and _set.
         now = self._clock()
         item = self._kv.get(key)
         if item is not None and item[1] > now:
             return False
         self._set(key, value, ttl, now)
+        return True
+
+    def claim_now(self, key: str, ttl: float) -> bool | None:
+        return self._claim(key, "1", ttl)
+
+    def store_now(self, key: str, value: str, ttl: float) -> bool:
+        self._set(key, value, ttl, self._clock())
         return True
 
     def _set(self, key: str, value: str, ttl: float, now: float) -> None:

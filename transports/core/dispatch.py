@@ -2,7 +2,8 @@
 
 Every client message that carries a ref is applied at most once per client within the dedup
 window, on any process: the first arrival claims ``reply:<client>:<ref>`` in the backplane's
-key-value store, runs, and stores its reply; a retry is answered from that reply memory.
+key-value store, runs, replies, and stores its reply; a retry is answered from that reply memory.
+The store does not hold up the reply: with a shared backplane it runs after the reply is queued.
 """
 
 from __future__ import annotations
@@ -91,6 +92,9 @@ class Dispatcher:
         self.finish = finish
         self._inflight: dict[str, list[asyncio.Future[Outcome]] | None] = {}
         """Keys of the messages being applied, with the retries waiting for their answer."""
+        self._storing: dict[str, Outcome] = {}
+        """Answers already sent whose store in the reply memory has not finished."""
+        self._stores: set[asyncio.Task[None]] = set()
 
     def over_rate(self, session: Session, frames: int = 1) -> float:
         """Spend ``frames`` from the session's budget: 0.0 if allowed, else seconds to wait."""
@@ -168,15 +172,18 @@ class Dispatcher:
         )
         ttl = self.settings.dedup_ttl
         store = self.store
-        try:
-            claimed = await store.claim(key, ttl)
-        except BackplaneError:
-            self.metrics.inc("backplane_errors")
-            # Without the reply memory a retry could run the handler twice: refuse this one
-            # (the client may send it again, with the same ref, once the backplane is back).
-            log.warning("backplane unavailable: a client message was refused")
-            session.reply(encoded_reply_frame(ref, *_UNAVAILABLE))
-            return
+        claimed = store.claim_now(key, ttl)
+        if claimed is None:
+            try:
+                claimed = await store.claim(key, ttl)
+            except BackplaneError:
+                self.metrics.inc("backplane_errors")
+                # Without the reply memory a retry could run the handler twice: refuse this
+                # one (the client may send it again, with the same ref, once the backplane is
+                # back).
+                log.warning("backplane unavailable: a client message was refused")
+                session.reply(encoded_reply_frame(ref, *_UNAVAILABLE))
+                return
         if not claimed:
             try:
                 answer = await self._remembered(key)
@@ -202,15 +209,42 @@ class Dispatcher:
             for waiter in waiters:
                 waiter.set_result(answer)
         status, text, binary = answer
+        # The reply leaves before the reply memory has it: a store that must wait for a
+        # shared backplane costs the reply no round trip. A retry that comes meanwhile is
+        # answered from _storing here, and waits for the stored answer on other processes.
+        if session.state < State.CLOSING:
+            session.reply(encoded_reply_frame(ref, status, text, binary))
+        value = ("1" if binary else "0") + status + "\x00" + text
+        if not store.store_now(key, value, ttl):
+            self._storing[key] = answer
+            task = asyncio.create_task(
+                self._store(key, answer, value), name="transports-reply-memory"
+            )
+            self._stores.add(task)
+            task.add_done_callback(self._stores.discard)
+
+    async def _store(self, key: str, answer: Outcome, value: str) -> None:
         try:
-            await store.store(key, ("1" if binary else "0") + status + "\x00" + text, ttl)
+            await self.store.store(key, value, self.settings.dedup_ttl)
         except BackplaneError:
             self.metrics.inc("backplane_errors")
             log.warning("could not remember a reply; a retry of it will be answered unavailable")
-        if session.state < State.CLOSING:
-            session.reply(encoded_reply_frame(ref, status, text, binary))
+        except Exception:
+            log.exception("could not remember a reply")
+        finally:
+            if self._storing.get(key) is answer:
+                del self._storing[key]
+
+    async def settle(self, timeout: float) -> None:
+        """Wait, at most ``timeout`` seconds, until the replies already sent are in the reply
+        memory (the engine stops the backplane after this)."""
+        if self._stores:
+            await asyncio.wait(set(self._stores), timeout=timeout)
 
     async def _remembered(self, key: str) -> Outcome | None:
+        storing = self._storing.get(key)
+        if storing is not None:
+            return storing
         inflight = self._inflight
         if key in inflight:
             waiter: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()

@@ -229,6 +229,7 @@ class Engine:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.dispatcher.settle(2.0)
         await self.hub.stop()
         await self.backplane.disconnect()
 
