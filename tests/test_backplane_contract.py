@@ -646,6 +646,33 @@ async def test_disconnect_leaves_no_task(make_redis: Maker) -> None:
         await bp.publish("t", "e", "2", False)
 
 
+async def test_key_value_commands_of_one_turn_are_answered_each(
+    make_redis: Maker, shared_redis: RedisServer
+) -> None:
+    """Claims, stores and loads asked for at once go to Redis in pipelines; each caller gets
+    its own answer, a command Redis refuses fails only its caller, and a caller cancelled
+    while waiting costs the others nothing."""
+    bp = await make_redis()
+    shared_redis.command("HSET", f"{make_redis.prefix}:kv:a-hash", "f", "v")
+    await bp.store("kept", "old", 60)
+    calls: list[Awaitable[Any]] = [bp.claim(f"k{n}", 60) for n in range(600)]
+    calls += [bp.claim("k7", 60), bp.load("a-hash"), bp.load("kept"), bp.store("new", "v", 60)]
+    calls += [bp.load(f"missing{n}") for n in range(10)]
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    cancelled = asyncio.ensure_future(bp.claim("cancelled", 60))
+    await asyncio.sleep(0)  # every call is queued (one turn), none sent yet
+    assert not any(task.done() for task in tasks)
+    cancelled.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert results[:600] == [True] * 600  # more than one pipeline's worth
+    assert results[600] is False  # k7 again, after its first claim in the same turn
+    assert isinstance(results[601], BackplaneError)
+    assert "WRONGTYPE" in str(results[601])
+    assert results[602:] == ["old", None] + [None] * 10
+    assert await bp.load("new") == "v"
+    assert cancelled.cancelled()
+
+
 async def test_memory_key_store_is_bounded() -> None:
     """The in-memory key-value store keeps at most max_keys; the soonest to expire go first."""
     from transports.backplanes.memory import MemoryBackplane

@@ -322,6 +322,9 @@ class RedisBackplane(Backplane):
         self._add_script: AsyncScript | None = None
         self._remove_script: AsyncScript | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._queued: list[_Queued] = []
+        """Key-value commands for the next pipeline."""
+        self._batches: set[asyncio.Task[None]] = set()
         # Pub/sub reader state.
         self._topics: dict[str, _Topic] = {}
         self._by_channel: dict[bytes, str] = {}
@@ -399,6 +402,8 @@ class RedisBackplane(Backplane):
             ready.exception()
         self._topics.clear()
         self._by_channel.clear()
+        if self._batches:  # bounded by the commands' own deadline
+            await asyncio.wait(set(self._batches), timeout=self._deadline)
         client, pool = self._client, self._pool
         self._client = self._pool = None
         self._publish_script = self._read_script = None
@@ -407,6 +412,49 @@ class RedisBackplane(Backplane):
             await client.aclose()
         if pool is not None:
             await pool.aclose()
+
+    async def _pipelined(self, what: str, *command: str | int) -> Any:
+        """Run one key-value ``command`` in the next pipeline; its reply (BackplaneError as
+        :meth:`_command` raises it)."""
+        if self._client is None:
+            raise BackplaneError("backplane is not connected")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        queued = self._queued
+        queued.append((what, command, future))
+        if len(queued) == 1:
+            asyncio.get_running_loop().call_soon(self._send_queued)
+        return await future
+
+    def _send_queued(self) -> None:
+        queued, self._queued = self._queued, []
+        for start in range(0, len(queued), _BATCH):
+            task = asyncio.create_task(
+                self._send_batch(queued[start : start + _BATCH]), name="transports-redis-kv"
+            )
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
+
+    async def _send_batch(self, batch: list[_Queued]) -> None:
+        try:
+            async with self._command("pipeline") as client:
+                pipe = client.pipeline(transaction=False)
+                for _, command, _ in batch:
+                    pipe.execute_command(*command)
+                replies = await pipe.execute(raise_on_error=False)
+        except BaseException as exc:
+            for what, _, future in batch:
+                if not future.done():
+                    future.set_exception(BackplaneError(f"Redis {what} failed: {exc}"))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (what, _, future), reply in zip(batch, replies, strict=True):
+            if future.done():  # its caller was cancelled
+                continue
+            if isinstance(reply, Exception):
+                future.set_exception(BackplaneError(f"Redis {what} failed: {reply}"))
+            else:
+                future.set_result(reply)
 
     @contextlib.asynccontextmanager
     async def _command(self, what: str) -> AsyncIterator[aioredis.Redis]:
@@ -486,17 +534,21 @@ class RedisBackplane(Backplane):
 
     # --- key-value store --------------------------------------------------------------------
 
+    # Every client message claims a key and stores its answer: these commands are pipelined.
+    # Those asked for in the same turn of the event loop go to Redis together, in one write on
+    # one connection (at most _BATCH of them), instead of one connection, one write and one
+    # timer each; a caller waits for its own answer as before.
+
     async def claim(self, key: str, ttl: float, value: str = "1") -> bool:
-        async with self._command("claim") as client:
-            return bool(await client.set(self._kv(key), value, nx=True, px=_ms(ttl)))
+        return bool(
+            await self._pipelined("claim", "SET", self._kv(key), value, "NX", "PX", _ms(ttl))
+        )
 
     async def store(self, key: str, value: str, ttl: float) -> None:
-        async with self._command("store") as client:
-            await client.set(self._kv(key), value, px=_ms(ttl))
+        await self._pipelined("store", "SET", self._kv(key), value, "PX", _ms(ttl))
 
     async def load(self, key: str) -> str | None:
-        async with self._command("load") as client:
-            value = await client.get(self._kv(key))
+        value = await self._pipelined("load", "GET", self._kv(key))
         if value is None:
             return None
         try:
@@ -982,6 +1034,13 @@ return had
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+_BATCH = 256
+"""Most key-value commands sent in one pipeline."""
+
+_Queued = tuple[str, tuple[str | int, ...], "asyncio.Future[Any]"]
+"""A key-value command waiting for the next pipeline: what it is for, the command, its answer."""
 
 
 def _ms(seconds: float) -> int:
