@@ -1,16 +1,21 @@
-"""What the reply memory costs a client message with Redis, against the in-memory backplane.
+"""What a client message costs with the Redis backplane, against the in-memory backplane.
 
 Every client message is claimed in the backplane's key-value store before its handler runs, and
 its answer stored after (docs/protocol.md §8). With the in-memory backplane both are dictionary
-writes; with Redis each is a round trip. This drives the library in this process (the edge with
-ASGI events, no ASGI server or client library in the way; ``transports.bench.inproc``) against a
-real ``redis-server`` on loopback, the two backplanes interleaved in each repetition:
+writes; with Redis each is a command to a real ``redis-server`` on loopback. This drives the
+library in one process (the edge with ASGI events, no ASGI server or client library in the way,
+as ``transports.bench.inproc`` does), each measurement in a fresh process, the configurations
+interleaved in each repetition (which version goes first alternates):
 
 * ``rtt_p50_us``: one client, one message at a time: the median time from the message queued to
-  its REPLY written (what a user waits per message, less the network);
+  its REPLY written (what a user waits per message, less the network and the ASGI server);
 * ``echo50_per_s``: 50 clients, one message in flight each (closed loop), messages per second.
 
-Run: ``python -m bench.reply_memory [--repeat 5] [--echoes 2000] [--json FILE]``.
+With ``--before TREE`` the library of another checkout (a ``git worktree`` with this file copied
+into its ``bench/``) is measured the same way in the same run.
+
+Run: ``python -m bench.reply_memory [--repeat 5] [--echoes 2000] [--before TREE] [--out DIR]``;
+``--from-json FILE`` renders results.md again.
 """
 
 from __future__ import annotations
@@ -21,28 +26,25 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
-from quart import Quart
-
-from bench.scaleout import free_port, stop, wait_port
-from transports import Channel, Realtime
-from transports.bench.inproc import FakeSocket, open_websocket
-from transports.bench.server import REALTIME_SETTINGS
-
+ROOT = Path(__file__).resolve().parent.parent
 PAYLOAD = json.dumps({"pad": "x" * 89}, separators=(",", ":"))
-
-
-async def _echo(socket: FakeSocket, ref: int) -> None:
-    socket.waiting = asyncio.get_running_loop().create_future()
-    socket.push(f'[3,{ref},"echo",{PAYLOAD}]')
-    await socket.waiting
+BACKPLANES = ("memory", "redis")
 
 
 async def measure(backplane: str, echoes: int) -> dict[str, float]:
-    """One backplane: ``rtt_p50_us`` and ``echo50_per_s`` (see the module docstring)."""
+    """One backplane, in this process: ``rtt_p50_us`` and ``echo50_per_s``."""
+    from quart import Quart
+
+    from transports import Channel, Realtime
+    from transports.bench.inproc import FakeSocket, open_websocket
+    from transports.bench.server import REALTIME_SETTINGS
+
     app = Quart("reply-memory")
     rt = Realtime(app, **{**REALTIME_SETTINGS, "backplane": backplane})
 
@@ -50,30 +52,35 @@ async def measure(backplane: str, echoes: int) -> dict[str, float]:
     async def echo(channel: Channel, data: Any) -> Any:
         return data
 
+    async def once(socket: FakeSocket, ref: int) -> None:
+        socket.waiting = asyncio.get_running_loop().create_future()
+        socket.push(f'[3,{ref},"echo",{PAYLOAD}]')
+        await socket.waiting
+
     async with app.test_app() as test_app:
         client = test_app.test_client()
         sockets: list[FakeSocket] = []
         tasks: list[asyncio.Task[None]] = []
-        for _ in range(50):
-            socket = FakeSocket()
-            tasks.append(await open_websocket(app, client, socket))
-            sockets.append(socket)
         try:
+            for _ in range(50):
+                socket = FakeSocket()
+                tasks.append(await open_websocket(app, client, socket))
+                sockets.append(socket)
             for k, socket in enumerate(sockets):  # every connection open and warm
                 for i in range(20):
-                    await _echo(socket, k * 1000 + i)
+                    await once(socket, k * 1000 + i)
             ref = 1_000_000
             times = []
             for _ in range(echoes):
                 ref += 1
                 started = time.perf_counter()
-                await _echo(sockets[0], ref)
+                await once(sockets[0], ref)
                 times.append(time.perf_counter() - started)
             per = max(1, echoes // 50)
 
             async def loop(socket: FakeSocket, first: int) -> None:
                 for i in range(per):
-                    await _echo(socket, first + i)
+                    await once(socket, first + i)
 
             started = time.perf_counter()
             await asyncio.gather(*(loop(s, 10_000_000 * (k + 1)) for k, s in enumerate(sockets)))
@@ -88,7 +95,37 @@ async def measure(backplane: str, echoes: int) -> dict[str, float]:
     }
 
 
-async def run(repeat: int, echoes: int) -> dict[str, Any]:
+def _measure_in(tree: Path, backplane: str, echoes: int) -> dict[str, float]:
+    """:func:`measure` in a fresh process, with the library (and this file) of ``tree``."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.reply_memory", "--one", backplane, "--echoes", str(echoes)],
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"a measurement in {tree} failed:\n{done.stderr[-3000:]}")
+    figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def _commit(tree: Path) -> str:
+    """The tree's commit, with "+changes" when its library or benchmarks differ from it."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=tree, capture_output=True, text=True).stdout
+
+    commit = git("rev-parse", "--short", "HEAD").strip() or "unknown"
+    return commit + ("+changes" if git("status", "--porcelain", "transports").strip() else "")
+
+
+def run(repeat: int, echoes: int, before: Path | None) -> dict[str, Any]:
+    from bench.scaleout import free_port, stop, wait_port
+
+    trees = {"after": ROOT} | ({"before": before} if before is not None else {})
     port = free_port()
     data = tempfile.TemporaryDirectory()
     redis = subprocess.Popen(
@@ -98,52 +135,128 @@ async def run(repeat: int, echoes: int) -> dict[str, Any]:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    runs: dict[str, list[dict[str, float]]] = {"memory": [], "redis": []}
+    url = f"redis://127.0.0.1:{port}/0"
+    runs: dict[str, list[dict[str, float]]] = {
+        f"{version}/{name}": [] for version in trees for name in BACKPLANES
+    }
     try:
-        await wait_port(port)
-        url = f"redis://127.0.0.1:{port}/0"
+        asyncio.run(wait_port(port))
         for index in range(repeat):
-            for name, backplane in (("memory", "memory://"), ("redis", url)):
-                figures = await measure(backplane, echoes)
-                runs[name].append(figures)
-                print(
-                    f"repetition {index + 1} {name:6}: round trip p50 "
-                    f"{figures['rtt_p50_us']:6.0f} us, 50 clients "
-                    f"{figures['echo50_per_s']:7,.0f} msg/s",
-                    flush=True,
-                )
+            order = list(trees.items())
+            if index % 2:  # alternate which version goes first (the machine drifts)
+                order.reverse()
+            for version, tree in order:
+                for name in BACKPLANES:
+                    figures = _measure_in(tree, url if name == "redis" else "memory://", echoes)
+                    runs[f"{version}/{name}"].append(figures)
+                    print(
+                        f"repetition {index + 1} {version:6} {name:6}: round trip p50 "
+                        f"{figures['rtt_p50_us']:6.0f} us, 50 clients "
+                        f"{figures['echo50_per_s']:7,.0f} msg/s",
+                        flush=True,
+                    )
     finally:
         stop(redis)
         data.cleanup()
-    pairs = list(zip(runs["memory"], runs["redis"], strict=True))
+    command = "python -m bench.reply_memory " + " ".join(sys.argv[1:])
     return {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "machine": f"{os.cpu_count()} cores (this process and redis-server share them)",
+        "command": command.strip(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+        "cores": os.cpu_count(),
+        "commits": {version: _commit(tree) for version, tree in trees.items()},
         "echoes": echoes,
+        "repeat": repeat,
         "runs": runs,
-        "summary": {
-            name: {key: statistics.median(r[key] for r in rows) for key in rows[0]}
-            for name, rows in runs.items()
-        },
-        "redis_over_memory": {
-            "rtt_p50": statistics.median(r["rtt_p50_us"] / m["rtt_p50_us"] for m, r in pairs),
-            "echo50": statistics.median(r["echo50_per_s"] / m["echo50_per_s"] for m, r in pairs),
-        },
+        "summary": _summary(runs),
     }
 
 
+def _summary(runs: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Medians per configuration, and the medians of per-repetition ratios: Redis over memory
+    in each version, after over before for each backplane."""
+    out: dict[str, dict[str, float]] = {
+        name: {key: statistics.median(r[key] for r in rows) for key in rows[0]}
+        for name, rows in runs.items()
+    }
+
+    def ratio(top: str, bottom: str, key: str) -> float:
+        pairs = zip(runs[top], runs[bottom], strict=True)
+        return statistics.median(t[key] / b[key] for t, b in pairs)
+
+    for version in {name.split("/")[0] for name in runs}:
+        out[f"{version}/redis-over-memory"] = {
+            key: ratio(f"{version}/redis", f"{version}/memory", key)
+            for key in ("rtt_p50_us", "echo50_per_s")
+        }
+    if "before/redis" in runs:
+        for name in BACKPLANES:
+            out[f"after-over-before/{name}"] = {
+                key: ratio(f"after/{name}", f"before/{name}", key)
+                for key in ("rtt_p50_us", "echo50_per_s")
+            }
+    return out
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """results.md, from results.json alone."""
+    s = data["summary"]
+    commits = ", ".join(f"{version} {commit}" for version, commit in data["commits"].items())
+    lines = [
+        "# A client message with the Redis backplane (issue 19)",
+        "",
+        "<!-- --8<-- [start:header] -->",
+        f"`{data['command']}`: {data['date']} UTC, {data['cores']} cores shared by this process "
+        f"and redis-server, {data['repeat']} repetitions (medians; ratios are medians of "
+        f"per-repetition ratios), {data['echoes']:,} messages per measurement; library "
+        f"{commits}.",
+        "<!-- --8<-- [end:header] -->",
+        "",
+        "<!-- --8<-- [start:reply-memory] -->",
+        "| library | backplane | round trip p50 | vs memory | 50 clients | vs memory |",
+        "|---|---|---|---|---|---|",
+    ]
+    for version in data["commits"]:
+        for name in BACKPLANES:
+            row = s[f"{version}/{name}"]
+            vs = s[f"{version}/redis-over-memory"] if name == "redis" else None
+            lines.append(
+                f"| {version} ({data['commits'][version]}) | {name} "
+                f"| {row['rtt_p50_us']:,.0f} µs "
+                f"| {'-' if vs is None else format(vs['rtt_p50_us'], '.2f') + 'x'} "
+                f"| {row['echo50_per_s']:,.0f} msg/s "
+                f"| {'-' if vs is None else format(vs['echo50_per_s'], '.2f') + 'x'} |"
+            )
+    if "after-over-before/redis" in s:
+        lines += ["", "| after over before | round trip p50 | 50 clients |", "|---|---|---|"]
+        for name in BACKPLANES:
+            row = s[f"after-over-before/{name}"]
+            lines.append(f"| {name} | {row['rtt_p50_us']:.2f}x | {row['echo50_per_s']:.2f}x |")
+    lines += ["<!-- --8<-- [end:reply-memory] -->", ""]
+    return "\n".join(lines)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--echoes", type=int, default=2000)
-    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--before", type=Path, help="also measure the library of this tree")
+    parser.add_argument("--out", type=Path, help="write results.json and results.md here")
+    parser.add_argument("--from-json", type=Path, help="only render results.md from this file")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # one measurement, JSON on stdout
     args = parser.parse_args()
-    results = asyncio.run(run(args.repeat, args.echoes))
-    print(json.dumps({"summary": results["summary"], "ratios": results["redis_over_memory"]}))
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump(results, out, indent=2)
-            out.write("\n")
+    if args.one:
+        print(json.dumps(asyncio.run(measure(args.one, args.echoes))))
+        return
+    if args.from_json:
+        data = json.loads(args.from_json.read_text())
+        (args.from_json.parent / "results.md").write_text(markdown(data))
+        return
+    data = run(args.repeat, args.echoes, args.before)
+    print(markdown(data))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "results.json").write_text(json.dumps(data, indent=2) + "\n")
+        (args.out / "results.md").write_text(markdown(data))
 
 
 if __name__ == "__main__":

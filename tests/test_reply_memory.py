@@ -4,22 +4,31 @@ comes meanwhile gets the same answer without running the handler again, and the 
 stop its backplane with answers still being stored.
 
 The backplane here is the in-memory one made to answer like a shared one: every claim and store
-is awaited, and a store waits until the test lets it through.
+is awaited, and a store waits until the test lets it through. The last test runs the benchmark
+that measures the same path on a real Redis (bench/reply_memory.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bench import reply_memory
 from tests.apps import make_app
 from tests.conftest import eventually
+from tests.redis_server import redis_available
 from tests.secharness import LIVE_DEFAULTS, live_server
 from transports.backplanes.memory import MemoryBackplane
 from transports.bench.inproc import FakeSocket, open_websocket
 from transports.typing import TransportName
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class SlowStore(MemoryBackplane):
@@ -105,3 +114,30 @@ async def test_stop_waits_for_answers_being_stored() -> None:
     assert store.storing_at_disconnect == 0
     (stored,) = store.replies().values()
     assert stored.startswith("0ok\x00")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+@pytest.mark.skipif(not redis_available(), reason="redis-server is not installed")
+def test_redis_bench_runs_and_renders(tmp_path: Path) -> None:
+    """``python -m bench.reply_memory`` (a real redis-server) answers every message on both
+    backplanes and renders its table from its JSON; the committed run's table is current."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.reply_memory", "--repeat", "1", "--echoes", "100"]
+        + ["--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=220,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert (tmp_path / "results.md").read_text() == reply_memory.markdown(data)
+    for name in ("after/memory", "after/redis"):
+        (figures,) = data["runs"][name]
+        assert figures["rtt_p50_us"] > 0 and figures["echo50_per_s"] > 0
+    committed = ROOT / "bench" / "results" / "issue19" / "reply-memory"
+    assert (committed / "results.md").read_text() == reply_memory.markdown(
+        json.loads((committed / "results.json").read_text())
+    ), "stale: run python -m bench.reply_memory --from-json on the committed results.json"
