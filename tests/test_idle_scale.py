@@ -11,13 +11,12 @@ figures themselves (memory, CPU) are not asserted: a shared machine makes them a
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bench import idle_scale
+from tests.benchrun import run_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "bench" / "results" / "issue19" / "idle-scale"
@@ -46,17 +45,7 @@ RUN_FIELDS = {
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_quick_run_keeps_every_connection_open_through_the_heartbeats(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.idle_scale", "--quick", "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=220,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    data = json.loads((tmp_path / "results.json").read_text())
-    assert (tmp_path / "results.md").read_text() == idle_scale.markdown(data)
+    data = run_bench("bench.idle_scale", ["--quick"], tmp_path, idle_scale.markdown)
     (layout,) = data["layouts"]
     runs = {run["config"]: run for run in layout["runs"]}
     assert set(runs) == {"raw", "library", "library-short"}

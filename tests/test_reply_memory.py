@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import pytest
 
 from bench import reply_memory
 from tests.apps import make_app
+from tests.benchrun import run_bench
 from tests.conftest import eventually
 from tests.redis_server import redis_available
 from tests.secharness import LIVE_DEFAULTS, live_server
@@ -122,18 +121,8 @@ async def test_stop_waits_for_answers_being_stored() -> None:
 def test_redis_bench_runs_and_renders(tmp_path: Path) -> None:
     """``python -m bench.reply_memory`` (a real redis-server) answers every message on both
     backplanes and renders its table from its JSON; the committed run's table is current."""
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.reply_memory", "--repeat", "1", "--echoes", "100"]
-        + ["--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=220,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    data = json.loads((tmp_path / "results.json").read_text())
-    assert (tmp_path / "results.md").read_text() == reply_memory.markdown(data)
+    args = ["--repeat", "1", "--echoes", "100"]
+    data = run_bench("bench.reply_memory", args, tmp_path, reply_memory.markdown)
     for name in ("after/memory", "after/redis"):
         (figures,) = data["runs"][name]
         assert figures["rtt_p50_us"] > 0 and figures["echo50_per_s"] > 0
