@@ -9,7 +9,9 @@ interleaved in each repetition (which version goes first alternates):
 
 * ``rtt_p50_us``: one client, one message at a time: the median time from the message queued to
   its REPLY written (what a user waits per message, less the network and the ASGI server);
-* ``echo50_per_s``: 50 clients, one message in flight each (closed loop), messages per second.
+* ``echo50_per_s``: 50 clients, one message in flight each (closed loop), messages per second;
+  ``echo50_cpu_us``: this process's CPU per message meanwhile (redis-server's not counted): the
+  steadier figure on a shared machine.
 
 With ``--before TREE`` the library of another checkout (a ``git worktree`` with this file copied
 into its ``bench/``) is measured the same way in the same run.
@@ -82,9 +84,9 @@ async def measure(backplane: str, echoes: int) -> dict[str, float]:
                 for i in range(per):
                     await once(socket, first + i)
 
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             await asyncio.gather(*(loop(s, 10_000_000 * (k + 1)) for k, s in enumerate(sockets)))
-            wall = time.perf_counter() - started
+            wall, cpu = time.perf_counter() - started, time.process_time() - cpu
         finally:
             for task in tasks:
                 task.cancel()
@@ -92,6 +94,7 @@ async def measure(backplane: str, echoes: int) -> dict[str, float]:
     return {
         "rtt_p50_us": statistics.median(times) * 1e6,
         "echo50_per_s": per * len(sockets) / wall,
+        "echo50_cpu_us": cpu / (per * len(sockets)) * 1e6,
     }
 
 
@@ -186,13 +189,13 @@ def _summary(runs: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, flo
     for version in {name.split("/")[0] for name in runs}:
         out[f"{version}/redis-over-memory"] = {
             key: ratio(f"{version}/redis", f"{version}/memory", key)
-            for key in ("rtt_p50_us", "echo50_per_s")
+            for key in ("rtt_p50_us", "echo50_per_s", "echo50_cpu_us")
         }
     if "before/redis" in runs:
         for name in BACKPLANES:
             out[f"after-over-before/{name}"] = {
                 key: ratio(f"after/{name}", f"before/{name}", key)
-                for key in ("rtt_p50_us", "echo50_per_s")
+                for key in ("rtt_p50_us", "echo50_per_s", "echo50_cpu_us")
             }
     return out
 
@@ -212,8 +215,9 @@ def markdown(data: dict[str, Any]) -> str:
         "<!-- --8<-- [end:header] -->",
         "",
         "<!-- --8<-- [start:reply-memory] -->",
-        "| library | backplane | round trip p50 | vs memory | 50 clients | vs memory |",
-        "|---|---|---|---|---|---|",
+        "| library | backplane | round trip p50 | vs memory | 50 clients | vs memory "
+        "| CPU per message | vs memory |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for version in data["commits"]:
         for name in BACKPLANES:
@@ -224,13 +228,22 @@ def markdown(data: dict[str, Any]) -> str:
                 f"| {row['rtt_p50_us']:,.0f} µs "
                 f"| {'-' if vs is None else format(vs['rtt_p50_us'], '.2f') + 'x'} "
                 f"| {row['echo50_per_s']:,.0f} msg/s "
-                f"| {'-' if vs is None else format(vs['echo50_per_s'], '.2f') + 'x'} |"
+                f"| {'-' if vs is None else format(vs['echo50_per_s'], '.2f') + 'x'} "
+                f"| {row['echo50_cpu_us']:,.0f} µs "
+                f"| {'-' if vs is None else format(vs['echo50_cpu_us'], '.2f') + 'x'} |"
             )
     if "after-over-before/redis" in s:
-        lines += ["", "| after over before | round trip p50 | 50 clients |", "|---|---|---|"]
+        lines += [
+            "",
+            "| after over before | round trip p50 | 50 clients | CPU per message |",
+            "|---|---|---|---|",
+        ]
         for name in BACKPLANES:
             row = s[f"after-over-before/{name}"]
-            lines.append(f"| {name} | {row['rtt_p50_us']:.2f}x | {row['echo50_per_s']:.2f}x |")
+            lines.append(
+                f"| {name} | {row['rtt_p50_us']:.2f}x | {row['echo50_per_s']:.2f}x "
+                f"| {row['echo50_cpu_us']:.2f}x |"
+            )
     lines += ["<!-- --8<-- [end:reply-memory] -->", ""]
     return "\n".join(lines)
 

@@ -124,11 +124,11 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
-from redis.asyncio.connection import BlockingConnectionPool, ConnectionPool
+from redis.asyncio.connection import AbstractConnection, BlockingConnectionPool, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from ..protocol.errors import BackplaneError
 from ..protocol.frames import Position
@@ -324,7 +324,12 @@ class RedisBackplane(Backplane):
         self._tasks: list[asyncio.Task[None]] = []
         self._queued: list[_Queued] = []
         """Key-value commands for the next pipeline."""
-        self._batches: set[asyncio.Task[None]] = set()
+        self._flush_soon = False
+        self._flushing = 0
+        """Pipelines out (at most _PIPELINES)."""
+        self._flushers: set[asyncio.Task[None]] = set()
+        self._idle: list[AbstractConnection] = []
+        """Connections of the key-value pipelines, taken from the pool once, between uses."""
         # Pub/sub reader state.
         self._topics: dict[str, _Topic] = {}
         self._by_channel: dict[bytes, str] = {}
@@ -402,8 +407,9 @@ class RedisBackplane(Backplane):
             ready.exception()
         self._topics.clear()
         self._by_channel.clear()
-        if self._batches:  # bounded by the commands' own deadline
-            await asyncio.wait(set(self._batches), timeout=self._deadline)
+        if self._flushers:  # bounded by the commands' own deadline
+            await asyncio.wait(set(self._flushers), timeout=self._deadline)
+        self._idle.clear()  # the pool closes them
         client, pool = self._client, self._pool
         self._client = self._pool = None
         self._publish_script = self._read_script = None
@@ -418,36 +424,72 @@ class RedisBackplane(Backplane):
         :meth:`_command` raises it)."""
         if self._client is None:
             raise BackplaneError("backplane is not connected")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        queued = self._queued
-        queued.append((what, command, future))
-        if len(queued) == 1:
-            asyncio.get_running_loop().call_soon(self._send_queued)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queued.append((what, command, future))
+        if not self._flush_soon and self._flushing < _PIPELINES:
+            self._flush_soon = True
+            loop.call_soon(self._start_flush)
         return await future
 
-    def _send_queued(self) -> None:
-        queued, self._queued = self._queued, []
-        for start in range(0, len(queued), _BATCH):
-            task = asyncio.create_task(
-                self._send_batch(queued[start : start + _BATCH]), name="transports-redis-kv"
-            )
-            self._batches.add(task)
-            task.add_done_callback(self._batches.discard)
+    def _start_flush(self) -> None:
+        self._flush_soon = False
+        if self._queued and self._flushing < _PIPELINES:
+            self._flushing += 1
+            task = asyncio.create_task(self._flush(), name="transports-redis-kv")
+            self._flushers.add(task)
+            task.add_done_callback(self._flushers.discard)
 
-    async def _send_batch(self, batch: list[_Queued]) -> None:
+    async def _flush(self) -> None:
+        """Send the queued commands (at most _BATCH) as one pipeline on an idle connection."""
+        pool = self._pool
+        connection = self._idle.pop() if self._idle else None
+        batch = self._queued[:_BATCH]
+        del self._queued[:_BATCH]
         try:
-            async with self._command("pipeline") as client:
-                pipe = client.pipeline(transaction=False)
-                for _, command, _ in batch:
-                    pipe.execute_command(*command)
-                replies = await pipe.execute(raise_on_error=False)
+            connection = await self._send_batch(batch, connection)
+        finally:
+            self._flushing -= 1
+            if connection is not None and self._pool is pool:  # not after a disconnect
+                self._idle.append(connection)
+            if self._queued and not self._flush_soon:  # asked for while all were out
+                self._flush_soon = True
+                asyncio.get_running_loop().call_soon(self._start_flush)
+
+    async def _send_batch(
+        self, batch: list[_Queued], connection: AbstractConnection | None
+    ) -> AbstractConnection | None:
+        """Send ``batch`` on ``connection`` (or one from the pool) and answer its callers;
+        the connection to use next."""
+        replies: list[Any] = []
+        try:
+            async with self._command("pipeline"):
+                if connection is None:
+                    pool = self._pool
+                    if pool is None:
+                        raise BackplaneError("backplane is not connected")
+                    connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+                    assert connection is not None
+                try:
+                    packed = connection.pack_commands([command for _, command, _ in batch])
+                    await connection.send_packed_command(packed, check_health=False)
+                    for _ in batch:
+                        try:
+                            replies.append(await connection.read_response())
+                        except ResponseError as exc:  # read whole: the stream stays in step
+                            replies.append(exc)
+                except BaseException:
+                    # Out of step with its replies, or broken: the next pipeline reconnects.
+                    with contextlib.suppress(Exception):
+                        await connection.disconnect()
+                    raise
         except BaseException as exc:
             for what, _, future in batch:
                 if not future.done():
                     future.set_exception(BackplaneError(f"Redis {what} failed: {exc}"))
             if not isinstance(exc, Exception):
                 raise
-            return
+            return connection
         for (what, _, future), reply in zip(batch, replies, strict=True):
             if future.done():  # its caller was cancelled
                 continue
@@ -455,6 +497,7 @@ class RedisBackplane(Backplane):
                 future.set_exception(BackplaneError(f"Redis {what} failed: {reply}"))
             else:
                 future.set_result(reply)
+        return connection
 
     @contextlib.asynccontextmanager
     async def _command(self, what: str) -> AsyncIterator[aioredis.Redis]:
@@ -535,14 +578,14 @@ class RedisBackplane(Backplane):
     # --- key-value store --------------------------------------------------------------------
 
     # Every client message claims a key and stores its answer: these commands are pipelined.
-    # Those asked for in the same turn of the event loop go to Redis together, in one write on
-    # one connection (at most _BATCH of them), instead of one connection, one write and one
-    # timer each; a caller waits for its own answer as before.
+    # Those asked for in one turn of the event loop go to Redis together in the next, as one
+    # write on a connection of their own and a read per reply: no connection taken from the
+    # pool and no timer per command. Up to _PIPELINES are out at once; what is asked for while
+    # all are out goes in the next one that starts.
 
     async def claim(self, key: str, ttl: float, value: str = "1") -> bool:
-        return bool(
-            await self._pipelined("claim", "SET", self._kv(key), value, "NX", "PX", _ms(ttl))
-        )
+        reply = await self._pipelined("claim", "SET", self._kv(key), value, "NX", "PX", _ms(ttl))
+        return reply is not None
 
     async def store(self, key: str, value: str, ttl: float) -> None:
         await self._pipelined("store", "SET", self._kv(key), value, "PX", _ms(ttl))
@@ -1038,6 +1081,9 @@ def _text(value: Any) -> str:
 
 _BATCH = 256
 """Most key-value commands sent in one pipeline."""
+
+_PIPELINES = 16
+"""Most key-value pipelines out at once, each on its own connection."""
 
 _Queued = tuple[str, tuple[str | int, ...], "asyncio.Future[Any]"]
 """A key-value command waiting for the next pipeline: what it is for, the command, its answer."""
