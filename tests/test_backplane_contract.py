@@ -673,6 +673,13 @@ async def test_key_value_commands_of_one_turn_are_answered_each(
     assert cancelled.cancelled()
 
 
+def test_redis_needs_a_connection_beside_the_pipelines() -> None:
+    """The key-value pipelines keep up to half the pool: one connection would leave publish
+    waiting for ever, so it is refused at once, with the option named."""
+    with pytest.raises(ValueError, match="max_connections"):
+        RedisBackplane("redis://127.0.0.1:1/0", max_connections=1)
+
+
 async def test_memory_key_store_is_bounded() -> None:
     """The in-memory key-value store keeps at most max_keys; the soonest to expire go first."""
     from transports.backplanes.memory import MemoryBackplane

@@ -254,7 +254,9 @@ class RedisBackplane(Backplane):
             stopped re-arming it).
         socket_timeout: seconds to wait for Redis to answer a command.
         socket_connect_timeout: seconds to wait for a connection.
-        max_connections: commands in flight at once; more wait for a free connection.
+        max_connections: commands in flight at once; more wait for a free connection. The
+            pipelines of claims and stores (one per client message) keep up to half of them,
+            at most 16; at least 2.
         queue_size: publications buffered for :meth:`receive` before the reader stops reading.
         reconnect_min, reconnect_max: the pub/sub reader's backoff bounds, in seconds.
         health_interval: seconds of silence on the pub/sub connection before it is pinged.
@@ -283,6 +285,8 @@ class RedisBackplane(Backplane):
     ) -> None:
         if history_size < 0 or history_ttl <= 0 or expiry_margin < 0:
             raise ValueError("history_size must be >= 0, history_ttl > 0, expiry_margin >= 0")
+        if max_connections < 2:
+            raise ValueError("max_connections must be >= 2 (the pipelines keep up to half)")
         self.url = url
         self.history_size = history_size
         self.history_ttl = history_ttl
@@ -326,7 +330,10 @@ class RedisBackplane(Backplane):
         """Key-value commands for the next pipeline."""
         self._flush_soon = False
         self._flushing = 0
-        """Pipelines out (at most _PIPELINES)."""
+        """Pipelines out (at most :attr:`_pipelines`)."""
+        self._pipelines = max(1, min(16, max_connections // 2))
+        """Most key-value pipelines out at once, each on a connection of its own (kept, so at
+        most half of ``max_connections``)."""
         self._flushers: set[asyncio.Task[None]] = set()
         self._idle: list[AbstractConnection] = []
         """Connections of the key-value pipelines, taken from the pool once, between uses."""
@@ -427,14 +434,14 @@ class RedisBackplane(Backplane):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queued.append((what, command, future))
-        if not self._flush_soon and self._flushing < _PIPELINES:
+        if not self._flush_soon and self._flushing < self._pipelines:
             self._flush_soon = True
             loop.call_soon(self._start_flush)
         return await future
 
     def _start_flush(self) -> None:
         self._flush_soon = False
-        if self._queued and self._flushing < _PIPELINES:
+        if self._queued and self._flushing < self._pipelines:
             self._flushing += 1
             task = asyncio.create_task(self._flush(), name="transports-redis-kv")
             self._flushers.add(task)
@@ -580,7 +587,7 @@ class RedisBackplane(Backplane):
     # Every client message claims a key and stores its answer: these commands are pipelined.
     # Those asked for in one turn of the event loop go to Redis together in the next, as one
     # write on a connection of their own and a read per reply: no connection taken from the
-    # pool and no timer per command. Up to _PIPELINES are out at once; what is asked for while
+    # pool and no timer per command. Up to _pipelines are out at once; what is asked for while
     # all are out goes in the next one that starts.
 
     async def claim(self, key: str, ttl: float, value: str = "1") -> bool:
@@ -1081,9 +1088,6 @@ def _text(value: Any) -> str:
 
 _BATCH = 256
 """Most key-value commands sent in one pipeline."""
-
-_PIPELINES = 16
-"""Most key-value pipelines out at once, each on its own connection."""
 
 _Queued = tuple[str, tuple[str | int, ...], "asyncio.Future[Any]"]
 """A key-value command waiting for the next pipeline: what it is for, the command, its answer."""
