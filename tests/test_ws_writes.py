@@ -1,7 +1,6 @@
-"""The WebSocket carrier's writes, driven with ASGI events in this process: whoever writes a
-frame (the writer task, or the reading task when it applied a frame at once and the writer was
-idle), frames leave in the order they were queued, a write that has to wait never holds the
-reading task, and a handler that waits does not hold back what it already sent.
+"""The WebSocket carrier's writes, driven with ASGI events in this process: the writer task
+sends frames in the order they were queued, one write at a time; a write that has to wait never
+holds the reading task, and a handler that waits does not hold back what it already sent.
 """
 
 from __future__ import annotations
