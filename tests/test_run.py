@@ -22,6 +22,7 @@ from .redis_server import RedisServer
 from .scaleout import ROOT, free_port, stop, wait_port
 
 WINDOW = 2.0
+BACKLOG = 333
 
 
 class Runner:
@@ -48,6 +49,8 @@ class Runner:
                 "2",
                 "--bind",
                 f"127.0.0.1:{self.port}",
+                "--backlog",
+                str(BACKLOG),
             ],
             cwd=ROOT,
             env=env,
@@ -144,3 +147,13 @@ def test_workers_on_the_memory_backplane_are_warned_about() -> None:
 
 def test_no_memory_warning_on_redis(runner: Runner) -> None:
     assert "in-memory backplane" not in runner.output()
+
+
+def test_backlog_reaches_the_listening_socket(runner: Runner) -> None:
+    """``--backlog`` is the listening socket's accept queue (what ``ss`` shows as its Send-Q),
+    not Hypercorn's default of 100."""
+    listing = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{runner.port}"], capture_output=True, text=True, check=True
+    ).stdout
+    queues = {int(line.split()[2]) for line in listing.splitlines() if line.strip()}
+    assert queues == {BACKLOG}, listing

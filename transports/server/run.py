@@ -167,6 +167,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--certfile", help="TLS certificate (with --keyfile: HTTPS and HTTP/2)")
     parser.add_argument("--keyfile", help="TLS private key")
     parser.add_argument(
+        "--backlog",
+        type=int,
+        default=1024,
+        help="connections the kernel queues before they are accepted (default 1024; Hypercorn's "
+        "own default is 100, short for the clients a drain or a restart sends back at once; "
+        "Linux caps it at net.core.somaxconn)",
+    )
+    parser.add_argument(
         "--graceful-timeout",
         type=float,
         default=3.0,
@@ -175,10 +183,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
+    if args.backlog < 1:
+        parser.error("--backlog must be at least 1")
     logging.basicConfig(level=logging.INFO, format="[%(process)d] %(levelname)s %(message)s")
     config = Config()
     config.bind = args.bind or ["127.0.0.1:8000"]
     config.graceful_timeout = args.graceful_timeout
+    config.backlog = args.backlog
     config.accesslog = None
     if args.certfile:
         config.certfile, config.keyfile = args.certfile, args.keyfile
