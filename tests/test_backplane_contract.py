@@ -561,6 +561,10 @@ async def test_redis_down_then_back_empty(caplog: pytest.LogCaptureFixture) -> N
             await bp.subscribe("t")
             before = await bp.publish("t", "e", "1", False)
             assert await recv(bp) == before
+            # Several key-value pipelines at once: each keeps a connection of its own.
+            assert (
+                await asyncio.gather(*(bp.claim(f"a{n}", 60) for n in range(1000))) == [True] * 1000
+            )
             await server.astop()
             receiving = asyncio.ensure_future(bp.receive())
             for what, operation in (
@@ -577,6 +581,10 @@ async def test_redis_down_then_back_empty(caplog: pytest.LogCaptureFixture) -> N
             assert not receiving.done()
             await server.astart()  # same port, empty: no persistence
             after = await asyncio.wait_for(_publish_when_up(bp), 20)
+            # The key-value pipelines' own connections died with Redis: each is checked before
+            # it is used again, so the first burst after Redis is back is answered whole.
+            burst = await asyncio.gather(*(bp.claim(f"b{n}", 60) for n in range(1000)))
+            assert burst == [True] * 1000
             assert after.epoch != before.epoch and after.offset == 1
             lost = await bp.history("t", Position(before.epoch, before.offset))
             assert not lost.recovered and lost.messages == [] and lost.epoch == after.epoch
@@ -604,6 +612,20 @@ async def test_redis_frozen_times_out_then_catches_up(caplog: pytest.LogCaptureF
             os.kill(server.pid, signal.SIGSTOP)
             try:
                 await fails_in_time(publisher.publish("t", "e", "2", False), "publish")
+                # Many claims at once (more than fit one pipeline): every caller hears within
+                # about a command's deadline (connect + 2 x socket timeout), none waits behind
+                # the others' deadlines one pipeline after another. (The bound is loose, two
+                # deadlines and a second: this takes about one; pipelines one after another
+                # took more than three.)
+                deadline = options["socket_connect_timeout"] + 2 * options["socket_timeout"]
+                started = asyncio.get_running_loop().time()
+                claims = [publisher.claim(f"c{n}", 60) for n in range(4000)]
+                outcomes = await asyncio.wait_for(
+                    asyncio.gather(*claims, return_exceptions=True), 15
+                )
+                waited = asyncio.get_running_loop().time() - started
+                assert all(isinstance(o, BackplaneError) for o in outcomes)
+                assert waited < 2 * deadline + 1, f"the last claim failed after {waited:.1f} s"
                 receiving = asyncio.ensure_future(recv_many(receiver, 1, timeout=60))
                 # The reader's PING went unanswered: it gave that connection up.
                 await until_logged(caplog, "did not answer PING")
@@ -671,6 +693,25 @@ async def test_key_value_commands_of_one_turn_are_answered_each(
     assert results[602:] == ["old", None] + [None] * 10
     assert await bp.load("new") == "v"
     assert cancelled.cancelled()
+    assert await bp.load("cancelled") is None  # dropped from its pipeline, never sent
+
+
+async def test_a_pipeline_cancelled_before_it_starts_holds_nothing_back(
+    make_redis: Maker,
+) -> None:
+    """A pipeline task cancelled before its first step (the loop shutting down, say) leaves the
+    command it would have sent to the next one: its caller is answered, not left waiting."""
+    bp = await make_redis()
+    assert isinstance(bp, RedisBackplane)
+    first = asyncio.ensure_future(bp.claim("first", 60))
+    await asyncio.sleep(0)  # the claim is queued, the pipeline's start is scheduled
+    await asyncio.sleep(0)  # the pipeline's task exists and has not run
+    pipelines = list(bp._flushers)  # white box: no public handle on a pipeline
+    assert pipelines
+    for task in pipelines:
+        task.cancel()
+    assert await asyncio.wait_for(first, 10) is True
+    assert await asyncio.wait_for(bp.claim("second", 60), 10) is True
 
 
 def test_redis_needs_a_connection_beside_the_pipelines() -> None:

@@ -326,7 +326,7 @@ class RedisBackplane(Backplane):
         self._add_script: AsyncScript | None = None
         self._remove_script: AsyncScript | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._queued: list[_Queued] = []
+        self._queued: deque[_Queued] = deque()
         """Key-value commands for the next pipeline."""
         self._flush_soon = False
         self._flushing = 0
@@ -380,6 +380,10 @@ class RedisBackplane(Backplane):
     async def connect(self) -> None:
         if self._client is not None:
             return
+        # Nothing of a previous connection (or event loop) carries over to the pipelines.
+        self._queued.clear()
+        self._flushers = set()
+        self._flushing, self._flush_soon, self._idle = 0, False, []
         self._pool = BlockingConnectionPool.from_url(self.url, **self._command_options)
         self._client = client = aioredis.Redis(connection_pool=self._pool)
         self._publish_script = client.register_script(_PUBLISH)
@@ -417,6 +421,10 @@ class RedisBackplane(Backplane):
         if self._flushers:  # bounded by the commands' own deadline
             await asyncio.wait(set(self._flushers), timeout=self._deadline)
         self._idle.clear()  # the pool closes them
+        while self._queued:  # asked for while the last pipelines were out
+            what, _, future, _ = self._queued.popleft()
+            if not future.done():
+                future.set_exception(BackplaneError(f"Redis {what} failed: disconnected"))
         client, pool = self._client, self._pool
         self._client = self._pool = None
         self._publish_script = self._read_script = None
@@ -433,35 +441,56 @@ class RedisBackplane(Backplane):
             raise BackplaneError("backplane is not connected")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queued.append((what, command, future))
+        self._queued.append((what, command, future, loop.time()))
         if not self._flush_soon and self._flushing < self._pipelines:
             self._flush_soon = True
             loop.call_soon(self._start_flush)
         return await future
 
     def _start_flush(self) -> None:
+        """Start as many pipelines as the queue fills, within the limit."""
         self._flush_soon = False
-        if self._queued and self._flushing < self._pipelines:
+        wanted = -(-len(self._queued) // _BATCH)
+        for _ in range(min(wanted, self._pipelines - self._flushing)):
             self._flushing += 1
             task = asyncio.create_task(self._flush(), name="transports-redis-kv")
             self._flushers.add(task)
-            task.add_done_callback(self._flushers.discard)
+            task.add_done_callback(self._flushed)
+
+    def _flushed(self, task: asyncio.Task[None]) -> None:
+        # A done callback, not a finally: it also runs for a task cancelled before its first
+        # step, so the count stays true and what is queued still goes.
+        self._flushers.discard(task)
+        self._flushing -= 1
+        if self._queued and not self._flush_soon and self._client is not None:
+            self._flush_soon = True
+            asyncio.get_running_loop().call_soon(self._start_flush)
 
     async def _flush(self) -> None:
-        """Send the queued commands (at most _BATCH) as one pipeline on an idle connection."""
+        """Send the queued commands (at most _BATCH) as one pipeline on an idle connection.
+        A command whose caller gave up is dropped; one that waited longer than a command may
+        take (every pipeline was out, and stuck) fails now: a caller hears within about two
+        deadlines, as with a command that first waits for a pooled connection."""
+        batch: list[_Queued] = []
+        expired = asyncio.get_running_loop().time() - self._deadline
+        while self._queued and len(batch) < _BATCH:
+            queued = self._queued.popleft()
+            what, _, future, since = queued
+            if future.done():
+                continue
+            if since < expired:
+                future.set_exception(BackplaneError(f"Redis {what} failed: no connection free"))
+                continue
+            batch.append(queued)
+        if not batch:
+            return
         pool = self._pool
         connection = self._idle.pop() if self._idle else None
-        batch = self._queued[:_BATCH]
-        del self._queued[:_BATCH]
         try:
             connection = await self._send_batch(batch, connection)
         finally:
-            self._flushing -= 1
             if connection is not None and self._pool is pool:  # not after a disconnect
                 self._idle.append(connection)
-            if self._queued and not self._flush_soon:  # asked for while all were out
-                self._flush_soon = True
-                asyncio.get_running_loop().call_soon(self._start_flush)
 
     async def _send_batch(
         self, batch: list[_Queued], connection: AbstractConnection | None
@@ -471,14 +500,16 @@ class RedisBackplane(Backplane):
         replies: list[Any] = []
         try:
             async with self._command("pipeline"):
+                pool = self._pool
+                if pool is None:
+                    raise BackplaneError("backplane is not connected")
                 if connection is None:
-                    pool = self._pool
-                    if pool is None:
-                        raise BackplaneError("backplane is not connected")
                     connection = await pool.get_connection()  # type: ignore[no-untyped-call]
                     assert connection is not None
+                else:  # kept idle: Redis may have restarted, or closed it meanwhile
+                    await pool.ensure_connection(connection)
                 try:
-                    packed = connection.pack_commands([command for _, command, _ in batch])
+                    packed = connection.pack_commands([command for _, command, _, _ in batch])
                     await connection.send_packed_command(packed, check_health=False)
                     for _ in batch:
                         try:
@@ -491,13 +522,13 @@ class RedisBackplane(Backplane):
                         await connection.disconnect()
                     raise
         except BaseException as exc:
-            for what, _, future in batch:
+            for what, _, future, _ in batch:
                 if not future.done():
                     future.set_exception(BackplaneError(f"Redis {what} failed: {exc}"))
             if not isinstance(exc, Exception):
                 raise
             return connection
-        for (what, _, future), reply in zip(batch, replies, strict=True):
+        for (what, _, future, _), reply in zip(batch, replies, strict=True):
             if future.done():  # its caller was cancelled
                 continue
             if isinstance(reply, Exception):
@@ -1089,8 +1120,9 @@ def _text(value: Any) -> str:
 _BATCH = 256
 """Most key-value commands sent in one pipeline."""
 
-_Queued = tuple[str, tuple[str | int, ...], "asyncio.Future[Any]"]
-"""A key-value command waiting for the next pipeline: what it is for, the command, its answer."""
+_Queued = tuple[str, tuple[str | int, ...], "asyncio.Future[Any]", float]
+"""A key-value command waiting for the next pipeline: what it is for, the command, its answer,
+and when it was asked for (the loop's clock)."""
 
 
 def _ms(seconds: float) -> int:
