@@ -143,6 +143,7 @@ def without_placeholders(template: str) -> str:
         "issue19/final-servers",
         "issue19/final-hypercorn",
         "issue19/session3-servers",
+        "issue19/session4-servers",
     ],
 )
 def test_results_tables_are_rendered_from_the_json(directory: str) -> None:
