@@ -714,6 +714,25 @@ async def test_a_pipeline_cancelled_before_it_starts_holds_nothing_back(
     assert await asyncio.wait_for(bp.claim("second", 60), 10) is True
 
 
+async def test_publish_after_redis_forgot_the_script(
+    make_redis: Maker, shared_redis: RedisServer
+) -> None:
+    """A publication runs the script by its SHA in the pipeline; when Redis no longer knows it
+    (SCRIPT FLUSH, or a restart), it is loaded and run: the publication goes on, in order."""
+    bp = await make_redis()
+    first = await bp.publish("t", "e", "1", False)
+    shared_redis.command("SCRIPT", "FLUSH")
+    second, third = await asyncio.gather(
+        bp.publish("t", "e", "2", False), bp.publish("t", "e", "3", False)
+    )
+    assert second.epoch == third.epoch == first.epoch
+    assert sorted([second.offset, third.offset]) == [first.offset + 1, first.offset + 2]
+    history = await bp.history("t", Position(first.epoch, first.offset))
+    assert [m.data for m in history.messages] == [
+        m.data for m in sorted([second, third], key=lambda m: m.offset)
+    ]
+
+
 def test_redis_needs_a_connection_beside_the_pipelines() -> None:
     """The key-value pipelines keep up to half the pool: one connection would leave publish
     waiting for ever, so it is refused at once, with the option named."""

@@ -128,7 +128,7 @@ from redis.asyncio.connection import AbstractConnection, BlockingConnectionPool,
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from ..protocol.errors import BackplaneError
 from ..protocol.frames import Position
@@ -434,7 +434,7 @@ class RedisBackplane(Backplane):
         if pool is not None:
             await pool.aclose()
 
-    async def _pipelined(self, what: str, *command: str | int) -> Any:
+    async def _pipelined(self, what: str, *command: str | bytes | int) -> Any:
         """Run one key-value ``command`` in the next pipeline; its reply (BackplaneError as
         :meth:`_command` raises it)."""
         if self._client is None:
@@ -532,7 +532,9 @@ class RedisBackplane(Backplane):
             if future.done():  # its caller was cancelled
                 continue
             if isinstance(reply, Exception):
-                future.set_exception(BackplaneError(f"Redis {what} failed: {reply}"))
+                error = BackplaneError(f"Redis {what} failed: {reply}")
+                error.__cause__ = reply  # what Redis answered (NOSCRIPT: load the script)
+                future.set_exception(error)
             else:
                 future.set_result(reply)
         return connection
@@ -553,22 +555,30 @@ class RedisBackplane(Backplane):
 
     async def publish(self, topic: str, event: str, data: str, binary: bool) -> Published:
         size, ttl = self.retention(topic)
-        async with self._command("publish"):
-            script = self._publish_script
-            assert script is not None
-            reply = await script(
-                keys=[self._meta(topic), self._log(topic)],
-                args=[
-                    secrets.token_urlsafe(6),
-                    event,
-                    data,
-                    "1" if binary else "0",
-                    size,
-                    self._lifetime(ttl),
-                    self._channel(topic),
-                    topic,
-                ],
-            )
+        script = self._publish_script
+        if script is None:
+            raise BackplaneError("backplane is not connected")
+        keys = [self._meta(topic), self._log(topic)]
+        args = [
+            secrets.token_urlsafe(6),
+            event,
+            data,
+            "1" if binary else "0",
+            size,
+            self._lifetime(ttl),
+            self._channel(topic),
+            topic,
+        ]
+        # Pipelined with the key-value commands (one publication per message is common: a
+        # handler that republishes what a client sent). The script is run by its SHA; when
+        # Redis does not know it (a restart, SCRIPT FLUSH), nothing ran: load it and run it.
+        try:
+            reply = await self._pipelined("publish", "EVALSHA", script.sha, len(keys), *keys, *args)
+        except BackplaneError as exc:
+            if not isinstance(exc.__cause__, NoScriptError):
+                raise
+            async with self._command("publish"):
+                reply = await script(keys=keys, args=args)
         epoch, offset, now_ms = reply
         return Published(topic, event, data, binary, int(offset), _text(epoch), now_ms / 1000)
 
@@ -1120,7 +1130,7 @@ def _text(value: Any) -> str:
 _BATCH = 256
 """Most key-value commands sent in one pipeline."""
 
-_Queued = tuple[str, tuple[str | int, ...], "asyncio.Future[Any]", float]
+_Queued = tuple[str, tuple[str | bytes | int, ...], "asyncio.Future[Any]", float]
 """A key-value command waiting for the next pipeline: what it is for, the command, its answer,
 and when it was asked for (the loop's clock)."""
 
