@@ -837,8 +837,11 @@ class RedisBackplane(Backplane):
 
     async def send_to_node(self, node: str, message: str) -> bool:
         """``PUBLISH`` ``message`` on ``node``'s inbox channel; False when nobody listens."""
-        async with self._command("send to node") as client:
-            receivers = await client.publish(self._node_channel(node), message)
+        # Pipelined: a request forwarded to the process holding its session (SSE's POSTs and
+        # long-poll requests that land elsewhere) costs one of these, and its answer another.
+        receivers = await self._pipelined(
+            "send to node", "PUBLISH", self._node_channel(node), message
+        )
         return bool(receivers)
 
     async def receive_from_inbox(self) -> str:
