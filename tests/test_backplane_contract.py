@@ -11,6 +11,7 @@ comes before its lifetime) are asserted.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import pickle
@@ -731,6 +732,40 @@ async def test_publish_after_redis_forgot_the_script(
     assert [m.data for m in history.messages] == [
         m.data for m in sorted([second, third], key=lambda m: m.offset)
     ]
+
+
+async def test_disconnect_closes_the_pipelines_connections(
+    make_redis: Maker, shared_redis: RedisServer
+) -> None:
+    """The connections kept for the key-value pipelines are closed by disconnect(): Redis sees
+    them go, even when a garbage collection runs before the pool closes (the pool tracks
+    connections in use only weakly; disconnect closes the kept ones itself)."""
+
+    def clients() -> int:
+        listing = shared_redis.command("CLIENT", "LIST")
+        assert isinstance(listing, bytes)
+        return len(listing.splitlines())
+
+    before = clients()
+    bp = await make_redis()
+    assert await asyncio.gather(*(bp.claim(f"k{n}", 60) for n in range(1000))) == [True] * 1000
+    assert clients() > before
+    # The pool tracks connections in use weakly: let a garbage collection run at the worst
+    # moment, just before the pool closes what it still knows of.
+    assert isinstance(bp, RedisBackplane) and bp._pool is not None
+    pool = bp._pool
+    close_pool = pool.aclose
+
+    async def aclose_after_a_collection() -> None:
+        gc.collect()
+        await close_pool()
+
+    pool.aclose = aclose_after_a_collection  # type: ignore[method-assign]
+    await bp.disconnect()
+    deadline = asyncio.get_running_loop().time() + 5
+    while clients() > before and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    assert clients() == before
 
 
 def test_redis_needs_a_connection_beside_the_pipelines() -> None:

@@ -420,7 +420,12 @@ class RedisBackplane(Backplane):
         self._by_channel.clear()
         if self._flushers:  # bounded by the commands' own deadline
             await asyncio.wait(set(self._flushers), timeout=self._deadline)
-        self._idle.clear()  # the pool closes them
+        # Closed here rather than left to the pool, which tracks connections in use only
+        # weakly.
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            with contextlib.suppress(Exception):
+                await connection.disconnect()
         while self._queued:  # asked for while the last pipelines were out
             what, _, future, _ = self._queued.popleft()
             if not future.done():
