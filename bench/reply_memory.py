@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-PAYLOAD = json.dumps({"pad": "x" * 89}, separators=(",", ":"))
 BACKPLANES = ("memory", "redis")
 FIGURES = ("rtt_p50_us", "echo50_per_s", "echo50_cpu_us", "relay50_per_s", "relay50_cpu_us")
 
@@ -49,7 +48,7 @@ async def measure(backplane: str, echoes: int) -> dict[str, float]:
     from quart import Quart
 
     from transports import Channel, Realtime
-    from transports.bench.inproc import FakeSocket, open_websocket
+    from transports.bench.inproc import FakeSocket, open_websocket, send_event
     from transports.bench.server import REALTIME_SETTINGS
 
     app = Quart("reply-memory")
@@ -63,11 +62,6 @@ async def measure(backplane: str, echoes: int) -> dict[str, float]:
     async def relay(channel: Channel, data: Any) -> None:
         await rt.publish("relayed", "m", data)  # nobody listens: the publication's own cost
 
-    async def once(socket: FakeSocket, ref: int, event: str = "echo") -> None:
-        socket.waiting = asyncio.get_running_loop().create_future()
-        socket.push(f'[3,{ref},"{event}",{PAYLOAD}]')
-        await socket.waiting
-
     async with app.test_app() as test_app:
         client = test_app.test_client()
         sockets: list[FakeSocket] = []
@@ -79,19 +73,19 @@ async def measure(backplane: str, echoes: int) -> dict[str, float]:
                 sockets.append(socket)
             for k, socket in enumerate(sockets):  # every connection open and warm
                 for i in range(20):
-                    await once(socket, k * 1000 + i)
+                    await send_event(socket, k * 1000 + i)
             ref = 1_000_000
             times = []
             for _ in range(echoes):
                 ref += 1
                 started = time.perf_counter()
-                await once(sockets[0], ref)
+                await send_event(sockets[0], ref)
                 times.append(time.perf_counter() - started)
             per = max(1, echoes // 10)  # 50 clients x echoes / 10: five times one client's
 
             async def loop(socket: FakeSocket, first: int, event: str) -> None:
                 for i in range(per):
-                    await once(socket, first + i, event)
+                    await send_event(socket, first + i, event)
 
             closed_loop: dict[str, tuple[float, float]] = {}
             for n, event in enumerate(("echo", "relay")):

@@ -53,7 +53,7 @@ class FakeSocket:
 
     def __init__(self, answer: str = "[4,") -> None:
         self.answer = answer
-        """How the message that answers a :func:`_echo` starts (a REPLY; the raw echo's own
+        """How the message that answers a :func:`send_event` starts (a REPLY; the raw echo's own
         frame back)."""
         self.incoming: asyncio.Queue[Event] = asyncio.Queue()
         self.sent = 0
@@ -122,9 +122,11 @@ async def _open(app: Quart, client: Any) -> tuple[FakeSocket, asyncio.Task[None]
     return socket, task
 
 
-async def _echo(socket: FakeSocket, ref: int) -> None:
+async def send_event(socket: FakeSocket, ref: int, event: str = "echo") -> None:
+    """Send EVENT ``event`` with ref ``ref`` and the benchmark's payload on ``socket``, and
+    wait for its answer."""
     socket.waiting = asyncio.get_running_loop().create_future()
-    socket.push(f'[3,{ref},"echo",{PAYLOAD}]')
+    socket.push(f'[3,{ref},"{event}",{PAYLOAD}]')
     await socket.waiting
 
 
@@ -146,7 +148,7 @@ async def _closed_loop(sockets: list[FakeSocket], per: int, base: int = 0) -> fl
 
     async def loop(socket: FakeSocket, first: int) -> None:
         for i in range(per):
-            await _echo(socket, first + i)
+            await send_event(socket, first + i)
 
     t0 = _cpu()
     await asyncio.gather(*(loop(s, base * (k + 1)) for k, s in enumerate(sockets)))
@@ -183,12 +185,12 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
         ref = 0
         for _ in range(200):
             ref += 1
-            await _echo(socket, ref)
+            await send_event(socket, ref)
         if not args.only_echo50:
             t0 = _cpu()
             for _ in range(args.echo):
                 ref += 1
-                await _echo(socket, ref)
+                await send_event(socket, ref)
             out["echo_us"] = (_cpu() - t0) / args.echo * 1e6
 
         sockets, tasks = [socket], [task]

@@ -218,14 +218,14 @@ class Dispatcher:
         if not store.store_now(key, value, ttl):
             self._storing[key] = answer
             task = asyncio.create_task(
-                self._store(key, answer, value), name="transports-reply-memory"
+                self._store(key, answer, value, ttl), name="transports-reply-memory"
             )
             self._stores.add(task)
             task.add_done_callback(self._stores.discard)
 
-    async def _store(self, key: str, answer: Outcome, value: str) -> None:
+    async def _store(self, key: str, answer: Outcome, value: str, ttl: float) -> None:
         try:
-            await self.store.store(key, value, self.settings.dedup_ttl)
+            await self.store.store(key, value, ttl)
         except BackplaneError:
             self.metrics.inc("backplane_errors")
             log.warning("could not remember a reply; a retry of it will be answered unavailable")
