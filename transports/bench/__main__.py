@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import report
+from .clients import FLOOR
 from .procs import ROOT, Nginx
 from .server import raise_fd_limit
 from .workloads import (
@@ -38,6 +39,8 @@ MESSAGE_CONFIGS = [
     "raw-ws",
     "raw-sse",
     "raw-http",
+    "asgi-ws",
+    "asgi-http",
     "thin-ws",
     "websocket",
     "sse",
@@ -45,7 +48,7 @@ MESSAGE_CONFIGS = [
     "sio-ws",
     "sio-polling",
 ]
-FANOUT_CONFIGS = [c for c in MESSAGE_CONFIGS if c != "raw-http"]  # no fan-out route
+FANOUT_CONFIGS = [c for c in MESSAGE_CONFIGS if c not in ("raw-http", *FLOOR)]  # no fan-out
 MEMORY_CONFIGS = [c for c in FANOUT_CONFIGS if c != "thin-ws"]
 WIRE_CONFIGS = MEMORY_CONFIGS
 CONNECT_DIRECT = [

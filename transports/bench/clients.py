@@ -29,8 +29,10 @@ PAYLOAD_TEXT = json.dumps(PAYLOAD)
 
 LIBRARY = ("websocket", "sse", "longpoll")
 RAW = ("raw-ws", "raw-sse", "raw-http")
+FLOOR = ("asgi-ws", "asgi-http")
+"""A bare ASGI app on the same server, no framework: what the server itself costs."""
 PEER = ("sio-ws", "sio-polling")
-BIDIRECTIONAL = ("raw-ws", "raw-http", "thin-ws", *LIBRARY, *PEER)
+BIDIRECTIONAL = ("raw-ws", "raw-http", *FLOOR, "thin-ws", *LIBRARY, *PEER)
 """Configurations that can echo (raw SSE has no upstream)."""
 SUBSCRIBERS = ("raw-ws", "raw-sse", "thin-ws", *LIBRARY, *PEER)
 """Configurations that can receive a server burst (a bare HTTP echo cannot)."""
@@ -38,6 +40,8 @@ APP_OF = {
     "raw-ws": "raw",
     "raw-sse": "raw",
     "raw-http": "raw",
+    "asgi-ws": "asgi",
+    "asgi-http": "asgi",
     "thin-ws": "realtime",
     "websocket": "realtime",
     "sse": "realtime",
@@ -183,15 +187,21 @@ class LibraryConn(Conn):
 
 
 class RawWSConn(Conn):
-    """aiohttp WebSocket against the bare Quart routes."""
+    """aiohttp WebSocket against the bare Quart routes (or, with ``prefix="/asgi"``, the bare
+    ASGI app's)."""
 
     ws: aiohttp.ClientWebSocketResponse
 
     def __init__(
-        self, base: str, session: aiohttp.ClientSession | None = None, path: str = "/raw/ws"
+        self,
+        base: str,
+        session: aiohttp.ClientSession | None = None,
+        path: str = "/raw/ws",
+        prefix: str = "/raw",
     ) -> None:
         super().__init__(base, session)
         self.path = path
+        self.prefix = prefix
         self.own = session is None
         self.transport = "websocket"
 
@@ -230,7 +240,7 @@ class RawWSConn(Conn):
 
     async def up(self, n: int, window: int) -> None:
         assert self.session is not None
-        url = self.base.replace("http", "ws", 1) + f"/raw/sink?n={n}"
+        url = self.base.replace("http", "ws", 1) + f"{self.prefix}/sink?n={n}"
         async with self.session.ws_connect(url) as ws:
             for _ in range(n):
                 await ws.send_str(PAYLOAD_TEXT)
@@ -351,10 +361,14 @@ class ThinWSConn(Conn):
 
 class RawHTTPConn(Conn):
     """aiohttp POSTs to a bare Quart route that answers with the body (one request per
-    message: the floor under any transport that sends client messages as requests)."""
+    message: the floor under any transport that sends client messages as requests), or with
+    ``prefix="/asgi"`` to the bare ASGI app's."""
 
-    def __init__(self, base: str, session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(
+        self, base: str, session: aiohttp.ClientSession | None = None, prefix: str = "/raw"
+    ) -> None:
         super().__init__(base, session)
+        self.url = base + prefix + "/echo"
         self.own = session is None
         self.transport = "http"
         self.headers = {"Content-Type": "application/json"}
@@ -365,9 +379,7 @@ class RawHTTPConn(Conn):
 
     async def echo(self) -> None:
         assert self.session is not None
-        async with self.session.post(
-            self.base + "/raw/echo", data=PAYLOAD_TEXT, headers=self.headers
-        ) as response:
+        async with self.session.post(self.url, data=PAYLOAD_TEXT, headers=self.headers) as response:
             await response.read()
             if response.status != 200:
                 raise OSError(f"raw echo answered {response.status}")
@@ -508,6 +520,10 @@ def make_conn(
         return RawSSEConn(base, session)
     if config == "raw-http":
         return RawHTTPConn(base, session)
+    if config == "asgi-ws":
+        return RawWSConn(base, session, "/asgi/ws", "/asgi")
+    if config == "asgi-http":
+        return RawHTTPConn(base, session, "/asgi")
     if config == "thin-ws":
         return ThinWSConn(base, session)
     if config == "sio-ws":

@@ -21,6 +21,10 @@ does; with ``"yield": false`` it never yields until the N messages are handed ov
   ``websocket /raw/sink?n=N`` (reads N messages, then answers ``done``),
   ``websocket /raw/ws-sub`` and ``GET /raw/sse-sub`` (a subscriber: ``hello`` first, then
   every burst message; a message is encoded once and put in every subscriber's queue).
+* ``asgi``: the server's own floor, no framework at all: a bare ASGI callable with
+  ``websocket /asgi/ws`` (echo), ``websocket /asgi/sink?n=N`` and ``POST /asgi/echo``, each
+  doing only what the raw Quart route of the same name does. What a framework, or the
+  library, costs on top of the ASGI server is the distance from these.
 * ``sio``: python-socketio's ``AsyncServer(async_mode="asgi")`` as an ``ASGIApp`` (defaults,
   as a user would run it), with events ``echo`` (acknowledged with its data), ``sink``
   (acknowledged with nothing) and ``join`` (enters room ``bench``); bursts are
@@ -37,6 +41,7 @@ import resource
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import parse_qsl
 
 from quart import Quart, Response, request, websocket
 
@@ -254,7 +259,71 @@ def sio_app() -> Any:
     return socketio.ASGIApp(sio, other_asgi_app=side)
 
 
-APPS = {"realtime": realtime_app, "raw": raw_app, "sio": sio_app}
+async def _asgi_lifespan(receive: Any, send: Any) -> None:
+    while True:
+        event = await receive()
+        if event["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif event["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _asgi_websocket(scope: Any, receive: Any, send: Any) -> None:
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    remaining = -1
+    if scope["path"] == "/asgi/sink":
+        query = dict(parse_qsl(scope.get("query_string", b"").decode()))
+        remaining = int(query.get("n", "1"))
+    while remaining != 0:
+        event = await receive()
+        if event["type"] != "websocket.receive":
+            return
+        if remaining > 0:
+            remaining -= 1
+        elif event.get("text") is not None:
+            await send({"type": "websocket.send", "text": event["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": event.get("bytes") or b""})
+    await send({"type": "websocket.send", "text": "done"})
+    await receive()  # the client closes
+
+
+async def _asgi_echo(receive: Any, send: Any) -> None:
+    body = b""
+    while True:
+        event = await receive()
+        if event["type"] == "http.disconnect":
+            return
+        body += event.get("body", b"")
+        if not event.get("more_body"):
+            break
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def asgi_app() -> Any:
+    """A bare ASGI callable, no framework: the server's floor (see the module docstring)."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await _asgi_lifespan(receive, send)
+        elif kind == "websocket":
+            await _asgi_websocket(scope, receive, send)
+        elif scope["method"] == "POST" and scope["path"] == "/asgi/echo":
+            await _asgi_echo(receive, send)
+        else:
+            headers = [(b"content-length", b"0")]
+            await send({"type": "http.response.start", "status": 404, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+
+    return app
+
+
+APPS = {"realtime": realtime_app, "raw": raw_app, "asgi": asgi_app, "sio": sio_app}
 
 
 def _quiet_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
