@@ -123,7 +123,7 @@ class Core(Protocol):
         self, session: Session, code: int, reason: str, *, goodbye: bool = False
     ) -> None: ...
 
-    def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]: ...
+    def spawn(self, coro: Awaitable[Any], name: str, eager: bool = False) -> asyncio.Task[Any]: ...
 
     async def forward(self, node: str, call: dict[str, Any], timeout: float) -> Answer: ...
 
@@ -281,7 +281,10 @@ class SessionChannel(Channel):
         if self._closed is not None:
             raise self._closed
         sink: list[OutFrame] | None = [] if gather_replies else None
-        task = self.core.spawn(self._apply(frames, sink), "transports-apply")
+        task = self.core.spawn(self._apply(frames, sink), "transports-apply", eager=True)
+        if task.done():  # started eagerly and never waited (Python 3.12 and later)
+            task.result()
+            return sink or []
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
