@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+import types
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -30,7 +31,7 @@ from ..core.settings import Settings
 from ..protocol.errors import PayloadTooBig, Refused
 from ..protocol.origin import origin_allowed
 
-__all__ = ["ASGISocket", "ClientGone", "Edge", "read_limited"]
+__all__ = ["ASGISocket", "ClientGone", "Edge", "read_asgi_body", "read_limited"]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -44,6 +45,16 @@ class ClientGone(Exception):
     """The client disconnected while its request body was arriving."""
 
 
+def _check_framing(headers: dict[str, str], limit: int) -> None:
+    if "transfer-encoding" in headers and "content-length" in headers:
+        raise Refused(
+            "bad_request", "Content-Length and Transfer-Encoding together", close_connection=True
+        )
+    length_text = headers.get("content-length")
+    if length_text is not None and length_text.isdigit() and int(length_text) > limit:
+        raise PayloadTooBig(f"body larger than {limit} bytes")
+
+
 async def read_limited(
     chunks: AsyncIterator[bytes],
     headers: dict[str, str],
@@ -52,7 +63,8 @@ async def read_limited(
 ) -> bytes:
     """A request body, refused before it grows past ``limit`` bytes or takes over ``timeout``.
 
-    ``headers`` are the request's (names in lower case). Used by the edge and by negotiate.
+    ``headers`` are the request's (names in lower case). Used by negotiate; the edge reads its
+    endpoints' bodies with :func:`read_asgi_body`, under the same rules.
 
     Raises:
         PayloadTooBig: ``Content-Length`` or the bytes received pass ``limit``.
@@ -60,13 +72,7 @@ async def read_limited(
             the request carries both ``Content-Length`` and ``Transfer-Encoding`` (RFC 9112
             §6.3: a smuggling shape, refused rather than guessed at, and the connection closed).
     """
-    if "transfer-encoding" in headers and "content-length" in headers:
-        raise Refused(
-            "bad_request", "Content-Length and Transfer-Encoding together", close_connection=True
-        )
-    length_text = headers.get("content-length")
-    if length_text is not None and length_text.isdigit() and int(length_text) > limit:
-        raise PayloadTooBig(f"body larger than {limit} bytes")
+    _check_framing(headers, limit)
     data = bytearray()
     try:
         async with asyncio.timeout(timeout):
@@ -79,14 +85,82 @@ async def read_limited(
     return bytes(data)
 
 
-async def _asgi_body(receive: Receive) -> AsyncIterator[bytes]:
+@types.coroutine
+def _go_on(steps: Coroutine[Any, Any, Any], value: Any) -> Generator[Any, Any, Any]:
+    """Await ``steps`` from where its first step left it (it yielded ``value``), in the
+    awaiting task, exactly as ``await`` would have: what the task sends or throws goes to it,
+    and what it yields goes to the task."""
     while True:
-        event = await receive()
-        if event["type"] == "http.disconnect":
-            raise ClientGone
-        yield event.get("body", b"")
-        if not event.get("more_body", False):
-            return
+        try:
+            sent = yield value
+        except GeneratorExit:
+            steps.close()
+            raise
+        except BaseException as exc:  # the task's cancellation, forwarded as await would
+            try:
+                value = steps.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                value = steps.send(sent)
+            except StopIteration as stop:
+                return stop.value
+
+
+def _event(event: MutableMapping[str, Any], data: bytearray, limit: int) -> bool:
+    """Add ``event``'s body to ``data``; True while more is to come."""
+    if event["type"] == "http.disconnect":
+        raise ClientGone
+    data += event.get("body", b"")
+    if len(data) > limit:
+        raise PayloadTooBig(f"body larger than {limit} bytes")
+    return bool(event.get("more_body", False))
+
+
+async def read_asgi_body(
+    receive: Receive, headers: dict[str, str], limit: int, timeout: float
+) -> bytes:
+    """A request body from ASGI ``http.request`` events, under :func:`read_limited`'s rules.
+
+    A small body has usually arrived with its headers: the server hands it over at the first
+    ``receive()`` without waiting, and then no timer is armed. Only an event the server does
+    not have yet is waited for under the ``timeout`` (counted from the call).
+
+    Raises:
+        ClientGone: the client disconnected before the body was whole.
+        PayloadTooBig, Refused: as :func:`read_limited`.
+    """
+    _check_framing(headers, limit)
+    deadline = asyncio.get_running_loop().time() + timeout
+    waiting: Awaitable[MutableMapping[str, Any]] | None = receive()
+    if asyncio.iscoroutine(waiting):  # its first step, here: done at once if the body is in
+        try:
+            yielded = waiting.send(None)
+        except StopIteration as done:
+            event = done.value
+            if event["type"] == "http.request" and not event.get("more_body", False):
+                body = event.get("body", b"")
+                if len(body) > limit:
+                    raise PayloadTooBig(f"body larger than {limit} bytes") from None
+                return bytes(body)
+            waiting = None
+            data = bytearray()
+            more = _event(event, data, limit)
+        else:
+            waiting = _go_on(waiting, yielded)
+    if waiting is not None:
+        data = bytearray()
+        more = True
+    try:
+        async with asyncio.timeout_at(deadline):
+            if waiting is not None:
+                more = _event(await waiting, data, limit)
+            while more:
+                more = _event(await receive(), data, limit)
+    except TimeoutError:
+        raise Refused("request_timeout", "the request body arrived too slowly") from None
+    return bytes(data)
 
 
 class ASGISocket:
@@ -181,8 +255,8 @@ class Edge:
         settings = self.settings
 
         async def read_body() -> bytes:
-            return await read_limited(
-                _asgi_body(receive), headers, settings.max_body_size, settings.body_timeout
+            return await read_asgi_body(
+                receive, headers, settings.max_body_size, settings.body_timeout
             )
 
         request = Request(method, sub, _query(scope), headers, _address(scope), read_body)
