@@ -144,6 +144,7 @@ def without_placeholders(template: str) -> str:
         "issue19/final-hypercorn",
         "issue19/session3-servers",
         "issue19/session4-servers",
+        "issue19/session5-py312",
     ],
 )
 def test_results_tables_are_rendered_from_the_json(directory: str) -> None:

@@ -141,3 +141,34 @@ async def test_both_framing_headers_are_refused() -> None:
     with pytest.raises(Refused) as refused:
         await read_asgi_body(queue.get, headers, 1000, 5)
     assert refused.value.code == "bad_request"
+
+
+async def test_a_receive_that_yields_to_the_loop_before_it_answers() -> None:
+    """A server's receive that lets the loop run a few turns first (``asyncio.sleep(0)``
+    yields nothing to wait on) still delivers the body, read on from where it paused."""
+    queue: asyncio.Queue[Event] = asyncio.Queue()
+
+    async def receive() -> Event:
+        while queue.empty():
+            await asyncio.sleep(0)
+        return queue.get_nowait()
+
+    reading = asyncio.ensure_future(read_asgi_body(receive, HEADERS, 1000, 5))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    queue.put_nowait(piece(b'[[3,1,"echo",1]]'))
+    assert await asyncio.wait_for(reading, 5) == b'[[3,1,"echo",1]]'
+
+
+@pytest.mark.parametrize("wait_first", [False, True])
+async def test_an_error_in_the_servers_receive_reaches_the_reader(wait_first: bool) -> None:
+    class Broken(Exception):
+        pass
+
+    async def receive() -> Event:
+        if wait_first:
+            await asyncio.sleep(0.01)
+        raise Broken
+
+    with pytest.raises(Broken):
+        await read_asgi_body(receive, HEADERS, 1000, 5)

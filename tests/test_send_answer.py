@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from transports.client import connect
+from transports.server.extension import Realtime
 from transports.typing import TransportName
 
 from .apps import make_app
@@ -167,6 +168,40 @@ async def test_client_message_costs_one_request() -> None:
             await client.close()
 
 
+async def _longpoll_session(client: Any) -> tuple[str, dict[str, str], int]:
+    """Negotiate a long-poll session with Quart's test ``client`` and make its first poll:
+    the token, the header that carries it, and the cursor after HELLO."""
+    negotiated = await client.post("/realtime/negotiate", json={"transports": ["longpoll"]})
+    token = (await negotiated.get_json())["token"]
+    session = {"X-Realtime-Session": token}
+    first = await client.get("/realtime/poll?cursor=0", headers=session)
+    return token, session, (await first.get_json())["cursor"]
+
+
+def _post_scope(token: str) -> dict[str, Any]:
+    """The ASGI scope of a ``POST /send`` asking for its replies (the edge driven by hand)."""
+    headers = [
+        (b"host", b"localhost"),
+        (b"content-type", b"application/json"),
+        (b"accept", b"application/json"),
+        (b"x-realtime-session", token.encode()),
+    ]
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/realtime/send",
+        "raw_path": b"/realtime/send",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+
+
 async def test_replies_of_a_cut_off_post_go_downstream() -> None:
     """A server that cancels a request whose client went away (Hypercorn does not, so the
     edge is driven by hand here), in the middle of a batch of two: the POST ends with no
@@ -176,11 +211,7 @@ async def test_replies_of_a_cut_off_post_go_downstream() -> None:
     app = make_app(poll_window=2.0)
     async with app.test_app() as test_app:
         client = test_app.test_client()
-        negotiated = await client.post("/realtime/negotiate", json={"transports": ["longpoll"]})
-        token = (await negotiated.get_json())["token"]
-        session = {"X-Realtime-Session": token}
-        first = await client.get("/realtime/poll?cursor=0", headers=session)
-        cursor = (await first.get_json())["cursor"]
+        token, session, cursor = await _longpoll_session(client)
 
         body = b'[[3,1,"count",{"key":"j"}],[3,2,"count",{"key":"k","delay":0.3}]]'
         events: list[dict[str, Any]] = [{"type": "http.request", "body": body}]
@@ -195,26 +226,7 @@ async def test_replies_of_a_cut_off_post_go_downstream() -> None:
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
 
-        headers = [
-            (b"host", b"localhost"),
-            (b"content-type", b"application/json"),
-            (b"accept", b"application/json"),
-            (b"x-realtime-session", token.encode()),
-        ]
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/realtime/send",
-            "raw_path": b"/realtime/send",
-            "query_string": b"",
-            "root_path": "",
-            "headers": headers,
-            "client": ("127.0.0.1", 1),
-            "server": ("127.0.0.1", 80),
-        }
+        scope = _post_scope(token)
         post = asyncio.create_task(app.asgi_app(scope, receive, send))  # type: ignore[arg-type]
         await asyncio.sleep(0.1)  # the first is answered, the second's handler is running
         post.cancel()
@@ -232,3 +244,75 @@ async def test_replies_of_a_cut_off_post_go_downstream() -> None:
                 break
         assert replies == [[4, 1, "ok", 1], [4, 2, "ok", 1]]
         assert (app.config["APPLIED"]["j"], app.config["APPLIED"]["k"]) == (1, 1)
+
+
+async def test_a_batch_cancelled_before_it_waits_still_sends_the_replies_it_made() -> None:
+    """A handler in the middle of a batch is cancelled at its first await, before anything
+    waited (it awaits a task that was cancelled): the POST ends with no answer, and the reply
+    of the message before it, already applied, comes downstream. On Python 3.12 and later the
+    batch runs in an eagerly started task that is already done (cancelled) when the POST looks
+    at it; the replies must not be lost there either."""
+    app = make_app(poll_window=0.5)
+    rt: Realtime = app.extensions["transports"]
+    loop = asyncio.get_running_loop()
+
+    @rt.on("cancelled")
+    async def cancelled(channel: Any, data: Any) -> Any:
+        gone: asyncio.Future[None] = loop.create_future()
+        gone.cancel()
+        await gone
+        return "never"
+
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        token, session, cursor = await _longpoll_session(client)
+
+        body = b'[[3,1,"echo","a"],[3,2,"cancelled",null],[3,3,"echo","b"]]'
+        events: list[dict[str, Any]] = [{"type": "http.request", "body": body}]
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return events.pop()
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        with contextlib.suppress(asyncio.CancelledError):
+            await app.asgi_app(_post_scope(token), receive, send)  # type: ignore[arg-type]
+        polled = await client.get(f"/realtime/poll?cursor={cursor}", headers=session)
+        frames = [f for f in (await polled.get_json())["frames"] if f[0] != 0]
+        answered = [f for m in sent if m.get("body") for f in json.loads(m["body"])["frames"]]
+        assert [4, 1, "ok", "a"] in frames + answered, (sent, frames)
+
+
+async def test_an_apps_task_factory_sees_the_task_that_runs_a_batch() -> None:
+    """An app that installs a task factory (tracing, monitoring) sees the task that runs a
+    POST's handlers on every Python (on 3.12 and later the batch would otherwise start eagerly,
+    past the factory)."""
+    loop = asyncio.get_running_loop()
+    made: list[asyncio.Task[Any]] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, **kwargs)
+        made.append(task)
+        return task
+
+    app = make_app(poll_window=0.5)
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        token, session, _ = await _longpoll_session(client)
+        loop.set_task_factory(factory)
+        try:
+            answer = await client.post(
+                "/realtime/send",
+                data=b'[[3,1,"echo","a"]]',
+                headers={
+                    **session,
+                    "Content-Type": "application/json",
+                    "Accept": "application/json",
+                },
+            )
+            assert (await answer.get_json())["frames"] == [[4, 1, "ok", "a"]]
+        finally:
+            loop.set_task_factory(None)
+    assert "transports-apply" in [task.get_name() for task in made]

@@ -282,9 +282,11 @@ class SessionChannel(Channel):
             raise self._closed
         sink: list[OutFrame] | None = [] if gather_replies else None
         task = self.core.spawn(self._apply(frames, sink), "transports-apply", eager=True)
-        if task.done():  # started eagerly and never waited (Python 3.12 and later)
+        if task.done() and not task.cancelled():  # started eagerly, never waited (3.12+)
             task.result()
             return sink or []
+        # (A task cancelled before it waited goes through the shield too: it raises at once,
+        # and the replies gathered so far are queued below.)
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:

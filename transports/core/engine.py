@@ -241,15 +241,17 @@ class Engine:
         it first waits (``eager_start``): one that never waits is done when this returns, and
         costs no turn of the event loop. It is still a task of its own (its own
         ``current_task()``, cancelled only with it), so nothing but the timing differs. Earlier
-        Pythons start it on the loop's next turn, as without ``eager``.
+        Pythons, and a loop with a task factory of the app's (which must see every task), start
+        it on the loop's next turn, as without ``eager``.
         """
-        task: asyncio.Task[Any]
+        task: asyncio.Task[Any] | None = None
         if eager and sys.version_info >= (3, 12) and asyncio.iscoroutine(coro):
             loop = asyncio.get_running_loop()
-            task = asyncio.Task(coro, loop=loop, name=name, eager_start=True)
-            if task.done():
-                return task
-        else:
+            if loop.get_task_factory() is None:  # an app's factory (tracing) sees every task
+                task = asyncio.Task(coro, loop=loop, name=name, eager_start=True)
+                if task.done():
+                    return task
+        if task is None:
             task = asyncio.ensure_future(coro)
             task.set_name(name)
         self._tasks.add(task)
