@@ -145,6 +145,7 @@ def without_placeholders(template: str) -> str:
         "issue19/session3-servers",
         "issue19/session4-servers",
         "issue19/session5-py312",
+        "issue19/session5-servers",
     ],
 )
 def test_results_tables_are_rendered_from_the_json(directory: str) -> None:
