@@ -29,6 +29,8 @@ class Socket:
         self.sending = 0
         self.overlapped = False
         self.arrived = asyncio.Event()
+        self.gate: asyncio.Event | None = None
+        """While set to an unset event, sends wait for it (a socket taking no bytes)."""
 
     async def receive(self) -> Event:
         return await self.incoming.get()
@@ -40,6 +42,8 @@ class Socket:
         if self.sending > 1:
             self.overlapped = True
         try:
+            if self.gate is not None:
+                await self.gate.wait()
             if self.slow:
                 self.slow -= 1
                 await asyncio.sleep(0)
@@ -146,4 +150,34 @@ async def test_a_waiting_handler_does_not_hold_back_what_it_sent() -> None:
         await socket.until(lambda: socket.replies() == [1])
         socket.push([3, 2, "echo", 8])
         await socket.until(lambda: socket.replies() == [1, 2])
+        task.cancel()
+
+
+async def test_a_write_that_blocks_never_holds_the_reading_task() -> None:
+    """The socket stops taking bytes in the middle of a reply (a client that stopped reading;
+    on Hypercorn, a failed write that waits to hand its disconnect to the app's bounded receive
+    queue). The connection keeps reading and applying frames meanwhile; once the socket takes
+    bytes again, every reply arrives, in order, one write at a time."""
+    app, _, _ = _app()
+    applied: list[int] = []
+    rt: Realtime = app.extensions["transports"]
+
+    @rt.on("note")
+    async def note(channel: Channel, data: Any) -> Any:
+        applied.append(data)
+        return data
+
+    async with app.test_app() as test_app:
+        socket, task = await _open(app, test_app.test_client())
+        gate = socket.gate = asyncio.Event()
+        for ref in range(1, 11):
+            socket.push([3, ref, "note", ref])
+        async with asyncio.timeout(5):
+            while len(applied) < 10:
+                await asyncio.sleep(0.01)
+        assert socket.replies() == []  # nothing could be written, everything was applied
+        gate.set()
+        await socket.until(lambda: len(socket.replies()) == 10)
+        assert socket.replies() == list(range(1, 11))
+        assert not socket.overlapped
         task.cancel()

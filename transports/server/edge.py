@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import types
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -28,6 +27,7 @@ from quart import Quart
 from ..carriers import Endpoint, Request, SocketGone, Stream, Upgrade
 from ..core.answer import Answer
 from ..core.settings import Settings
+from ..core.steps import start
 from ..protocol.errors import PayloadTooBig, Refused
 from ..protocol.origin import origin_allowed
 
@@ -85,29 +85,6 @@ async def read_limited(
     return bytes(data)
 
 
-@types.coroutine
-def _go_on(steps: Coroutine[Any, Any, Any], value: Any) -> Generator[Any, Any, Any]:
-    """Await ``steps`` from where its first step left it (it yielded ``value``), in the
-    awaiting task, exactly as ``await`` would have: what the task sends or throws goes to it,
-    and what it yields goes to the task."""
-    while True:
-        try:
-            sent = yield value
-        except GeneratorExit:
-            steps.close()
-            raise
-        except BaseException as exc:  # the task's cancellation, forwarded as await would
-            try:
-                value = steps.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-        else:
-            try:
-                value = steps.send(sent)
-            except StopIteration as stop:
-                return stop.value
-
-
 def _event(event: MutableMapping[str, Any], data: bytearray, limit: int) -> bool:
     """Add ``event``'s body to ``data``; True while more is to come."""
     if event["type"] == "http.disconnect":
@@ -133,22 +110,17 @@ async def read_asgi_body(
     """
     _check_framing(headers, limit)
     deadline = asyncio.get_running_loop().time() + timeout
-    waiting: Awaitable[MutableMapping[str, Any]] | None = receive()
-    if asyncio.iscoroutine(waiting):  # its first step, here: done at once if the body is in
-        try:
-            yielded = waiting.send(None)
-        except StopIteration as done:
-            event = done.value
-            if event["type"] == "http.request" and not event.get("more_body", False):
-                body = event.get("body", b"")
-                if len(body) > limit:
-                    raise PayloadTooBig(f"body larger than {limit} bytes") from None
-                return bytes(body)
-            waiting = None
-            data = bytearray()
-            more = _event(event, data, limit)
-        else:
-            waiting = _go_on(waiting, yielded)
+    done, waiting = start(receive())  # at once if the body is in (no timer then)
+    if done:
+        event = waiting
+        if event["type"] == "http.request" and not event.get("more_body", False):
+            body = event.get("body", b"")
+            if len(body) > limit:
+                raise PayloadTooBig(f"body larger than {limit} bytes")
+            return bytes(body)
+        waiting = None
+        data = bytearray()
+        more = _event(event, data, limit)
     if waiting is not None:
         data = bytearray()
         more = True
