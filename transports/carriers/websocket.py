@@ -1,32 +1,24 @@
 """WebSocket: both directions on one socket (docs/protocol.md §4).
 
 One task per connection reads a frame, applies it and reads the next; a writer task sends every
-frame that becomes due. The reading task never waits on a write: when the connection dies during
-a write, the ASGI server hands the disconnect to the app's receive queue (Hypercorn does this
-from inside the failed write, and its queue is bounded), and only a reader that is free to drain
-that queue can receive it. It does start writes, though: when a frame it applied without waiting
-made frames due (a REPLY) and the writer is idle, the reader runs each send's first step itself,
-which is the whole send whenever the socket takes the bytes at once; a send that would wait
-is handed to the writer where it stopped, with the frames after it. That saves the switch to
-the writer task for a reply, about a tenth of what an echo costs the library. A disconnect
-arrives as :class:`SocketGone` from ``receive()``, never as a cancellation, so a handler that
-started always finishes.
+frame that becomes due. The reading task never writes: when the connection dies during a
+write, the ASGI server hands the disconnect to the app's receive queue (Hypercorn does this
+from inside the failed write), and only a reader that is free to drain that queue can receive
+it. A disconnect arrives as :class:`SocketGone` from ``receive()``, never as a cancellation, so
+a handler that started always finishes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from types import CoroutineType
 from typing import Any
 
 from ..core.answer import Answer
 from ..core.connection import CarrierTraits, Core, SessionChannel
-from ..core.steps import go_on, start
 from ..protocol.codes import CloseCode
 from ..protocol.errors import PayloadTooBig, ProtocolError, Refused
-from ..protocol.frames import OutFrame, decode_client_frame
+from ..protocol.frames import decode_client_frame
 from ..protocol.session import Retention, Session, State
 from .base import Carrier, Reply, Request, Socket, SocketGone, Upgrade
 
@@ -62,16 +54,6 @@ class WebSocketChannel(SessionChannel):
         self._gone = False
         self._socket_closed = False
         self._writer: asyncio.Task[None] | None = None
-        self._parked = False
-        """The writer waits for frames, with nothing of its own in flight."""
-        self._handover: tuple[Awaitable[None] | None, list[tuple[int, OutFrame]]] | None = None
-        """A send the reader started that must finish first, and the frames after it, for the
-        writer to write (the reader counted them in the metrics already)."""
-        self._held = False
-        """Frames became due while the reader applied a frame with the writer's wake held."""
-        self._inline = True
-        """The reader may start sends (False once the server's send is not a coroutine, or a
-        send failed)."""
 
     def abort(self) -> None:
         # A write blocked on a client that stopped reading: stop it and stop reading too.
@@ -92,7 +74,6 @@ class WebSocketChannel(SessionChannel):
             self._write(socket), name="transports-ws-writer"
         )
         receive, over_rate, dispatch = socket.receive, core.over_rate, core.dispatch
-        send, wake, hold = socket.send, self._due.set, self._hold
         try:
             while session.state is State.OPEN and not self._gone:
                 message = await receive()
@@ -102,26 +83,7 @@ class WebSocketChannel(SessionChannel):
                 if over_rate(session):
                     await core.close(self, CloseCode.RATE_LIMITED, "too many messages")
                     break
-                # The frame's first step runs with the writer's wake held back: frames it makes
-                # due without waiting are written just after, by this task (_write_now).
-                session.waker = hold
-                try:
-                    done, rest = start(dispatch(self, frame))
-                except BaseException:
-                    session.waker = wake
-                    if self._held:
-                        self._held = False
-                        wake()
-                    raise
-                session.waker = wake
-                if not done:  # it waits: the writer writes what comes meanwhile, as usual
-                    if self._held:
-                        self._held = False
-                        wake()
-                    await rest
-                elif self._held:
-                    self._held = False
-                    self._write_now(send)
+                await dispatch(self, frame)
         except SocketGone as exc:
             self._gone = True
             gone_code = exc.code
@@ -163,86 +125,31 @@ class WebSocketChannel(SessionChannel):
             writer.cancel()
         core.finish(session, session.close_code or CloseCode.NORMAL, session.close_reason)
 
-    def _hold(self) -> None:
-        self._held = True
-
-    def _write_now(self, send: Callable[[str | bytes], Awaitable[None]]) -> None:
-        """Write the frames due from the reading task, if the writer is idle: each send's
-        first step only; one that would wait goes to the writer, with the frames after it
-        (see the module docstring). Otherwise wake the writer."""
-        if not self._parked or self._handover is not None or not self._inline:
-            self._due.set()
-            return
-        session = self.session
-        taken = session.take()
-        session.last_sent = self.core.clock()
-        self.core.wrote(TRAITS.name, taken)
-        for index, (_, frame) in enumerate(taken):
-            if frame.closes:  # the writer closes the socket
-                self._hand_over(None, taken[index:])
-                return
-            sending = send(frame.ws)
-            if type(sending) is not CoroutineType:  # a server whose sends cannot be stepped
-                self._inline = False
-                self._hand_over(sending, taken[index + 1 :])
-                return
-            try:
-                waited = sending.send(None)
-            except StopIteration:
-                continue  # written
-            except Exception:  # the socket broke; the reader will see the disconnect
-                log.debug("websocket write failed", exc_info=True)
-                self._inline = False
-                return
-            self._hand_over(go_on(sending, waited), taken[index + 1 :])
-            return
-
-    def _hand_over(
-        self, in_flight: Awaitable[None] | None, frames: list[tuple[int, OutFrame]]
-    ) -> None:
-        self._handover = (in_flight, frames)
-        self._due.set()
-
     async def _write(self, socket: Socket) -> None:
         session, clock, wrote = self.session, self.core.clock, self.core.wrote
         send = socket.send
         due = self._due
         try:
             while True:
-                handover = self._handover
-                if handover is not None:  # what the reader started, first
-                    self._handover = None
-                    in_flight, taken = handover
-                    if in_flight is not None:
-                        await in_flight
-                    counted = True
-                else:
-                    # wait_due() without its timeout, inline: this runs once per write.
-                    if not session.pending and session.state is not State.CLOSED:
-                        due.clear()
-                        if not session.pending:
-                            self._parked = True
-                            try:
-                                await due.wait()
-                            finally:
-                                self._parked = False
-                            continue
-                    if self.finished:
-                        if not self._socket_closed:
-                            self._socket_closed = True
-                            await socket.close(session.close_code or 1000, session.close_reason)
-                        return
-                    taken = session.take()
-                    counted = False
+                # wait_due() without its timeout, inline: this runs once per write.
+                if not session.pending and session.state is not State.CLOSED:
+                    due.clear()
+                    if not session.pending:
+                        await due.wait()
+                if self.finished:
+                    if not self._socket_closed:
+                        self._socket_closed = True
+                        await socket.close(session.close_code or 1000, session.close_reason)
+                    return
+                taken = session.take()
                 for _, frame in taken:
                     if frame.closes:
                         self._socket_closed = True
                         await socket.close(session.close_code or 1000, session.close_reason)
                         return
                     await send(frame.ws)
-                if not counted:
-                    session.last_sent = clock()
-                    wrote(TRAITS.name, taken)
+                session.last_sent = clock()
+                wrote(TRAITS.name, taken)
         except asyncio.CancelledError:
             raise
         except Exception:  # the socket broke under us; the reader will see the disconnect

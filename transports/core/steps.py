@@ -1,10 +1,13 @@
 """Running an awaitable's first step now, and the rest later (asyncio only).
 
-Most awaits on the hot paths finish without waiting: a request body the server already holds,
-a handler that returns at once, a write the socket takes whole. :func:`start` runs such an
-awaitable's first step in the caller, so that the caller learns whether it is already done
-before deciding what to do next (write a reply itself, skip a timer), and gives back an
-awaitable that goes on from there when it is not.
+Many awaits on the hot paths finish without waiting: a request body the server already holds
+is handed over at the first ``receive()``. :func:`start` runs such an awaitable's first step in
+the caller, so that the caller learns whether it is already done before deciding what to do
+next (skip a timer), and gives back an awaitable that goes on from there when it is not.
+
+Await that rest in the same task: a coroutine started in one task and finished in another
+runs its two halves under two tasks and two contexts, which breaks code that keeps anything
+tied to either across the await (a ``ContextVar`` token, ``asyncio.timeout``).
 """
 
 from __future__ import annotations
@@ -14,13 +17,13 @@ import types
 from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any, TypeVar
 
-__all__ = ["go_on", "start"]
+__all__ = ["start"]
 
 T = TypeVar("T")
 
 
 @types.coroutine
-def go_on(steps: Coroutine[Any, Any, T], value: Any) -> Generator[Any, Any, T]:
+def _go_on(steps: Coroutine[Any, Any, T], value: Any) -> Generator[Any, Any, T]:
     """Await ``steps`` from where its first step left it (it yielded ``value``), exactly as
     ``await`` would have: what the awaiting task sends or throws goes to it, and what it
     yields goes to the task."""
@@ -58,4 +61,4 @@ def start(awaitable: Awaitable[T]) -> tuple[bool, Any]:
         yielded = awaitable.send(None)
     except StopIteration as done:
         return True, done.value
-    return False, go_on(awaitable, yielded)
+    return False, _go_on(awaitable, yielded)
