@@ -178,6 +178,30 @@ async def _longpoll_session(client: Any) -> tuple[str, dict[str, str], int]:
     return token, session, (await first.get_json())["cursor"]
 
 
+def _one_post(
+    body: bytes,
+) -> tuple[
+    Callable[[], Awaitable[dict[str, Any]]],
+    Callable[[dict[str, Any]], Awaitable[None]],
+    list[dict[str, Any]],
+]:
+    """ASGI ``receive`` and ``send`` of one POST with ``body`` (after it the client says
+    nothing more), and the list ``send`` fills."""
+    events: list[dict[str, Any]] = [{"type": "http.request", "body": body}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if events:
+            return events.pop()
+        await asyncio.Event().wait()
+        raise AssertionError
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    return receive, send, sent
+
+
 def _post_scope(token: str) -> dict[str, Any]:
     """The ASGI scope of a ``POST /send`` asking for its replies (the edge driven by hand)."""
     headers = [
@@ -214,18 +238,7 @@ async def test_replies_of_a_cut_off_post_go_downstream() -> None:
         token, session, cursor = await _longpoll_session(client)
 
         body = b'[[3,1,"count",{"key":"j"}],[3,2,"count",{"key":"k","delay":0.3}]]'
-        events: list[dict[str, Any]] = [{"type": "http.request", "body": body}]
-        sent: list[dict[str, Any]] = []
-
-        async def receive() -> dict[str, Any]:
-            if events:
-                return events.pop()
-            await asyncio.Event().wait()  # the client says nothing more
-            raise AssertionError
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
+        receive, send, sent = _one_post(body)
         scope = _post_scope(token)
         post = asyncio.create_task(app.asgi_app(scope, receive, send))  # type: ignore[arg-type]
         await asyncio.sleep(0.1)  # the first is answered, the second's handler is running
@@ -268,15 +281,7 @@ async def test_a_batch_cancelled_before_it_waits_still_sends_the_replies_it_made
         token, session, cursor = await _longpoll_session(client)
 
         body = b'[[3,1,"echo","a"],[3,2,"cancelled",null],[3,3,"echo","b"]]'
-        events: list[dict[str, Any]] = [{"type": "http.request", "body": body}]
-        sent: list[dict[str, Any]] = []
-
-        async def receive() -> dict[str, Any]:
-            return events.pop()
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
+        receive, send, sent = _one_post(body)
         with contextlib.suppress(asyncio.CancelledError):
             await app.asgi_app(_post_scope(token), receive, send)  # type: ignore[arg-type]
         polled = await client.get(f"/realtime/poll?cursor={cursor}", headers=session)

@@ -187,21 +187,17 @@ class LibraryConn(Conn):
 
 
 class RawWSConn(Conn):
-    """aiohttp WebSocket against the bare Quart routes (or, with ``prefix="/asgi"``, the bare
-    ASGI app's)."""
+    """aiohttp WebSocket against the bare Quart routes (or, with ``path="/asgi/ws"``, the bare
+    ASGI app's; the sink is beside the path)."""
 
     ws: aiohttp.ClientWebSocketResponse
 
     def __init__(
-        self,
-        base: str,
-        session: aiohttp.ClientSession | None = None,
-        path: str = "/raw/ws",
-        prefix: str = "/raw",
+        self, base: str, session: aiohttp.ClientSession | None = None, path: str = "/raw/ws"
     ) -> None:
         super().__init__(base, session)
         self.path = path
-        self.prefix = prefix
+        self.prefix = path.rsplit("/", 1)[0]
         self.own = session is None
         self.transport = "websocket"
 
@@ -521,7 +517,7 @@ def make_conn(
     if config == "raw-http":
         return RawHTTPConn(base, session)
     if config == "asgi-ws":
-        return RawWSConn(base, session, "/asgi/ws", "/asgi")
+        return RawWSConn(base, session, "/asgi/ws")
     if config == "asgi-http":
         return RawHTTPConn(base, session, "/asgi")
     if config == "thin-ws":

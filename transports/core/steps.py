@@ -51,7 +51,8 @@ def start(awaitable: Awaitable[T]) -> tuple[bool, Any]:
     """Run ``awaitable``'s first step now.
 
     Returns ``(True, result)`` when it finished without waiting, else ``(False, rest)``:
-    ``rest`` is an awaitable to await (in this task or another) for the result. What the
+    ``rest`` is an awaitable to await, in this same task (see the module docstring), for the
+    result. What the
     first step raises is raised here. An awaitable that is not a coroutine (a future, or an
     ASGI server's own awaitable object) is not stepped: it comes back whole as ``rest``.
     """

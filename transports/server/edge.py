@@ -110,22 +110,15 @@ async def read_asgi_body(
     """
     _check_framing(headers, limit)
     deadline = asyncio.get_running_loop().time() + timeout
+    data = bytearray()
     done, waiting = start(receive())  # at once if the body is in (no timer then)
     if done:
-        event = waiting
-        if event["type"] == "http.request" and not event.get("more_body", False):
-            body = event.get("body", b"")
-            if len(body) > limit:
-                raise PayloadTooBig(f"body larger than {limit} bytes")
-            return bytes(body)
+        if not _event(waiting, data, limit):
+            return bytes(data)
         waiting = None
-        data = bytearray()
-        more = _event(event, data, limit)
-    if waiting is not None:
-        data = bytearray()
-        more = True
     try:
         async with asyncio.timeout_at(deadline):
+            more = True
             if waiting is not None:
                 more = _event(await waiting, data, limit)
             while more:
